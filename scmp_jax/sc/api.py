@@ -1,0 +1,124 @@
+"""Public SC matmul: ``sc_matmul(a, b, granularity, ...)`` (SPEC.md sections 2-7).
+
+Validation happens here, once; the implementation receives only resolved
+static values and device tables.
+"""
+from __future__ import annotations
+
+import numpy as np
+import jax.numpy as jnp
+
+from .._backend import resolve_implementation
+from .config import SCConfig, as_config
+from .tables import OWEN_MODES, enable_tables
+from .xla import Static, sc_matmul_xla
+
+__all__ = ["sc_matmul", "GRANULARITIES", "MODES", "InvalidDtypeError", "DEFAULT_TABLE_CAP_BYTES"]
+
+GRANULARITIES = ("per_tensor", "per_row", "per_head")
+MODES = ("bipolar", "unipolar")
+DEFAULT_TABLE_CAP_BYTES = 256 << 20
+
+
+class InvalidDtypeError(ValueError, TypeError):
+    """A non-float operand: a ValueError (SPEC.md section 7) and a TypeError."""
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_float(x, name):
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        x = np.asarray(x)
+        dt = x.dtype
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise InvalidDtypeError(f"{name} must be a float array, got dtype {dt}")
+    return x
+
+
+def _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
+             rng_levels, halve, smooth_scales, scramble) -> Static:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if scramble not in OWEN_MODES:
+        raise ValueError(f"scramble must be one of {OWEN_MODES}, got {scramble!r}")
+    if not _is_int(sc_prec) or not 2 <= sc_prec <= 12:
+        raise ValueError(f"sc_prec must be an int in [2, 12], got {sc_prec!r}")
+    sa, sb = np.shape(a), np.shape(b)
+    if len(sa) not in (2, 3):
+        raise ValueError(f"a must be 2D or 3D, got shape {sa}")
+    if len(sb) not in (2, 3):
+        raise ValueError(f"b must be 2D or 3D, got shape {sb}")
+    if len(sa) != len(sb):
+        raise ValueError(f"a and b must have the same rank, got a {sa} and b {sb}")
+    if sa[-1] != sb[-1]:
+        raise ValueError(f"a and b must share the inner dim D, got a {sa} and b {sb}")
+    if len(sa) == 3 and sa[0] != sb[0]:
+        raise ValueError(f"a and b must have the same batch size, got a {sa} and b {sb}")
+    if 0 in sa or 0 in sb:
+        raise ValueError(f"a and b must be non-empty, got a {sa} and b {sb}")
+    for name, g in (("group_a", group_a), ("group_b", group_b)):
+        if not _is_int(g) or g < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {g!r}")
+    if not _is_int(chunk_d) or chunk_d < 0:
+        raise ValueError(f"chunk_d must be an int >= 0, got {chunk_d!r}")
+    if chunk_d > 0 and (granularity != "per_row" or mode != "bipolar" or len(sa) != 2):
+        raise ValueError("chunk_d > 0 requires granularity='per_row', mode='bipolar' and 2D inputs")
+    if granularity == "per_head" and (len(sa) != 3 or mode != "bipolar"):
+        raise ValueError("granularity='per_head' requires 3D inputs and mode='bipolar'")
+    B = 2 ** sc_prec
+    if halve and mode == "bipolar":
+        stoc_len = B // 2 if stoc_len is None else stoc_len
+        rng_levels = B // 2 if rng_levels is None else rng_levels
+    L = B if stoc_len is None else stoc_len
+    G = B if rng_levels is None else rng_levels
+    if not _is_int(L) or not 1 <= L <= B:
+        raise ValueError(f"stoc_len must be an int in [1, 2**sc_prec={B}], got {L!r}")
+    if not _is_int(G) or not 1 <= G <= B:
+        raise ValueError(f"rng_levels must be an int in [1, 2**sc_prec={B}], got {G!r}")
+    if smooth_scales is not None and np.shape(smooth_scales) != (sa[-1],):
+        raise ValueError(f"smooth_scales must have shape (D,)=({sa[-1]},), "
+                         f"got {np.shape(smooth_scales)}")
+    return Static(granularity, mode, int(sc_prec), int(L), int(G), int(chunk_d),
+                  int(group_a), int(group_b))
+
+
+def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec: int = 8,
+              stoc_len=None, chunk_d: int = 0, group_a: int = 1, group_b: int = 1,
+              rng_levels=None, config=None, halve_bipolar_stoc_len: bool = False,
+              smooth_scales=None, scramble: str = "bitrev", implementation=None,
+              table_cap_bytes: int = DEFAULT_TABLE_CAP_BYTES):
+    """Stochastic-computing matmul ``a @ b.T`` (float32 out).
+
+    a: ``(N, D)`` or ``(H, N, D)``; b: ``(M, D)`` or ``(H, M, D)``, any float
+    dtype (upcast to float32). Returns ``(N, M)`` or ``(H, N, M)`` float32.
+    ``granularity``: per_tensor | per_row (``group_a``/``group_b`` rows share a
+    scale; ``chunk_d`` splits D) | per_head (3D, bipolar). ``mode``: bipolar
+    (sign-magnitude) | unipolar (zero point). ``stoc_len`` (L) and
+    ``rng_levels`` (G) default to ``2**sc_prec`` (halved for bipolar with
+    ``halve_bipolar_stoc_len``). ``config``: ``SCConfig`` or the reference's
+    dict (default: Sobol simple). ``scramble``: Owen mask bitrev | counter |
+    off | random. ``smooth_scales`` (D,): SmoothQuant, ``(a / s, b * s)``.
+    ``table_cap_bytes``: above it the ``cum`` table is not built and counts
+    come from a matmul over cycles (same integers). Jit-friendly: no host
+    synchronisation; all non-array arguments are static.
+    """
+    st = _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
+                  rng_levels, halve_bipolar_stoc_len, smooth_scales, scramble)
+    a = _check_float(a, "a")
+    b = _check_float(b, "b")
+    if smooth_scales is not None:
+        smooth_scales = _check_float(smooth_scales, "smooth_scales")
+    impl = resolve_implementation(implementation, pallas_ready=False)
+    cfg: SCConfig = as_config(config)
+    D = np.shape(a)[-1]
+    Dt = min(chunk_d, D) if chunk_d else D
+    if not _is_int(table_cap_bytes) or table_cap_bytes < 0:
+        raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
+    tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
+    assert impl == "xla"
+    return sc_matmul_xla(a, b, smooth_scales, tabs, st)

@@ -40,21 +40,23 @@ def qmax(mode: str, p: int) -> int:
 
 
 def separate(x: jax.Array) -> jax.Array:
-    """Identity that the compiler cannot fuse into a following add (no FMA):
-    an integer select on one NaN bit pattern sits between the two ops."""
+    """Identity that the compiler can neither fuse into a following add (no
+    FMA) nor simplify algebraically across (no reassociation): an integer
+    select on one NaN bit pattern sits between the producer and consumers."""
     bits = lax.bitcast_convert_type(x, jnp.int32)
     bits = jnp.where(bits == jnp.int32(-1), jnp.int32(-2), bits)
     return lax.bitcast_convert_type(bits, F32)
 
 
 def div(num, den) -> jax.Array:
-    """IEEE float32 ``num / den`` with broadcasting. The divisor is made a
-    full-shape value that depends on the numerator's bits (a select that only
-    differs when the numerator is one NaN pattern, whose quotient is NaN
-    anyway), so XLA cannot turn the division into a reciprocal multiply."""
+    """IEEE float32 ``num / den`` with broadcasting. Both operands pass an
+    optimization barrier, so XLA's simplifier sees neither a constant nor a
+    broadcast divisor (it would rewrite ``A / B`` into ``A * (1 / B)``, or
+    ``1 / (a / b)`` into ``b / a``); the result is ``separate``d so no algebra
+    crosses it either."""
     num, den = jnp.broadcast_arrays(jnp.asarray(num, F32), jnp.asarray(den, F32))
-    bits = lax.bitcast_convert_type(num, jnp.int32)
-    return num / jnp.where(bits == jnp.int32(-1), F32(jnp.nan), den)
+    num, den = lax.optimization_barrier((num, den))
+    return separate(num / den)
 
 
 def _finish(x_int, mode, p, G, scale, zp=None) -> Quantized:

@@ -115,8 +115,11 @@ def enable_tables(config: SCConfig, D: int, p: int, L: int, G: int, scramble: st
                   cap_bytes: int) -> EnableTables:
     ra, sid_a = side_streams(config, "q", D, p, L, G, scramble)
     rb, sid_b = side_streams(config, "k", D, p, L, G, scramble)
-    ktab = jnp.asarray(_k_table(ra, G).reshape(-1))
-    if cum_bytes(rb.shape[0], L, G) <= cap_bytes:
-        return EnableTables(ktab, jnp.asarray(sid_a), jnp.asarray(sid_b),
-                            jnp.asarray(_cum(rb, G).reshape(-1)), None)
-    return EnableTables(ktab, jnp.asarray(sid_a), jnp.asarray(sid_b), None, jnp.asarray(rb))
+    with_cum = cum_bytes(rb.shape[0], L, G) <= cap_bytes
+    # concrete device arrays even when first called under a jit trace (the
+    # cache outlives the trace)
+    with jax.ensure_compile_time_eval():
+        return EnableTables(jnp.asarray(_k_table(ra, G).reshape(-1)), jnp.asarray(sid_a),
+                            jnp.asarray(sid_b),
+                            jnp.asarray(_cum(rb, G).reshape(-1)) if with_cum else None,
+                            None if with_cum else jnp.asarray(rb))

@@ -124,15 +124,15 @@ def _assemble(acc, qa, qb, D, st: Static):
     """Per-row float assembly (SPEC.md section 6), shapes (..., N, M)."""
     # separate(): XLA would otherwise reorder (acc * f) * sab to pull the
     # constant f outward, and contract the unipolar sums into FMAs
-    raw = QX.separate(acc.astype(F32) * st.f)
-    sab = qa.scale[..., :, None] * qb.scale[..., None, :]
+    sep = QX.separate
+    raw = sep(acc.astype(F32) * st.f)
+    sab = sep(qa.scale[..., :, None] * qb.scale[..., None, :])
     if st.mode == "bipolar":
         return raw * sab
     zpa, zpb = qa.zp[..., :, None], qb.zp[..., None, :]
     Sa = qa.rowsum.astype(F32)[..., :, None]
     Sb = qb.rowsum.astype(F32)[..., None, :]
-    sep = QX.separate
-    corr = (sep((-zpb) * Sa) - sep(zpa * Sb)) + sep((np.float32(D) * zpa) * zpb)
+    corr = (sep((-zpb) * Sa) - sep(zpa * Sb)) + sep(sep(np.float32(D) * zpa) * zpb)
     return (raw + corr) * sab
 
 
@@ -160,7 +160,8 @@ def _chunked(a, b, tabs: EnableTables, st: Static):
         sub = tabs._replace(sid_a=tabs.sid_a[:n], sid_b=tabs.sid_b[:n])
         acc = _acc(qa, qb, sub, st)
         raw = QX.separate(acc.astype(F32) * st.f)
-        out = out + QX.separate(raw * (qa.scale[:, None] * qb.scale[None, :]))
+        sab = QX.separate(qa.scale[:, None] * qb.scale[None, :])
+        out = out + QX.separate(raw * sab)
         bad = bad | _bad_mask(ac, bc, qa, qb)
     return jnp.where(bad, F32(jnp.nan), out)
 
@@ -180,7 +181,8 @@ def sc_matmul_xla(a, b, smooth, tabs: EnableTables, st: Static):
     qa, qb = _quantize(a, st, st.group_a), _quantize(b, st, st.group_b)
     acc = _acc(qa, qb, tabs, st)
     if st.granularity == "per_head":
-        out = acc.astype(F32) * (st.f * (qa.scale * qb.scale))[:, None, None]
+        head = QX.separate(st.f * QX.separate(qa.scale * qb.scale))
+        out = acc.astype(F32) * head[:, None, None]
         bad = ~(jnp.isfinite(qa.scale) & jnp.isfinite(qb.scale)
                 & jnp.all(jnp.isfinite(a), axis=(1, 2)) & jnp.all(jnp.isfinite(b), axis=(1, 2)))
         return jnp.where(bad[:, None, None], F32(jnp.nan), out)

@@ -44,8 +44,14 @@ def sobol_antithetic(D: int) -> dict:
     return cfg
 
 
-def shared_lfsr(D: int, p: int, seed: int = 125, taps=None) -> dict:
+def _seed(seed, p):
+    # the reference's default 125 where it fits in p bits, else 1
+    return (125 if 125 < 2 ** p else 1) if seed is None else seed
+
+
+def shared_lfsr(D: int, p: int, seed=None, taps=None) -> dict:
     """One LFSR for both sides; b reads it through the reversed-bit scramble."""
+    seed = _seed(seed, p)
     taps = default_lfsr_taps(p) if taps is None else list(taps)
     return {"rng_pool": [{"type": "lfsr", "seed": seed, "taps": taps}],
             "sng": {"q": _side(D, 0), "k": _side(D, 0, list(range(p - 1, -1, -1)))}}
@@ -59,9 +65,10 @@ def independent_lfsr(D: int, p: int, q_taps, k_taps, q_seed: int, k_seed: int,
             "sng": {"q": _side(D, 0, q_scramble), "k": _side(D, 1, k_scramble)}}
 
 
-def per_element_scramble(D: int, p: int, taps=None, seed: int = 125,
+def per_element_scramble(D: int, p: int, taps=None, seed=None,
                          k_reverse_of_q: bool = True, rng_seed: int = 0) -> dict:
     """One shared LFSR; each d gets a random bit permutation (b: its reverse)."""
+    seed = _seed(seed, p)
     taps = default_lfsr_taps(p) if taps is None else list(taps)
     gen = random.Random(rng_seed)
     q, k = [], []

@@ -28,8 +28,13 @@ def _rne(x):
     return np.rint(x).astype(np.float32)
 
 
+def _pos0(x):
+    """-0 -> +0 (integer codes and zero points carry no signed zero)."""
+    return np.where(x == 0, F32(0), x).astype(np.float32)
+
+
 def _finish(x_int, mode, p, G):
-    x_int = np.where(np.isnan(x_int), F32(0), x_int).astype(np.float32)
+    x_int = _pos0(np.where(np.isnan(x_int), F32(0), x_int))
     q = qmax(mode, p)
     ratio = F32(G) / F32(q)
     mag = np.abs(x_int) if mode == "bipolar" else x_int
@@ -57,7 +62,7 @@ def quantize_per_tensor(x, mode: str, p: int, G: int) -> dict:
     xmax, xmin = np.max(x), np.min(x)
     s = F32(np.maximum(F32(xmax - xmin), EPS) / q)
     inv = F32(F32(1) / s)
-    zp = F32(np.clip(_rne(-xmin / s), F32(0), q))
+    zp = _pos0(np.clip(_rne(-xmin / s), F32(0), q))[()]
     x_int = np.clip(_rne((x * inv).astype(np.float32) + zp), F32(0), q)
     out = _finish(x_int, mode, p, G)
     out["scale"] = np.full(rows_shape, s, dtype=np.float32)
@@ -85,7 +90,7 @@ def quantize_per_row(x, mode: str, p: int, G: int, group: int = 1) -> dict:
         else:
             gmax, gmin = np.max(blk), np.min(blk)
             s = F32(np.maximum(F32(gmax - gmin), EPS) / q)
-            z = F32(np.clip(_rne(-gmin / s), F32(0), q))
+            z = _pos0(np.clip(_rne(-gmin / s), F32(0), q))[()]
             xi = np.clip(_rne((blk / s).astype(np.float32) + z), F32(0), q)
             zp[start:start + group] = z
         scale[start:start + group] = s

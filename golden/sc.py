@@ -84,8 +84,9 @@ def resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_
         s = _as_float32(smooth_scales, "smooth_scales")
         if s.shape != (a.shape[-1],):
             raise ValueError(f"smooth_scales must have shape (D,)=({a.shape[-1]},), got {s.shape}")
-        a = (a / s).astype(np.float32)
-        b = (b * s).astype(np.float32)
+        with np.errstate(all="ignore"):
+            a = (a / s).astype(np.float32)
+            b = (b * s).astype(np.float32)
     return a, b, int(L), int(G)
 
 

@@ -59,8 +59,13 @@ def div(num, den) -> jax.Array:
     return separate(num / den)
 
 
+def _pos0(x):
+    """-0 -> +0 (a select: XLA may fold ``x + 0`` away)."""
+    return jnp.where(x == 0, F32(0), x)
+
+
 def _finish(x_int, mode, p, G, scale, zp=None) -> Quantized:
-    x_int = jnp.where(jnp.isnan(x_int), F32(0), x_int)
+    x_int = _pos0(jnp.where(jnp.isnan(x_int), F32(0), x_int))
     ratio = np.float32(G) / np.float32(qmax(mode, p))
     mag = jnp.abs(x_int) if mode == "bipolar" else x_int
     bnd = jnp.round(mag * ratio).astype(jnp.int32)
@@ -88,7 +93,7 @@ def per_tensor(x, mode: str, p: int, G: int) -> Quantized:
     xmax, xmin = jnp.max(x), jnp.min(x)
     s = div(jnp.maximum(xmax - xmin, EPS), q)
     inv = div(1, s)
-    zp = jnp.clip(jnp.round(div(-xmin, s)), F32(0), q)
+    zp = _pos0(jnp.clip(jnp.round(div(-xmin, s)), F32(0), q))
     x_int = jnp.clip(jnp.round(separate(x * inv) + zp), F32(0), q)
     return _finish(x_int, mode, p, G, jnp.broadcast_to(s, rows), jnp.broadcast_to(zp, rows))
 
@@ -119,7 +124,7 @@ def per_row(x, mode: str, p: int, G: int, group: int = 1) -> Quantized:
     gmax = _group_reduce(x, group, jnp.max, -np.inf)
     gmin = _group_reduce(x, group, jnp.min, np.inf)
     s = div(jnp.maximum(gmax - gmin, EPS), q)
-    zp = jnp.clip(jnp.round(div(-gmin, s)), F32(0), q)
+    zp = _pos0(jnp.clip(jnp.round(div(-gmin, s)), F32(0), q))
     x_int = jnp.clip(jnp.round(separate(div(x, s[..., None])) + zp[..., None]), F32(0), q)
     return _finish(x_int, mode, p, G, s, zp)
 

@@ -156,8 +156,10 @@ class SCConfig:
         return cls((RNG("sobol", side="q"), RNG("sobol", side="k")), SNG(0), SNG(1, None, True))
 
     @classmethod
-    def shared_lfsr(cls, sc_prec: int, seed: int = 125, taps=None) -> "SCConfig":
-        """One LFSR; b reads it through the reversed-bit scramble."""
+    def shared_lfsr(cls, sc_prec: int, seed=None, taps=None) -> "SCConfig":
+        """One LFSR; b reads it through the reversed-bit scramble. Seed default:
+        the reference's 125 where it fits in ``sc_prec`` bits, else 1."""
+        seed = _default_lfsr_seed(sc_prec) if seed is None else seed
         taps = _rng.default_lfsr_taps(sc_prec) if taps is None else tuple(taps)
         return cls((RNG("lfsr", seed, taps),), SNG(0),
                    SNG(0, tuple(range(sc_prec - 1, -1, -1))))
@@ -170,10 +172,11 @@ class SCConfig:
                    SNG(0, q_scramble), SNG(1, k_scramble))
 
     @classmethod
-    def per_element_scramble(cls, D: int, sc_prec: int, taps=None, seed: int = 125,
+    def per_element_scramble(cls, D: int, sc_prec: int, taps=None, seed=None,
                              k_reverse_of_q: bool = True, rng_seed: int = 0) -> "SCConfig":
         """Shared LFSR, a random bit permutation per d (b: the reverse of a's).
         Draws like the reference after ``random.seed(rng_seed)``."""
+        seed = _default_lfsr_seed(sc_prec) if seed is None else seed
         taps = _rng.default_lfsr_taps(sc_prec) if taps is None else tuple(taps)
         gen = random.Random(rng_seed)
         q, k = [], []
@@ -202,6 +205,10 @@ class SCConfig:
             pool.append(RNG("lfsr", gen.randint(1, 2 ** sc_prec - 1), tuple(taps)))
         return cls(tuple(pool), tuple(SNG(i) for i in range(D)),
                    tuple(SNG(D + i) for i in range(D)))
+
+
+def _default_lfsr_seed(p: int) -> int:
+    return 125 if 125 < 2 ** p else 1
 
 
 def as_config(config) -> SCConfig:

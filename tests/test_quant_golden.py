@@ -1,0 +1,49 @@
+"""scmp_jax.quant quantizers == golden.quant, codes/boundaries/signs with ==, scales bitwise."""
+import numpy as np
+from hypothesis import given, strategies as st
+
+from golden import quant as GQ
+from scmp_jax.quant import quantize
+from helpers import DISTS, assert_same_bits, make_values
+
+
+@st.composite
+def quant_cases(draw):
+    rank = draw(st.sampled_from([2, 3]))
+    gran = draw(st.sampled_from(["per_tensor", "per_row", "per_row_chunk"]
+                                + (["per_head"] if rank == 3 else [])))
+    mode = draw(st.sampled_from(["bipolar", "unipolar"])) if gran in ("per_tensor", "per_row") \
+        else "bipolar"
+    p = draw(st.integers(2, 12))
+    G = draw(st.integers(1, 2 ** p))
+    R_, D = draw(st.integers(1, 40)), draw(st.integers(1, 70))
+    shape = (R_, D) if rank == 2 else (draw(st.integers(1, 3)), R_, D)
+    x = make_values(shape, draw(st.sampled_from(DISTS)), draw(st.integers(0, 2 ** 31)))
+    return x, gran, mode, p, G, draw(st.integers(1, R_ + 2))
+
+
+@given(quant_cases())
+def test_golden_quantizers_match(case):
+    x, gran, mode, p, G, group = case
+    if gran == "per_tensor":
+        ref, out = GQ.quantize_per_tensor(x, mode, p, G), quantize(x, "per_tensor", mode=mode,
+                                                                   sc_prec=p, rng_levels=G)
+    elif gran == "per_row":
+        ref, out = GQ.quantize_per_row(x, mode, p, G, group), quantize(
+            x, "per_row", mode=mode, sc_prec=p, rng_levels=G, group=group)
+    elif gran == "per_row_chunk":
+        if x.ndim == 3:
+            x = x[0]
+        ref, out = GQ.quantize_per_row_chunk(x, p, G), quantize(x, "per_row", sc_prec=p,
+                                                                 rng_levels=G, chunk=True)
+    else:
+        ref, out = GQ.quantize_per_head(x, p, G), quantize(x, "per_head", sc_prec=p, rng_levels=G)
+    assert_same_bits(np.asarray(out.x_int), ref["x_int"])
+    assert_same_bits(np.asarray(out.scale), ref["scale"])
+    assert np.array_equal(np.asarray(out.boundary), ref["boundary"])
+    assert np.asarray(out.boundary).min() >= 0 and np.asarray(out.boundary).max() <= G
+    if mode == "bipolar":
+        assert np.array_equal(np.asarray(out.sign), ref["sign"])
+    else:
+        assert_same_bits(np.asarray(out.zp), ref["zp"])
+        assert np.array_equal(np.asarray(out.rowsum), ref["rowsum"])

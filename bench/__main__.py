@@ -1,0 +1,104 @@
+"""``python -m bench [--quick] [--out FILE]``: SC matmul timings as ratios.
+
+Every case is timed in one process next to its baselines: dense
+``jnp.matmul`` in float32 and bfloat16 on the same shapes (and the XLA SC path
+when the default implementation is another one). Prints a table and writes
+JSON. On CPU the GPU target shapes are scaled down (same D, fewer rows).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import scmp_jax
+
+GPU_CASES = [
+    # name, a shape, b shape, kwargs
+    ("per_row", (2048, 4096), (4096, 4096), dict(granularity="per_row")),
+    ("per_row L=64", (2048, 4096), (4096, 4096), dict(granularity="per_row", stoc_len=64)),
+    ("per_row chunk_d=128", (2048, 4096), (4096, 4096), dict(granularity="per_row", chunk_d=128)),
+    ("per_row unipolar", (2048, 4096), (4096, 4096), dict(granularity="per_row", mode="unipolar")),
+    ("per_tensor", (2048, 4096), (4096, 4096), dict(granularity="per_tensor")),
+    ("per_head", (32, 1024, 128), (32, 1024, 128), dict(granularity="per_head")),
+    ("per_row 3D", (32, 1024, 128), (32, 1024, 128), dict(granularity="per_row")),
+    ("per_row small", (128, 1024), (512, 1024), dict(granularity="per_row")),
+]
+
+
+def _scale_for_cpu(shape):
+    if len(shape) == 3:
+        return (2,) + shape[1:2] + shape[2:]
+    return (min(shape[0], 256),) + shape[1:]
+
+
+def _median_time(fn, repeats):
+    jax.block_until_ready(fn())
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def run(quick: bool = False, repeats: int = 5):
+    on_gpu = jax.default_backend() == "gpu"
+    rng = np.random.default_rng(0)
+    results = []
+    for name, sa, sb, kw in GPU_CASES:
+        if not on_gpu:
+            sa, sb = _scale_for_cpu(sa), _scale_for_cpu(sb)
+            if quick and name not in ("per_row", "per_head", "per_row small"):
+                continue
+        a = jnp.asarray(rng.standard_normal(sa).astype(np.float32))
+        b = jnp.asarray(rng.standard_normal(sb).astype(np.float32))
+        kw = dict(kw)
+        g = kw.pop("granularity")
+        sc = jax.jit(lambda x, y: scmp_jax.sc_matmul(x, y, g, **kw))
+        sc_xla = jax.jit(lambda x, y: scmp_jax.sc_matmul(x, y, g, implementation="xla", **kw))
+        mm32 = jax.jit(lambda x, y: jnp.einsum("...nd,...md->...nm", x, y,
+                                               precision=jax.lax.Precision.DEFAULT))
+        mm16 = jax.jit(lambda x, y: jnp.einsum("...nd,...md->...nm", x.astype(jnp.bfloat16),
+                                               y.astype(jnp.bfloat16)))
+        t_sc = _median_time(lambda: sc(a, b), repeats)
+        t_xla = t_sc if not on_gpu else _median_time(lambda: sc_xla(a, b), repeats)
+        t32 = _median_time(lambda: mm32(a, b), repeats)
+        t16 = _median_time(lambda: mm16(a, b), repeats)
+        lookups = int(np.prod(sa[:-1])) * sb[-2] * sa[-1]
+        results.append(dict(case=name, a=list(sa), b=list(sb), sc_ms=t_sc * 1e3,
+                            xla_ms=t_xla * 1e3, fp32_ms=t32 * 1e3, bf16_ms=t16 * 1e3,
+                            glookups_per_s=lookups / t_sc / 1e9,
+                            sc_over_xla=t_sc / t_xla, sc_over_fp32=t_sc / t32,
+                            sc_over_bf16=t_sc / t16))
+        r = results[-1]
+        print(f"{name:<22} {str(tuple(sa)):>16} {r['sc_ms']:>10.2f} {r['glookups_per_s']:>8.3f} "
+              f"{r['sc_over_xla']:>8.2f} {r['sc_over_fp32']:>9.1f} {r['sc_over_bf16']:>9.1f}",
+              flush=True)
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default="bench_results.json")
+    args = p.parse_args(argv)
+    dev = jax.devices()[0]
+    print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})  "
+          f"host {platform.machine()}")
+    print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/fp32':>9} {'/bf16':>9}")
+    res = run(args.quick, args.repeats)
+    with open(args.out, "w") as f:
+        json.dump(dict(jax=jax.__version__, device=dev.device_kind,
+                       backend=jax.default_backend(), results=res), f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,9 +6,13 @@ scales and (unipolar) zero points and row sums.
 """
 from __future__ import annotations
 
-import numpy as np
-import jax.numpy as jnp
+from functools import partial
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _ieee
 from .._backend import resolve_implementation
 from . import xla as QX
 
@@ -41,15 +45,22 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
         raise ValueError(f"x must be 2D or 3D, got shape {np.shape(x)}")
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         raise ValueError(f"x must be a float array, got dtype {jnp.result_type(x)}")
-    x = jnp.asarray(x).astype(jnp.float32)
-    if granularity == "per_tensor":
-        return QX.per_tensor(x, mode, sc_prec, G)
-    if granularity == "per_head":
-        if x.ndim != 3 or mode != "bipolar":
-            raise ValueError("per_head requires a 3D x and mode='bipolar'")
-        return QX.per_head(x, sc_prec, G)
-    if chunk:
-        if mode != "bipolar":
-            raise ValueError("chunk=True requires mode='bipolar'")
-        return QX.per_row_chunk(x, sc_prec, G)
-    return QX.per_row(x, mode, sc_prec, G, group)
+    if granularity == "per_head" and (np.ndim(x) != 3 or mode != "bipolar"):
+        raise ValueError("per_head requires a 3D x and mode='bipolar'")
+    if chunk and mode != "bipolar":
+        raise ValueError("chunk=True requires mode='bipolar'")
+    return _quantize(jnp.asarray(x), granularity, mode, int(sc_prec), int(G), int(group),
+                     bool(chunk), _ieee.use_soft())
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
+def _quantize(x, granularity, mode, p, G, group, chunk, soft):
+    x = x.astype(jnp.float32)
+    with _ieee.soft_division(soft):
+        if granularity == "per_tensor":
+            return QX.per_tensor(x, mode, p, G)
+        if granularity == "per_head":
+            return QX.per_head(x, p, G)
+        if chunk:
+            return QX.per_row_chunk(x, p, G)
+        return QX.per_row(x, mode, p, G, group)

@@ -2,10 +2,8 @@
 
 All functions take float32 arrays ``(..., R, D)`` and return a ``Quantized``
 pytree. Float math is float32, one rounding per written operation, in SPEC
-order; ``separate`` keeps a product's rounding apart from a following add
-(XLA contracts ``a * b + c`` into an FMA on CPU and GPU), and ``div`` keeps
-a division a division (XLA rewrites ``A / constant`` and ``A / broadcast(B)``
-into ``A * (1 / B)``, which is not IEEE division).
+order; ``separate`` and ``div`` (``scmp_jax._ieee``) keep XLA from
+contracting, reassociating or approximating it.
 """
 from __future__ import annotations
 
@@ -14,7 +12,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+
+from .._ieee import div, separate
 
 __all__ = ["Quantized", "EPS", "qmax", "separate", "div", "boundary", "per_tensor", "per_row",
            "per_row_chunk", "per_head", "bad_rows"]
@@ -37,26 +36,6 @@ class Quantized(NamedTuple):
 
 def qmax(mode: str, p: int) -> int:
     return 2 ** (p - 1) - 1 if mode == "bipolar" else 2 ** p - 1
-
-
-def separate(x: jax.Array) -> jax.Array:
-    """Identity that the compiler can neither fuse into a following add (no
-    FMA) nor simplify algebraically across (no reassociation): an integer
-    select on one NaN bit pattern sits between the producer and consumers."""
-    bits = lax.bitcast_convert_type(x, jnp.int32)
-    bits = jnp.where(bits == jnp.int32(-1), jnp.int32(-2), bits)
-    return lax.bitcast_convert_type(bits, F32)
-
-
-def div(num, den) -> jax.Array:
-    """IEEE float32 ``num / den`` with broadcasting. Both operands pass an
-    optimization barrier, so XLA's simplifier sees neither a constant nor a
-    broadcast divisor (it would rewrite ``A / B`` into ``A * (1 / B)``, or
-    ``1 / (a / b)`` into ``b / a``); the result is ``separate``d so no algebra
-    crosses it either."""
-    num, den = jnp.broadcast_arrays(jnp.asarray(num, F32), jnp.asarray(den, F32))
-    num, den = lax.optimization_barrier((num, den))
-    return separate(num / den)
 
 
 def _pos0(x):

@@ -9,6 +9,7 @@ import numpy as np
 import jax.numpy as jnp
 
 from .._backend import resolve_implementation
+from .._ieee import use_soft
 from .config import SCConfig, as_config
 from .tables import OWEN_MODES, enable_tables
 from .xla import Static, sc_matmul_xla
@@ -84,7 +85,7 @@ def _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group
         raise ValueError(f"smooth_scales must have shape (D,)=({sa[-1]},), "
                          f"got {np.shape(smooth_scales)}")
     return Static(granularity, mode, int(sc_prec), int(L), int(G), int(chunk_d),
-                  int(group_a), int(group_b))
+                  int(group_a), int(group_b), use_soft())
 
 
 def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec: int = 8,

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .. import _ieee
 from ..quant import xla as QX
 from .tables import EnableTables
 
@@ -39,6 +40,7 @@ class Static:
     chunk_d: int
     group_a: int
     group_b: int
+    soft_div: bool = False      # integer IEEE division (GPU); part of the jit key
 
     @property
     def V(self) -> int:
@@ -169,6 +171,11 @@ def _chunked(a, b, tabs: EnableTables, st: Static):
 @partial(jax.jit, static_argnames=("st",))
 def sc_matmul_xla(a, b, smooth, tabs: EnableTables, st: Static):
     """float32 ``(N, M)`` or ``(H, N, M)``; inputs already validated."""
+    with _ieee.soft_division(st.soft_div):
+        return _sc_matmul(a, b, smooth, tabs, st)
+
+
+def _sc_matmul(a, b, smooth, tabs: EnableTables, st: Static):
     a = a.astype(F32)
     b = b.astype(F32)
     if smooth is not None:

@@ -1,0 +1,109 @@
+"""IEEE float32 guards for XLA (shared by every op family).
+
+* ``separate(x)``: identity the compiler can neither contract into an FMA
+  with a following add nor reassociate across.
+* ``div(num, den)``: IEEE round-to-nearest-even float32 division. On CPU it is
+  the native division behind an optimization barrier (XLA rewrites
+  ``A / constant`` and ``A / broadcast(B)`` into ``A * (1 / B)``); on GPU,
+  where XLA emits ``div.full.f32`` (up to 2 ulp off), the quotient of every
+  normal result is recomputed by integer long division (exact anywhere).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["separate", "div", "div_exact_int", "soft_division", "use_soft"]
+
+F32 = jnp.float32
+I32 = jnp.int32
+_FORCE_SOFT = None      # None: by backend
+
+
+class soft_division:
+    """Context manager: while tracing, ``div`` uses the integer division
+    (``enabled=True``) or the native one (False) whatever the backend. Callers
+    that cache traces must key them on ``use_soft()``."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        global _FORCE_SOFT
+        self._prev, _FORCE_SOFT = _FORCE_SOFT, self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        global _FORCE_SOFT
+        _FORCE_SOFT = self._prev
+
+
+def separate(x):
+    """Identity, opaque to FMA contraction and algebraic rewrites: an integer
+    select on one NaN bit pattern sits between producer and consumers."""
+    bits = lax.bitcast_convert_type(x, I32)
+    bits = jnp.where(bits == I32(-1), I32(-2), bits)
+    return lax.bitcast_convert_type(bits, F32)
+
+
+def _unpack(x):
+    """|x| of a finite non-zero float32 as (mantissa in [2**23, 2**24), exponent)
+    with x = m * 2**(e - 150); subnormals normalized."""
+    bits = lax.bitcast_convert_type(x, I32) & I32(0x7FFFFFFF)
+    exp = bits >> 23
+    frac = bits & I32(0x7FFFFF)
+    sub = exp == 0
+    # subnormal: value = frac * 2**-149; shift frac up to put its top bit at 23
+    shift = jnp.where(sub, lax.clz(frac) - I32(8), I32(0))
+    m = jnp.where(sub, frac << shift, frac | I32(0x800000))
+    e = jnp.where(sub, I32(1) - shift, exp)
+    return m, e
+
+
+def div_exact_int(num, den, approx):
+    """Correctly rounded ``num / den`` for every normal result, from integer
+    long division of the mantissas; ``approx`` (any faithful quotient) is
+    returned where the result is zero, subnormal, infinite or NaN."""
+    special = ~(jnp.isfinite(num) & jnp.isfinite(den)) | (num == 0) | (den == 0)
+    safe_n = jnp.where(special, F32(1), num)
+    safe_d = jnp.where(special, F32(1), den)
+    ma, ea = _unpack(safe_n)
+    mb, eb = _unpack(safe_d)
+    lt = ma < mb
+    r = jnp.where(lt, ma << 1, ma)             # mb <= r < 2 mb < 2**25
+    e = ea - eb - lt.astype(I32)               # unbiased exponent of the quotient
+    q = jnp.zeros_like(ma)
+    for _ in range(25):                        # 24 mantissa bits + the round bit
+        bit = r >= mb
+        r = jnp.where(bit, r - mb, r) << 1
+        q = (q << 1) | bit.astype(I32)
+    mant, rnd = q >> 1, q & 1
+    up = (rnd == 1) & ((r != 0) | ((mant & 1) == 1))
+    mant = mant + up.astype(I32)
+    carry = mant == I32(1 << 24)
+    mant = jnp.where(carry, mant >> 1, mant)
+    E = e + I32(127) + carry.astype(I32)
+    sign = (lax.bitcast_convert_type(safe_n, I32) ^ lax.bitcast_convert_type(safe_d, I32)) & \
+        I32(-2147483648)
+    exact = lax.bitcast_convert_type(sign | (E << 23) | (mant & I32(0x7FFFFF)), F32)
+    inf = lax.bitcast_convert_type(sign | I32(0x7F800000), F32)
+    out = jnp.where(E >= 255, inf, exact)
+    return jnp.where(special | (E <= 0), approx, out)
+
+
+def use_soft() -> bool:
+    """Integer division? Forced by ``soft_division``, else on every non-CPU backend."""
+    return jax.default_backend() != "cpu" if _FORCE_SOFT is None else _FORCE_SOFT
+
+
+def div(num, den):
+    """IEEE float32 ``num / den`` with broadcasting (see module docstring).
+    Results that are subnormal are only faithful (not needed by SPEC: they
+    quantize to 0)."""
+    num, den = jnp.broadcast_arrays(jnp.asarray(num, F32), jnp.asarray(den, F32))
+    num, den = lax.optimization_barrier((num, den))
+    q = num / den
+    if use_soft():
+        q = div_exact_int(num, den, q)
+    return separate(q)

@@ -2,6 +2,8 @@
 
 * ``separate(x)``: identity the compiler can neither contract into an FMA
   with a following add nor reassociate across.
+* ``sqrt(x)``: IEEE float32 square root, by the same rule (integer
+  digit-by-digit square root off CPU, where XLA's is approximate).
 * ``div(num, den)``: IEEE round-to-nearest-even float32 division. On CPU it is
   the native division behind an optimization barrier (XLA rewrites
   ``A / constant`` and ``A / broadcast(B)`` into ``A * (1 / B)``); on GPU,
@@ -14,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["separate", "div", "div_exact_int", "soft_division", "use_soft"]
+__all__ = ["separate", "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division",
+           "use_soft"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -107,3 +110,38 @@ def div(num, den):
     if use_soft():
         q = div_exact_int(num, den, q)
     return separate(q)
+
+
+def sqrt_exact_int(x, approx):
+    """Correctly rounded ``sqrt(x)`` for positive finite x (subnormals too),
+    by digit-by-digit integer square root; ``approx`` elsewhere (0, <0, inf, NaN)."""
+    special = ~jnp.isfinite(x) | (x <= 0)
+    m, e = _unpack(jnp.where(special, F32(1), x))      # x = m * 2**(e - 150)
+    # radicand R = m * 2**t with (e - 150 - t) even, 49 or 50 bits
+    t = jnp.where(((e - 150 - 26) & 1) == 0, I32(26), I32(25))
+    rem = jnp.zeros_like(m)
+    root = jnp.zeros_like(m)
+    for i in range(25):                                 # 24 mantissa bits + round bit
+        shift = I32(48 - 2 * i) - t                     # pair (49-2i, 48-2i) of R
+        pair = jnp.where(shift >= 0, (m >> jnp.maximum(shift, 0)) & 3,
+                         jnp.where(shift == -1, (m << 1) & 3, I32(0)))
+        rem = (rem << 2) | pair
+        trial = (root << 2) | 1
+        take = rem >= trial
+        rem = jnp.where(take, rem - trial, rem)
+        root = (root << 1) | take.astype(I32)
+    mant = (root >> 1) + (root & 1)                     # no exact ties for sqrt
+    carry = mant == I32(1 << 24)
+    mant = jnp.where(carry, mant >> 1, mant)
+    E = I32(24 + 127) + ((e - 150 - t) >> 1) + carry.astype(I32)
+    out = lax.bitcast_convert_type((E << 23) | (mant & I32(0x7FFFFF)), F32)
+    return jnp.where(special, approx, out)
+
+
+def sqrt(x):
+    """IEEE float32 square root (integer digit-by-digit off CPU)."""
+    x = jnp.asarray(x, F32)
+    y = jnp.sqrt(x)
+    if use_soft():
+        y = sqrt_exact_int(x, y)
+    return separate(y)

@@ -60,3 +60,16 @@ def test_golden_xla_with_soft_division(case):
     with _ieee.soft_division():
         out = np.asarray(scmp_jax.sc_matmul(a, b, g, table_cap_bytes=1 << 27, **kw))
     assert_same_bits(out, call_golden(a, b, kwargs))
+
+
+def test_soft_sqrt_matches_numpy():
+    r = np.random.default_rng(5)
+    bits = r.integers(0, 0x7F800000, 400_000).astype(np.int32)      # every positive finite
+    x = np.concatenate([bits.view(np.float32), np.abs(r.standard_normal(100_000)).astype(np.float32),
+                        np.array([1.0, 2.0, 4.0, 0.25, 3.4028235e38, 1.4e-45], np.float32)])
+    ref = np.sqrt(x)
+    out = np.asarray(jax.jit(lambda v: _ieee.sqrt_exact_int(v, jnp.sqrt(v)))(x))
+    np.testing.assert_array_equal(out.view(np.int32), ref.view(np.int32))
+    special = np.array([0.0, -0.0, -1.0, np.inf, np.nan], np.float32)
+    out = np.asarray(_ieee.sqrt_exact_int(jnp.asarray(special), jnp.sqrt(jnp.asarray(special))))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(np.sqrt(special)))

@@ -5,6 +5,7 @@ import pytest
 
 import golden
 import scmp_jax
+from scmp_jax import _ieee
 from scmp_jax import quant as SQ
 
 R = np.random.default_rng(0)
@@ -19,13 +20,15 @@ def test_smoothing_is_identity_in_float64():
     np.testing.assert_allclose(golden.apply_smoothing_offline(w, s), w * s)
 
 
+@pytest.mark.parametrize("soft", [None, True], ids=["backend", "soft"])
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
-def test_golden_smooth_scales_exact_closed_forms(alpha):
+def test_golden_smooth_scales_exact_closed_forms(alpha, soft):
     act = np.abs(R.standard_normal(40)).astype(np.float32) * 10
     act[3] = 0.0
     w = R.standard_normal((12, 40)).astype(np.float32)
     w[:, 5] = 0.0
-    out = np.asarray(SQ.compute_smooth_scales(act, w, alpha))
+    with _ieee.soft_division(soft):      # soft: the GPU's integer div/sqrt, on any backend
+        out = np.asarray(SQ.compute_smooth_scales(act, w, alpha))
     ref = golden.compute_smooth_scales(act, w, alpha)
     np.testing.assert_array_equal(out.view(np.int32), ref.view(np.int32))
     wmax = np.maximum(np.abs(w).max(0), np.float32(1e-5))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .xla import div
+from .._ieee import div, sqrt
 
 __all__ = ["accumulate_act_scales", "compute_smooth_scales", "apply_smoothing",
            "apply_smoothing_offline"]
@@ -19,7 +19,7 @@ def _pow(x, e: float):
     if e == 1.0:
         return x
     if e == 0.5:
-        return jnp.sqrt(x)
+        return sqrt(x)
     return jnp.power(x, np.float32(e))
 
 

@@ -144,3 +144,11 @@ def call_golden(a, b, kwargs, bitlevel=False):
     g = kw.pop("granularity")
     fn = golden.sc_matmul_bitlevel if bitlevel else golden.sc_matmul
     return fn(a, b, g, **kw)
+
+
+def call_jax(a, b, kwargs, **extra):
+    """scmp_jax.sc_matmul on a case from ``sc_cases`` (XLA path), as NumPy."""
+    import scmp_jax
+    kw = dict(kwargs)
+    g = kw.pop("granularity")
+    return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation="xla", **kw, **extra))

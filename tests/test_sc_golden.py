@@ -8,13 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import golden
 import scmp_jax
-from helpers import assert_same_bits, call_golden, make_values, sc_cases
-
-
-def _jax(a, b, kwargs, **extra):
-    kw = dict(kwargs)
-    g = kw.pop("granularity")
-    return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation="xla", **kw, **extra))
+from helpers import assert_same_bits, call_golden, call_jax as _jax, make_values, sc_cases
 
 
 @given(sc_cases())

@@ -151,20 +151,32 @@ def _bad_mask(a, b, qa, qb):
 
 
 def _chunked(a, b, tabs: EnableTables, st: Static):
-    """chunk_d path: per chunk, per-row reciprocal quantization; out += part."""
+    """chunk_d path: per chunk, per-row reciprocal quantization; ``out = out + part``
+    in chunk order. Full chunks run in a ``lax.scan`` (program size independent
+    of ``D / chunk_d``), the shorter tail chunk after them."""
     N, D = a.shape
-    out = jnp.zeros((N, b.shape[0]), F32)
-    bad = jnp.zeros(out.shape, bool)
-    for start in range(0, D, st.chunk_d):
-        ac, bc = a[:, start:start + st.chunk_d], b[:, start:start + st.chunk_d]
+    M = b.shape[0]
+    c = st.chunk_d
+
+    def step(carry, ab):
+        out, bad = carry
+        ac, bc = ab
         n = ac.shape[1]
         qa, qb = QX.per_row_chunk(ac, st.p, st.G), QX.per_row_chunk(bc, st.p, st.G)
         sub = tabs._replace(sid_a=tabs.sid_a[:n], sid_b=tabs.sid_b[:n])
         acc = _acc(qa, qb, sub, st)
         raw = QX.separate(acc.astype(F32) * st.f)
         sab = QX.separate(qa.scale[:, None] * qb.scale[None, :])
-        out = out + QX.separate(raw * sab)
-        bad = bad | _bad_mask(ac, bc, qa, qb)
+        return (out + QX.separate(raw * sab), bad | _bad_mask(ac, bc, qa, qb)), None
+
+    carry = (jnp.zeros((N, M), F32), jnp.zeros((N, M), bool))
+    n_full = D // c
+    if n_full:
+        split = lambda x: jnp.moveaxis(x[:, :n_full * c].reshape(x.shape[0], n_full, c), 1, 0)
+        carry, _ = lax.scan(step, carry, (split(a), split(b)))
+    if D % c:
+        carry, _ = step(carry, (a[:, n_full * c:], b[:, n_full * c:]))
+    out, bad = carry
     return jnp.where(bad, F32(jnp.nan), out)
 
 

@@ -148,7 +148,17 @@ def call_golden(a, b, kwargs, bitlevel=False):
 
 def call_jax(a, b, kwargs, **extra):
     """scmp_jax.sc_matmul on a case from ``sc_cases`` (XLA path), as NumPy."""
+    import os
+
     import scmp_jax
     kw = dict(kwargs)
     g = kw.pop("granularity")
+    trace = os.environ.get("SCMP_TRACE_FILE")       # last line survives a crash
+    if trace:
+        with open(trace, "a") as f:
+            cfg = kw.get("config")
+            f.write(repr((a.shape, b.shape, {k: v for k, v in kw.items()
+                                             if k not in ("config", "smooth_scales")},
+                          None if cfg is None else (len(cfg["rng_pool"]), cfg["rng_pool"][0]),
+                          kw.get("smooth_scales") is not None, extra)) + "\n")
     return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation="xla", **kw, **extra))

@@ -5,10 +5,12 @@ static values and device tables.
 """
 from __future__ import annotations
 
-import numpy as np
-import jax.numpy as jnp
+import dataclasses
 
-from .._backend import resolve_implementation
+import jax.numpy as jnp
+import numpy as np
+
+from .._backend import on_gpu, resolve_implementation
 from .._ieee import use_soft
 from .config import SCConfig, as_config
 from .tables import OWEN_MODES, enable_tables
@@ -114,12 +116,17 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     b = _check_float(b, "b")
     if smooth_scales is not None:
         smooth_scales = _check_float(smooth_scales, "smooth_scales")
-    resolve_implementation(implementation, pallas_ready=False)
+    impl = resolve_implementation(implementation, pallas_ready=True)
     cfg: SCConfig = as_config(config)
     D = np.shape(a)[-1]
     Dt = min(chunk_d, D) if chunk_d else D
     if not _is_int(table_cap_bytes) or table_cap_bytes < 0:
         raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
     tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
-    # only "xla" so far: resolve_implementation raises for "pallas" until its kernels land
+    if impl == "pallas":
+        if tabs.cum is None:
+            raise NotImplementedError(
+                "implementation='pallas' needs the cum table, which exceeds table_cap_bytes "
+                "here; raise table_cap_bytes or use implementation='xla'")
+        st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
     return sc_matmul_xla(a, b, smooth_scales, tabs, st)

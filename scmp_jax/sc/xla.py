@@ -20,6 +20,7 @@ from jax import lax
 
 from .. import _ieee
 from ..quant import xla as QX
+from . import pallas_counts
 from .tables import EnableTables
 
 __all__ = ["Static", "sc_matmul_xla"]
@@ -41,6 +42,8 @@ class Static:
     group_a: int
     group_b: int
     soft_div: bool = False      # integer IEEE division (GPU); part of the jit key
+    impl: str = "xla"           # "pallas": counts by the Pallas kernel (table path)
+    interpret: bool = False     # Pallas interpret mode (off GPU)
 
     @property
     def V(self) -> int:
@@ -70,6 +73,11 @@ def _counts(k, sa, bb, sb, tabs: EnableTables, st: Static):
     H, N, D = k.shape
     M = bb.shape[1]
     bipolar = sa is not None
+    if st.impl == "pallas":
+        off = (tabs.sid_b * ((st.L + 1) * st.V))[None, :, None]
+        hd = lambda x: None if x is None else jnp.swapaxes(x, 1, 2)    # (H, D, R)
+        return pallas_counts.accumulate(off + hd(k) * st.V, hd(bb), hd(sa), hd(sb), tabs.cum,
+                                        interpret=st.interpret)
     dT = lambda x: jnp.moveaxis(x, -1, 0)                           # (D, H, R)
     if tabs.cum is not None:
         dc = int(max(1, min(D, _GATHER_BUDGET // max(1, H * N * M))))

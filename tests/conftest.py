@@ -11,3 +11,15 @@ settings.register_profile("ci", derandomize=True, max_examples=200, **_common)
 settings.register_profile("thorough", max_examples=1500, **_common)
 settings.register_profile("dev", max_examples=20, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Property tests compile hundreds of distinct programs; release them per
+    module so a long run stays under vm.max_map_count (see clear_caches)."""
+    yield
+    import scmp_jax
+    scmp_jax.clear_caches()

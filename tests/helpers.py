@@ -146,6 +146,9 @@ def call_golden(a, b, kwargs, bitlevel=False):
     return fn(a, b, g, **kw)
 
 
+_CALLS = 0
+
+
 def call_jax(a, b, kwargs, **extra):
     """scmp_jax.sc_matmul on a case from ``sc_cases`` (XLA path), as NumPy."""
     import os
@@ -161,4 +164,8 @@ def call_jax(a, b, kwargs, **extra):
                                              if k not in ("config", "smooth_scales")},
                           None if cfg is None else (len(cfg["rng_pool"]), cfg["rng_pool"][0]),
                           kw.get("smooth_scales") is not None, extra)) + "\n")
+    global _CALLS
+    _CALLS += 1
+    if _CALLS % 300 == 0:        # thousands of examples: stay under vm.max_map_count
+        scmp_jax.clear_caches()
     return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation="xla", **kw, **extra))

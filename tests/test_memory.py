@@ -33,3 +33,25 @@ def test_no_nmd_intermediate(cap):
     b = np.zeros((M, D), np.float32)
     jaxpr = jax.make_jaxpr(lambda x, y: scmp_jax.sc_matmul(x, y, stoc_len=64, table_cap_bytes=cap))(a, b)
     assert _max_intermediate(jaxpr.jaxpr) < N * M * D // 2
+
+
+def test_clear_caches_releases_compiled_programs():
+    import gc
+
+    def maps():
+        try:
+            with open("/proc/self/maps") as f:
+                return sum(1 for _ in f)
+        except OSError:
+            pytest.skip("no /proc/self/maps on this OS")
+
+    scmp_jax.clear_caches()
+    base = maps()
+    r = np.random.default_rng(0)
+    for n in range(1, 9):
+        a = r.standard_normal((n, 12)).astype(np.float32)
+        scmp_jax.sc_matmul(a, a, stoc_len=n + 3).block_until_ready()
+    grown = maps()
+    scmp_jax.clear_caches()
+    gc.collect()
+    assert maps() < base + (grown - base) // 2

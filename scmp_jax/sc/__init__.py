@@ -1,7 +1,8 @@
 """Stochastic-computing enable-signal matmul."""
-from .api import DEFAULT_TABLE_CAP_BYTES, GRANULARITIES, MODES, InvalidDtypeError, sc_matmul
+from .api import (DEFAULT_TABLE_CAP_BYTES, GRANULARITIES, MODES, InvalidDtypeError,
+                  clear_caches, sc_matmul)
 from .config import RNG, SNG, SCConfig, as_config
 from .tables import OWEN_MODES
 
-__all__ = ["sc_matmul", "SCConfig", "RNG", "SNG", "as_config", "GRANULARITIES", "MODES",
+__all__ = ["sc_matmul", "clear_caches", "SCConfig", "RNG", "SNG", "as_config", "GRANULARITIES", "MODES",
            "OWEN_MODES", "InvalidDtypeError", "DEFAULT_TABLE_CAP_BYTES"]

@@ -13,10 +13,10 @@ import numpy as np
 from .._backend import on_gpu, resolve_implementation
 from .._ieee import use_soft
 from .config import SCConfig, as_config
-from .tables import OWEN_MODES, enable_tables
+from .tables import OWEN_MODES, enable_tables, side_streams
 from .xla import Static, sc_matmul_xla
 
-__all__ = ["sc_matmul", "GRANULARITIES", "MODES", "InvalidDtypeError", "DEFAULT_TABLE_CAP_BYTES"]
+__all__ = ["sc_matmul", "clear_caches", "GRANULARITIES", "MODES", "InvalidDtypeError", "DEFAULT_TABLE_CAP_BYTES"]
 
 GRANULARITIES = ("per_tensor", "per_row", "per_head")
 MODES = ("bipolar", "unipolar")
@@ -130,3 +130,21 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
                 "here; raise table_cap_bytes or use implementation='xla'")
         st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
     return sc_matmul_xla(a, b, smooth_scales, tabs, st)
+
+
+def clear_caches() -> None:
+    """Drop cached stream tables and every compiled program (``jax.clear_caches``).
+
+    Each distinct (shape, static arguments) compiles one XLA program; on CPU each
+    keeps ~46 memory maps, so a process compiling >1000 of them reaches Linux's
+    ``vm.max_map_count`` (65530) and crashes inside the compiler. Long sweeps over
+    many shapes should call this now and then.
+    """
+    import gc
+
+    import jax
+
+    enable_tables.cache_clear()
+    side_streams.cache_clear()
+    jax.clear_caches()
+    gc.collect()

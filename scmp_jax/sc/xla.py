@@ -7,6 +7,9 @@ strategies give identical integers:
 * table:  ``c = cum[sid_b[d], k[n, d], bb[m, d]]`` (one gather per product);
 * stream: ``c = sum_t [t < k[n, d]] * [r'_b[d, t] < bb[m, d]]``, a matmul over
   cycles, used when ``cum`` would exceed the table cap.
+
+With ``Static.impl == "pallas"`` the table counts come from the Pallas kernel
+(``pallas_counts``); quantization and the float assembly below are shared.
 """
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ def _run(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b, 
                 n = ac.shape[1]
                 qa, qb = Q.quantize_per_row_chunk(ac, p, G), Q.quantize_per_row_chunk(bc, p, G)
                 acc = _acc(qa, qb, ra[:n], rb[:n], G, counts_fn, True)
-                out = out + (acc.astype(np.float32) * f) * (qa["scale"][:, None] * qb["scale"][None, :])
+                out = out + _assemble(acc, qa, qb, n, f, "bipolar")
                 bad |= _bad_rows(ac, qa["scale"])[:, None] | _bad_rows(bc, qb["scale"])[None, :]
             return np.where(bad, F32(np.nan), out).astype(np.float32)
 

@@ -149,8 +149,8 @@ def call_golden(a, b, kwargs, bitlevel=False):
 _CALLS = 0
 
 
-def call_jax(a, b, kwargs, **extra):
-    """scmp_jax.sc_matmul on a case from ``sc_cases`` (XLA path), as NumPy."""
+def call_jax(a, b, kwargs, implementation="xla", **extra):
+    """scmp_jax.sc_matmul on a case from ``sc_cases``, as NumPy."""
     import os
 
     import scmp_jax
@@ -168,4 +168,4 @@ def call_jax(a, b, kwargs, **extra):
     _CALLS += 1
     if _CALLS % 300 == 0:        # thousands of examples: stay under vm.max_map_count
         scmp_jax.clear_caches()
-    return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation="xla", **kw, **extra))
+    return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation=implementation, **kw, **extra))

@@ -4,20 +4,15 @@ import pytest
 from hypothesis import given, settings
 
 import scmp_jax
-from helpers import assert_same_bits, call_golden, sc_cases
-
-
-def _pallas(a, b, kwargs, **extra):
-    kw = dict(kwargs)
-    g = kw.pop("granularity")
-    return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation="pallas", **kw, **extra))
+from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 
 
 @settings(max_examples=20)
 @given(sc_cases(max_rows=20, max_d=48))
 def test_golden_pallas_matches_golden(case):
     a, b, kwargs = case
-    assert_same_bits(_pallas(a, b, kwargs, table_cap_bytes=1 << 28), call_golden(a, b, kwargs))
+    assert_same_bits(call_jax(a, b, kwargs, "pallas", table_cap_bytes=1 << 28),
+                     call_golden(a, b, kwargs))
 
 
 def test_pallas_without_table_raises():

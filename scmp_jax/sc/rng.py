@@ -70,11 +70,9 @@ def lfsr(p: int, seed: int, taps) -> np.ndarray:
     taps = tuple(int(t) for t in taps)
     if not taps or any(not 0 <= t < p for t in taps):
         raise ValueError(f"config: LFSR taps must be bit positions in [0, {p}), got {list(taps)}")
-    mask = sum(1 << t for t in set(taps)) if len(set(taps)) == len(taps) else None
-    if mask is None:  # repeated taps cancel in the XOR
-        mask = 0
-        for t in taps:
-            mask ^= 1 << t
+    mask = 0
+    for t in taps:          # a repeated tap cancels in the feedback XOR
+        mask ^= 1 << t
     return _run_lfsrs(p, np.array([seed]), np.array([mask]), 2 ** p)[:, 0]
 
 

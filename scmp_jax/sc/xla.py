@@ -175,10 +175,8 @@ def _chunked(a, b, tabs: EnableTables, st: Static):
         n = ac.shape[1]
         qa, qb = QX.per_row_chunk(ac, st.p, st.G), QX.per_row_chunk(bc, st.p, st.G)
         sub = tabs._replace(sid_a=tabs.sid_a[:n], sid_b=tabs.sid_b[:n])
-        acc = _acc(qa, qb, sub, st)
-        raw = QX.separate(acc.astype(F32) * st.f)
-        sab = QX.separate(qa.scale[:, None] * qb.scale[None, :])
-        return (out + QX.separate(raw * sab), bad | _bad_mask(ac, bc, qa, qb)), None
+        part = QX.separate(_assemble(_acc(qa, qb, sub, st), qa, qb, n, st))   # bipolar
+        return (out + part, bad | _bad_mask(ac, bc, qa, qb)), None
 
     carry = (jnp.zeros((N, M), F32), jnp.zeros((N, M), bool))
     n_full = D // c

@@ -1,9 +1,12 @@
-"""``python -m bench [--quick] [--out FILE]``: SC matmul timings as ratios.
+"""``python -m bench [--quick] [--reference DIR] [--out FILE]``: SC matmul timings as ratios.
 
 Every case is timed in one process next to its baselines: dense
-``jnp.matmul`` in float32 and bfloat16 on the same shapes (and the XLA SC path
-when the default implementation is another one). Prints a table and writes
-JSON. On CPU the GPU target shapes are scaled down (same D, fewer rows).
+``jnp.matmul`` in float32 and bfloat16 on the same shapes, the XLA SC path
+when the default implementation is another one, and with ``--reference DIR``
+the reference PyTorch package ``scmp_kernels`` imported from ``DIR`` (a local
+copy, never committed) on the same data. Times are per call, from back-to-back
+calls with one synchronisation (median of ``--repeats``). Prints a table and
+writes JSON. On CPU the GPU target shapes are scaled down (same D, fewer rows).
 """
 from __future__ import annotations
 
@@ -37,18 +40,49 @@ def _scale_for_cpu(shape):
     return (min(shape[0], 256),) + shape[1:]
 
 
-def _median_time(fn, repeats):
-    jax.block_until_ready(fn())
+def _median_time(fn, repeats, sync=jax.block_until_ready):
+    """Median seconds per call; each sample runs enough back-to-back calls
+    (one sync at the end) to last >= ~20 ms, so launch gaps overlap."""
+    sync(fn())
+    t0 = time.perf_counter()
+    sync(fn())
+    once = max(time.perf_counter() - t0, 1e-6)
+    k = int(min(200, max(1, 0.02 // once)))
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t0)
+        for _ in range(k - 1):
+            fn()
+        sync(fn())
+        ts.append((time.perf_counter() - t0) / k)
     return float(np.median(ts))
 
 
-def run(quick: bool = False, repeats: int = 5):
+class _Reference:
+    """The reference package on the same GPU, same process (torch)."""
+
+    def __init__(self, path):
+        import sys
+        sys.path.insert(0, path)
+        import torch
+        from scmp_kernels import sc_matmul
+        self.torch, self.fn = torch, sc_matmul
+
+    def time(self, a, b, g, kw, repeats):
+        t = self.torch
+        ta, tb = t.from_numpy(np.asarray(a)).cuda(), t.from_numpy(np.asarray(b)).cuda()
+        out = self.fn(ta, tb, g, **kw)
+        ms = _median_time(lambda: self.fn(ta, tb, g, **kw), repeats,
+                          sync=lambda _: t.cuda.synchronize())
+        res = out.cpu().numpy()
+        del ta, tb, out
+        t.cuda.empty_cache()
+        return ms, res
+
+
+def run(quick: bool = False, repeats: int = 5, reference=None):
     on_gpu = jax.default_backend() == "gpu"
+    ref = _Reference(reference) if (reference and on_gpu) else None
     rng = np.random.default_rng(0)
     results = []
     for name, sa, sb, kw in GPU_CASES:
@@ -71,14 +105,21 @@ def run(quick: bool = False, repeats: int = 5):
         t32 = _median_time(lambda: mm32(a, b), repeats)
         t16 = _median_time(lambda: mm16(a, b), repeats)
         lookups = int(np.prod(sa[:-1])) * sb[-2] * sa[-1]
-        results.append(dict(case=name, a=list(sa), b=list(sb), sc_ms=t_sc * 1e3,
-                            xla_ms=t_xla * 1e3, fp32_ms=t32 * 1e3, bf16_ms=t16 * 1e3,
-                            glookups_per_s=lookups / t_sc / 1e9,
-                            sc_over_xla=t_sc / t_xla, sc_over_fp32=t_sc / t32,
-                            sc_over_bf16=t_sc / t16))
-        r = results[-1]
-        print(f"{name:<22} {str(tuple(sa)):>16} {r['sc_ms']:>10.2f} {r['glookups_per_s']:>8.3f} "
-              f"{r['sc_over_xla']:>8.2f} {r['sc_over_fp32']:>9.1f} {r['sc_over_bf16']:>9.1f}",
+        r = dict(case=name, a=list(sa), b=list(sb), sc_ms=t_sc * 1e3,
+                 xla_ms=t_xla * 1e3, fp32_ms=t32 * 1e3, bf16_ms=t16 * 1e3,
+                 glookups_per_s=lookups / t_sc / 1e9,
+                 sc_over_xla=t_sc / t_xla, sc_over_fp32=t_sc / t32,
+                 sc_over_bf16=t_sc / t16, ref_ms=None, sc_over_ref=None)
+        if ref is not None:
+            t_ref, out_ref = ref.time(a, b, g, kw, repeats)
+            mine = np.asarray(sc(a, b))
+            r.update(ref_ms=t_ref * 1e3, sc_over_ref=t_sc / t_ref,
+                     same_bits_as_ref=float(np.mean(mine.view(np.uint32)
+                                                    == out_ref.view(np.uint32))))
+        results.append(r)
+        rr = "" if ref is None else f" {r['ref_ms']:>9.2f} {r['sc_over_ref']:>7.3f}"
+        print(f"{name:<22} {str(tuple(sa)):>16} {r['sc_ms']:>10.3f} {r['glookups_per_s']:>8.1f} "
+              f"{r['sc_over_xla']:>8.3f} {r['sc_over_fp32']:>9.1f} {r['sc_over_bf16']:>9.1f}{rr}",
               flush=True)
     return results
 
@@ -88,12 +129,15 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="bench_results.json")
+    p.add_argument("--reference", default=None,
+                   help="directory holding a local copy of the scmp_kernels package (GPU only)")
     args = p.parse_args(argv)
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})  "
           f"host {platform.machine()}")
-    print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/fp32':>9} {'/bf16':>9}")
-    res = run(args.quick, args.repeats)
+    print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/fp32':>9} {'/bf16':>9}"
+          + (f" {'ref ms':>9} {'/ref':>7}" if args.reference else ""))
+    res = run(args.quick, args.repeats, args.reference)
     with open(args.out, "w") as f:
         json.dump(dict(jax=jax.__version__, device=dev.device_kind,
                        backend=jax.default_backend(), results=res), f, indent=1)

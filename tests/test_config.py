@@ -6,7 +6,7 @@ import pytest
 import golden
 import scmp_jax
 from scmp_jax.sc import SCConfig, as_config
-from scmp_jax.sc.tables import enable_tables, side_streams
+from scmp_jax.sc.tables import Layout, enable_tables, layout, signed_table, side_streams
 
 D, P = 24, 8
 
@@ -51,17 +51,37 @@ def test_config_is_static_under_jit():
 def test_tables_keyed_by_distinct_stream():
     # full length, default config: one stream per side for every d
     t = enable_tables(SCConfig.sobol_simple(), 4096, 8, 256, 256, "bitrev", 1 << 28)
-    assert t.ktab.shape == (257,) and t.cum.shape == (257 * 257,)
+    assert t.ktab.shape == (257,) and t.streams_b.shape == (1, 256)
     assert int(t.sid_b.max()) == 0
+    # signed layout: rows of vp=512, the negated copy at 1 << 18 (>= 257 * 512)
+    assert layout(1, 256, 256) == Layout(512, 257 * 512, 18, (1 << 18) + 257 * 512)
+    assert t.table.shape == (layout(1, 256, 256).size,)
     # prefix: bitrev masks give at most 2**p distinct streams
     t = enable_tables(SCConfig.sobol_simple(), 4096, 8, 64, 256, "bitrev", 1 << 30)
     assert int(t.sid_b.max()) + 1 == 256
-    assert t.cum.shape == (256 * 65 * 257,)
+    assert t.table.shape == (layout(256, 64, 256).size,)
 
 
-def test_table_cap_selects_stream_path():
+def test_signed_table_values():
+    """table[ro ^ co] is +cum / -cum by the XOR of the sign bits, cum by definition."""
+    rb = np.array([[5, 0, 3, 7, 1, 6, 2, 4], [1, 2, 3, 4, 5, 6, 7, 0]], np.int32)
+    G = 8
+    lay = layout(2, 8, G)
+    t = np.asarray(signed_table(rb, G))
+    for s in range(2):
+        for k in range(9):
+            for v in range(G + 1):
+                c = int(np.sum(rb[s, :k] < v))
+                ro = s * lay.row_s + k * lay.vp
+                assert t[ro ^ v] == c
+                assert t[(ro | 1 << lay.shift) ^ v] == -c
+                assert t[ro ^ (v | 1 << lay.shift)] == -c
+                assert t[(ro | 1 << lay.shift) ^ (v | 1 << lay.shift)] == c
+
+
+def test_table_cap_selects_chunked_path():
     t = enable_tables(SCConfig.sobol_simple(), 64, 8, 64, 256, "bitrev", 1000)
-    assert t.cum is None and t.streams_b.shape == (64, 64)
+    assert t.table is None and t.streams_b.shape == (64, 64)
 
 
 def test_config_errors():

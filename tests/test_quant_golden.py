@@ -1,6 +1,7 @@
 """scmp_jax.quant quantizers == golden.quant, codes/boundaries/signs with ==, scales bitwise."""
 import numpy as np
-from hypothesis import given, strategies as st
+import pytest
+from hypothesis import given, settings, strategies as st
 
 from golden import quant as GQ
 from scmp_jax.quant import quantize
@@ -22,22 +23,20 @@ def quant_cases(draw):
     return x, gran, mode, p, G, draw(st.integers(1, R_ + 2))
 
 
-@given(quant_cases())
-def test_golden_quantizers_match(case):
+def _check(case, impl):
     x, gran, mode, p, G, group = case
+    kw = dict(sc_prec=p, rng_levels=G, implementation=impl)
     if gran == "per_tensor":
-        ref, out = GQ.quantize_per_tensor(x, mode, p, G), quantize(x, "per_tensor", mode=mode,
-                                                                   sc_prec=p, rng_levels=G)
+        ref, out = GQ.quantize_per_tensor(x, mode, p, G), quantize(x, "per_tensor", mode=mode, **kw)
     elif gran == "per_row":
         ref, out = GQ.quantize_per_row(x, mode, p, G, group), quantize(
-            x, "per_row", mode=mode, sc_prec=p, rng_levels=G, group=group)
+            x, "per_row", mode=mode, group=group, **kw)
     elif gran == "per_row_chunk":
         if x.ndim == 3:
             x = x[0]
-        ref, out = GQ.quantize_per_row_chunk(x, p, G), quantize(x, "per_row", sc_prec=p,
-                                                                 rng_levels=G, chunk=True)
+        ref, out = GQ.quantize_per_row_chunk(x, p, G), quantize(x, "per_row", chunk=True, **kw)
     else:
-        ref, out = GQ.quantize_per_head(x, p, G), quantize(x, "per_head", sc_prec=p, rng_levels=G)
+        ref, out = GQ.quantize_per_head(x, p, G), quantize(x, "per_head", **kw)
     assert_same_bits(np.asarray(out.x_int), ref["x_int"])
     assert_same_bits(np.asarray(out.scale), ref["scale"])
     assert np.array_equal(np.asarray(out.boundary), ref["boundary"])
@@ -47,3 +46,16 @@ def test_golden_quantizers_match(case):
     else:
         assert_same_bits(np.asarray(out.zp), ref["zp"])
         assert np.array_equal(np.asarray(out.rowsum), ref["rowsum"])
+
+
+@given(quant_cases())
+def test_golden_quantizers_match(case):
+    _check(case, "xla")
+
+
+@pytest.mark.gpu
+@settings(max_examples=40)
+@given(quant_cases())
+def test_golden_pallas_quantizers_match(case):
+    """The Pallas stats + codes kernels (interpret mode off GPU)."""
+    _check(case, "pallas")

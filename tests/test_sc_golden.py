@@ -19,8 +19,8 @@ def test_golden_xla_matches_golden(case):
 
 @settings(max_examples=25)
 @given(sc_cases(max_rows=20, max_d=80))
-def test_golden_xla_stream_path_matches_golden(case):
-    """table_cap_bytes=0: no cum table, counts from the matmul over cycles."""
+def test_golden_xla_chunked_tables_match_golden(case):
+    """table_cap_bytes=0: no whole table; tables built per d-chunk on device."""
     a, b, kwargs = case
     assert_same_bits(_jax(a, b, kwargs, table_cap_bytes=0), call_golden(a, b, kwargs))
 

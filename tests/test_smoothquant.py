@@ -5,6 +5,7 @@ import pytest
 
 import golden
 import scmp_jax
+from helpers import assert_same_bits
 from scmp_jax import _ieee
 from scmp_jax import quant as SQ
 
@@ -68,6 +69,33 @@ def test_golden_accumulate_act_scales():
         ref = golden.accumulate_act_scales(x, ref)
     np.testing.assert_array_equal(np.asarray(run), ref)
     np.testing.assert_array_equal(ref, np.abs(np.concatenate([x.reshape(-1, 7) for x in xs])).max(0))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+@pytest.mark.parametrize("shape", [(3, 5, 7), (70, 130), (1, 1), (33, 64)])
+def test_golden_accumulate_act_scales_impls(impl, shape):
+    """Both implementations == golden bit for bit, NaN columns included."""
+    rng = np.random.default_rng(sum(shape))
+    run, ref = None, None
+    for i in range(3):
+        x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-30, 30)).astype(np.float32)
+        if i == 1:
+            x.reshape(-1, shape[-1])[0, -1] = -np.inf
+            x.reshape(-1, shape[-1])[-1, 0] = np.nan
+        run = SQ.accumulate_act_scales(x, run, implementation=impl)
+        ref = golden.accumulate_act_scales(x, ref)
+        assert_same_bits(np.asarray(run), ref)
+    assert np.isnan(ref[0])
+
+
+def test_accumulate_act_scales_rejects_bad_input():
+    with pytest.raises(TypeError, match="x"):
+        SQ.accumulate_act_scales(np.ones((2, 3), np.int32))
+    with pytest.raises(ValueError, match="x"):
+        SQ.accumulate_act_scales(np.ones((0, 3), np.float32))
+    with pytest.raises(ValueError, match="running"):
+        SQ.accumulate_act_scales(np.ones((2, 3), np.float32), np.ones(4, np.float32))
 
 
 def _int8_matmul(a, w):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _ieee
-from .._backend import resolve_implementation
+from .._backend import on_gpu, resolve_implementation
 from . import xla as QX
 
 __all__ = ["quantize", "Quantized"]
@@ -27,8 +27,10 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
 
     granularity per_tensor | per_row (``group`` rows share a scale; ``chunk=True``
     is the reciprocal form the chunk_d path uses on each D-chunk) | per_head.
+    ``implementation``: None (Pallas on GPU, else XLA) | "xla" | "pallas"
+    (interpret mode off GPU); identical bits.
     """
-    resolve_implementation(implementation, pallas_ready=False)   # only "xla" so far
+    impl = resolve_implementation(implementation, pallas_ready=True)
     if granularity not in ("per_tensor", "per_row", "per_head"):
         raise ValueError(f"granularity must be per_tensor, per_row or per_head, got {granularity!r}")
     if mode not in ("bipolar", "unipolar"):
@@ -48,18 +50,24 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
         raise ValueError("per_head requires a 3D x and mode='bipolar'")
     if chunk and mode != "bipolar":
         raise ValueError("chunk=True requires mode='bipolar'")
-    return _quantize(jnp.asarray(x), granularity, mode, int(sc_prec), int(G), int(group),
-                     bool(chunk), _ieee.use_soft())
+    sch = QX.Scheme(granularity, mode, int(sc_prec), int(G), int(group), bool(chunk))
+    return _quantize(jnp.asarray(x), sch, impl, not on_gpu(), _ieee.use_soft())
 
 
-@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
-def _quantize(x, granularity, mode, p, G, group, chunk, soft):
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _quantize(x, sch, impl, interpret, soft):
     x = x.astype(jnp.float32)
     with _ieee.soft_division(soft):
-        if granularity == "per_tensor":
-            return QX.per_tensor(x, mode, p, G)
-        if granularity == "per_head":
-            return QX.per_head(x, p, G)
-        if chunk:
-            return QX.per_row_chunk(x, p, G)
-        return QX.per_row(x, mode, p, G, group)
+        if impl == "xla":
+            return QX.quantize(x, sch)[0]
+        from . import pallas as QP
+        x3 = x if x.ndim == 3 else x[None]
+        prm = QX.row_params(QP.stats(x3, None, interpret=interpret), sch)
+        x_int, bnd, sign = QP.encode_codes(x3, None, prm, sch=sch, interpret=interpret)
+        rowsum = None
+        if sch.mode == "unipolar":
+            rowsum = jnp.sum(x_int.astype(jnp.int32), axis=-1, dtype=jnp.int32)
+        q = QX.Quantized(x_int, bnd, prm.scale, sign, prm.zp, rowsum)
+        if x.ndim == 2:
+            q = jax.tree_util.tree_map(lambda v: v[0], q)      # per_head is 3D only
+        return q

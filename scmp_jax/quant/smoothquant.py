@@ -4,7 +4,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .._ieee import div, sqrt
+from .._backend import on_gpu, resolve_implementation
+from .._ieee import div, max_nan, sqrt
 
 __all__ = ["accumulate_act_scales", "compute_smooth_scales", "apply_smoothing",
            "apply_smoothing_offline"]
@@ -28,12 +29,26 @@ def _check_d(name, arr, D):
         raise ValueError(f"{name} must have shape (D,)=({D},), got {np.shape(arr)}")
 
 
-def accumulate_act_scales(x, running=None):
-    """``(D,)`` running per-channel max |x| over every leading dim of ``x (..., D)``."""
+def accumulate_act_scales(x, running=None, *, implementation=None):
+    """``(D,)`` running per-channel max |x| over every leading dim of ``x (..., D)``.
+
+    ``implementation``: None (Pallas on GPU, else XLA) | "xla" | "pallas"
+    (interpret mode off GPU). NaN propagates.
+    """
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"x must have at least one dim, got shape {x.shape}")
-    cur = jnp.max(jnp.abs(x.reshape(-1, x.shape[-1])), axis=0)
+    if x.size == 0:
+        raise ValueError(f"x must be non-empty, got shape {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must be a float array, got dtype {x.dtype}")
+    impl = resolve_implementation(implementation, pallas_ready=True)
+    x2 = x.reshape(-1, x.shape[-1])
+    if impl == "pallas":
+        from .pallas import col_absmax
+        cur = col_absmax(x2, interpret=not on_gpu())
+    else:
+        cur = max_nan(jnp.abs(x2), axis=0)
     if running is None:
         return cur
     _check_d("running", running, x.shape[-1])
@@ -54,7 +69,7 @@ def compute_smooth_scales(act_scales, weight, alpha: float = 0.5, eps: float = 1
         raise ValueError(f"weight must be 2D (M, D), got shape {weight.shape}")
     _check_d("act_scales", act_scales, weight.shape[1])
     a = jnp.maximum(jnp.asarray(act_scales).astype(F32), np.float32(eps))
-    wmax = jnp.maximum(jnp.max(jnp.abs(weight.astype(F32)), axis=0), np.float32(eps))
+    wmax = jnp.maximum(max_nan(jnp.abs(weight.astype(F32)), axis=0), np.float32(eps))
     s = jnp.maximum(div(_pow(a, alpha), _pow(wmax, 1.0 - alpha)), np.float32(eps))
     return s.astype(weight.dtype)
 

@@ -1,25 +1,36 @@
 """FP -> int quantization to SC boundaries, pure jnp (SPEC.md section 5).
 
-All functions take float32 arrays ``(..., R, D)`` and return a ``Quantized``
-pytree. Float math is float32, one rounding per written operation, in SPEC
-order; ``separate`` and ``div`` (``scmp_jax._ieee``) keep XLA from
-contracting, reassociating or approximating it.
+Three stages, shared with the Pallas kernels (``quant.pallas``):
+
+1. ``row_stats``: per row ``max``, ``min`` and a non-finite flag;
+2. ``row_params``: per-row scale, the factor each element is divided by
+   (``s``, per_row) or multiplied by (``1 / s``, the reciprocal forms), zero
+   point, and the rows whose outputs must be NaN (tiny arrays, XLA);
+3. ``encode``: element-wise ``x_int``, boundary and sign, written once over an
+   arithmetic object (``XlaMath`` here, ``_kernel_math.KernelMath`` in kernels).
+
+Float math is float32, one rounding per written operation, in SPEC order;
+``separate`` and ``div`` (``scmp_jax._ieee``) keep XLA from contracting,
+reassociating or approximating it.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._ieee import div, separate
+from .._ieee import div, max_nan, min_nan, separate
 
-__all__ = ["Quantized", "EPS", "qmax", "separate", "div", "boundary", "per_tensor", "per_row",
-           "per_row_chunk", "per_head", "bad_rows"]
+__all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "separate",
+           "div", "row_stats", "row_params", "encode", "quantize", "boundary", "per_tensor",
+           "per_row", "per_row_chunk", "per_head", "bad_rows"]
 
 EPS = np.float32(1e-5)
 F32 = jnp.float32
+I32 = jnp.int32
 
 
 class Quantized(NamedTuple):
@@ -38,95 +49,175 @@ def qmax(mode: str, p: int) -> int:
     return 2 ** (p - 1) - 1 if mode == "bipolar" else 2 ** p - 1
 
 
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """Static description of one operand's quantization (hashable)."""
+    granularity: str            # per_tensor | per_row | per_head
+    mode: str                   # bipolar | unipolar
+    p: int
+    G: int
+    group: int = 1              # per_row: rows sharing a scale
+    chunk: bool = False         # per_row reciprocal form (one chunk of chunk_d)
+
+    @property
+    def q(self) -> np.float32:
+        return np.float32(qmax(self.mode, self.p))
+
+    @property
+    def divides(self) -> bool:
+        """``x / s`` (per_row groups) instead of ``x * (1 / s)``."""
+        return self.granularity == "per_row" and not self.chunk
+
+    @property
+    def lo(self) -> np.float32:
+        if self.mode == "unipolar":
+            return np.float32(0)
+        return -(self.q + 1) if self.granularity == "per_head" else -self.q
+
+    @property
+    def ratio(self) -> np.float32:
+        return np.float32(self.G) / self.q
+
+
+class Stats(NamedTuple):
+    """Per row of ``(..., R, D)``: ``max``, ``min`` (NaN if the row holds a NaN),
+    ``nonfinite`` (bool)."""
+    max: jax.Array
+    min: jax.Array
+    nonfinite: jax.Array
+
+
+class Params(NamedTuple):
+    """Per row ``(..., R)``: ``factor`` (``s`` or ``1 / s``), ``zp`` (unipolar),
+    ``bad`` (outputs must be NaN); ``scale`` as ``Quantized.scale``."""
+    scale: jax.Array
+    factor: jax.Array
+    zp: Optional[jax.Array]
+    bad: jax.Array
+
+
+class XlaMath:
+    """The arithmetic ``encode`` is written over, for XLA."""
+    interpret = True
+
+    @staticmethod
+    def mul(a, b):
+        return separate(jnp.asarray(a, F32) * b)
+
+    @staticmethod
+    def add(a, b):
+        return separate(jnp.asarray(a, F32) + b)
+
+    div = staticmethod(div)
+
+    @staticmethod
+    def rne(a):
+        return jnp.round(a)
+
+
+def row_stats(x) -> Stats:
+    return Stats(max_nan(x, axis=-1), min_nan(x, axis=-1), ~jnp.all(jnp.isfinite(x), axis=-1))
+
+
 def _pos0(x):
     """-0 -> +0 (a select: XLA may fold ``x + 0`` away)."""
     return jnp.where(x == 0, F32(0), x)
 
 
-def _finish(x_int, mode, p, G, scale, zp=None) -> Quantized:
-    x_int = _pos0(jnp.where(jnp.isnan(x_int), F32(0), x_int))
-    ratio = np.float32(G) / np.float32(qmax(mode, p))
-    mag = jnp.abs(x_int) if mode == "bipolar" else x_int
-    bnd = jnp.round(mag * ratio).astype(jnp.int32)
-    if mode == "bipolar":
-        return Quantized(x_int, bnd, scale, sign=jnp.sign(x_int).astype(jnp.int32))
-    rowsum = jnp.sum(x_int.astype(jnp.int32), axis=-1, dtype=jnp.int32)
-    return Quantized(x_int, bnd, scale, zp=zp, rowsum=rowsum)
-
-
-def boundary(x_int, mode: str, p: int, G: int):
-    """``rne(|x_int| * (G / q))`` (``x_int`` for unipolar), int32."""
-    return _finish(jnp.asarray(x_int, F32), mode, p, G, None).boundary
-
-
-def per_tensor(x, mode: str, p: int, G: int) -> Quantized:
-    """One scale for the whole operand (all batch slices of a 3D operand)."""
-    q = np.float32(qmax(mode, p))
-    rows = x.shape[:-1]
-    if mode == "bipolar":
-        amax = jnp.maximum(jnp.maximum(jnp.abs(jnp.max(x)), jnp.abs(jnp.min(x))), EPS)
-        s = div(amax, q)
-        inv = div(1, s)
-        x_int = jnp.clip(jnp.round(x * inv), -q, q)
-        return _finish(x_int, mode, p, G, jnp.broadcast_to(s, rows))
-    xmax, xmin = jnp.max(x), jnp.min(x)
-    s = div(jnp.maximum(xmax - xmin, EPS), q)
-    inv = div(1, s)
-    zp = _pos0(jnp.clip(jnp.round(div(-xmin, s)), F32(0), q))
-    x_int = jnp.clip(jnp.round(separate(x * inv) + zp), F32(0), q)
-    return _finish(x_int, mode, p, G, jnp.broadcast_to(s, rows), jnp.broadcast_to(zp, rows))
-
-
-def _group_reduce(x, g, fn, pad_value):
-    """Reduce ``fn`` over blocks of ``g`` consecutive rows (and all columns) of
-    ``(..., R, D)``; returns the per-row value ``(..., R)``."""
-    R = x.shape[-2]
+def _group_reduce(v, g, fn):
+    """Reduce per-row values ``(..., R)`` over blocks of ``g`` consecutive rows;
+    returns the value of each row's block ``(..., R)``."""
+    R = v.shape[-1]
     g = min(g, R)
     n = -(-R // g)
     pad = n * g - R
     if pad:
-        widths = [(0, 0)] * (x.ndim - 2) + [(0, pad), (0, 0)]
-        x = jnp.pad(x, widths, constant_values=pad_value)
-    xb = x.reshape(x.shape[:-2] + (n, g * x.shape[-1]))
-    red = fn(xb, axis=-1)                                   # (..., n)
+        v = jnp.concatenate([v, jnp.repeat(v[..., -1:], pad, axis=-1)], axis=-1)
+    red = fn(v.reshape(v.shape[:-1] + (n, g)), axis=-1)
     return jnp.repeat(red, g, axis=-1, total_repeat_length=n * g)[..., :R]
+
+
+def row_params(stats: Stats, sch: Scheme) -> Params:
+    """Scales, factors and zero points per row (SPEC.md section 5)."""
+    q = sch.q
+    mx, mn = stats.max, stats.min
+    rows = mx.shape
+    head_scale = None
+    if sch.granularity == "per_tensor":
+        mx, mn = jnp.broadcast_to(max_nan(mx), rows), jnp.broadcast_to(min_nan(mn), rows)
+    elif sch.granularity == "per_head":
+        mx, mn = max_nan(mx, axis=-1), min_nan(mn, axis=-1)          # (H,)
+    elif not sch.chunk:
+        mx, mn = _group_reduce(mx, sch.group, max_nan), _group_reduce(mn, sch.group, min_nan)
+    if sch.mode == "bipolar":
+        amax = jnp.maximum(jnp.maximum(jnp.abs(mx), jnp.abs(mn)), EPS)
+        s = div(amax, q)
+        zp = None
+    else:
+        s = div(jnp.maximum(mx - mn, EPS), q)
+        zp = _pos0(jnp.clip(jnp.round(div(-mn, s)), F32(0), q))
+    factor = s if sch.divides else div(1, s)
+    if sch.granularity == "per_head":
+        head_scale = s
+        s, factor = (jnp.broadcast_to(v[:, None], rows) for v in (s, factor))
+    bad = ~jnp.isfinite(s) | stats.nonfinite
+    return Params(s if head_scale is None else head_scale, factor, zp, bad)
+
+
+def encode(x, factor, zp, sch: Scheme, m=XlaMath):
+    """Element-wise ``(x_int, boundary, sign)``; ``factor``/``zp`` broadcast
+    against ``x``. ``x_int``: float32 (+0 for zero, 0 for NaN); ``boundary``
+    int32 in [0, G]; ``sign`` int32 (bipolar) or None."""
+    v = m.div(x, factor) if sch.divides else m.mul(x, factor)
+    if sch.mode == "unipolar":
+        v = m.add(v, zp)
+    r = m.rne(v)
+    r = jnp.where(jnp.isnan(r), F32(0), r)
+    x_int = _pos0(jnp.minimum(jnp.maximum(r, sch.lo), sch.q))
+    mag = jnp.abs(x_int) if sch.mode == "bipolar" else x_int
+    bnd = m.rne(m.mul(mag, sch.ratio)).astype(I32)
+    sign = None
+    if sch.mode == "bipolar":
+        sign = (x_int > 0).astype(I32) - (x_int < 0).astype(I32)
+    return x_int, bnd, sign
+
+
+def quantize(x, sch: Scheme) -> tuple[Quantized, jax.Array]:
+    """``(Quantized, bad rows (..., R))`` of a float32 ``(..., R, D)``."""
+    prm = row_params(row_stats(x), sch)
+    zp = None if prm.zp is None else prm.zp[..., None]
+    x_int, bnd, sign = encode(x, prm.factor[..., None], zp, sch)
+    rowsum = None
+    if sch.mode == "unipolar":
+        rowsum = jnp.sum(x_int.astype(I32), axis=-1, dtype=I32)
+    return Quantized(x_int, bnd, prm.scale, sign, prm.zp, rowsum), prm.bad
+
+
+def boundary(x_int, mode: str, p: int, G: int):
+    """``rne(|x_int| * (G / q))`` (``x_int`` for unipolar), int32."""
+    sch = Scheme("per_row", mode, p, G)
+    mag = jnp.abs(x_int) if mode == "bipolar" else jnp.asarray(x_int, F32)
+    return jnp.round(XlaMath.mul(mag, sch.ratio)).astype(I32)
+
+
+def per_tensor(x, mode: str, p: int, G: int) -> Quantized:
+    """One scale for the whole operand (all batch slices of a 3D operand)."""
+    return quantize(x, Scheme("per_tensor", mode, p, G))[0]
 
 
 def per_row(x, mode: str, p: int, G: int, group: int = 1) -> Quantized:
     """Blocks of ``group`` rows share a scale; division form ``x / s``."""
-    q = np.float32(qmax(mode, p))
-    if mode == "bipolar":
-        amax = jnp.maximum(_group_reduce(jnp.abs(x), group, jnp.max, 0.0), EPS)
-        s = div(amax, q)
-        x_int = jnp.clip(jnp.round(div(x, s[..., None])), -q, q)
-        return _finish(x_int, mode, p, G, s)
-    gmax = _group_reduce(x, group, jnp.max, -np.inf)
-    gmin = _group_reduce(x, group, jnp.min, np.inf)
-    s = div(jnp.maximum(gmax - gmin, EPS), q)
-    zp = _pos0(jnp.clip(jnp.round(div(-gmin, s)), F32(0), q))
-    x_int = jnp.clip(jnp.round(separate(div(x, s[..., None])) + zp[..., None]), F32(0), q)
-    return _finish(x_int, mode, p, G, s, zp)
+    return quantize(x, Scheme("per_row", mode, p, G, group))[0]
 
 
 def per_row_chunk(x, p: int, G: int) -> Quantized:
     """Bipolar, per row, reciprocal form (one chunk of the chunk_d path)."""
-    q = np.float32(qmax("bipolar", p))
-    amax = jnp.maximum(jnp.max(jnp.abs(x), axis=-1), EPS)
-    s = div(amax, q)
-    inv = div(1, s)
-    x_int = jnp.clip(jnp.round(x * inv[..., None]), -q, q)
-    return _finish(x_int, "bipolar", p, G, s)
+    return quantize(x, Scheme("per_row", "bipolar", p, G, chunk=True))[0]
 
 
 def per_head(x, p: int, G: int) -> Quantized:
     """Bipolar, one scale per leading index of ``(H, R, D)``; clip to [-(q+1), q]."""
-    q = np.float32(qmax("bipolar", p))
-    amax = jnp.maximum(jnp.maximum(jnp.abs(jnp.max(x, axis=(1, 2))),
-                                   jnp.abs(jnp.min(x, axis=(1, 2)))), EPS)
-    s = div(amax, q)
-    inv = div(1, s)
-    x_int = jnp.clip(jnp.round(x * inv[:, None, None]), -(q + 1), q)
-    return _finish(x_int, "bipolar", p, G, s)
+    return quantize(x, Scheme("per_head", "bipolar", p, G))[0]
 
 
 def bad_rows(x, scale_rows):

@@ -106,8 +106,9 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     ``halve_bipolar_stoc_len``). ``config``: ``SCConfig`` or the reference's
     dict (default: Sobol simple). ``scramble``: Owen mask bitrev | counter |
     off | random. ``smooth_scales`` (D,): SmoothQuant, ``(a / s, b * s)``.
-    ``table_cap_bytes``: above it the ``cum`` table is not built and counts
-    come from a matmul over cycles (same integers). Jit-friendly: no host
+    ``table_cap_bytes``: above it the count table is not built whole; tables
+    are built on device per chunk of the inner dim, each under the cap (same
+    integers). Jit-friendly: no host
     synchronisation; all non-array arguments are static.
     """
     st = _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
@@ -123,11 +124,8 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     if not _is_int(table_cap_bytes) or table_cap_bytes < 0:
         raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
     tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
+    st = dataclasses.replace(st, cap=int(table_cap_bytes))
     if impl == "pallas":
-        if tabs.cum is None:
-            raise NotImplementedError(
-                "implementation='pallas' needs the cum table, which exceeds table_cap_bytes "
-                "here; raise table_cap_bytes or use implementation='xla'")
         st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
     return sc_matmul_xla(a, b, smooth_scales, tabs, st)
 

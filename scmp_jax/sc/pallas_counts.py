@@ -1,13 +1,19 @@
 """Pallas (Triton backend) kernel for the SC count accumulation (SPEC.md section 4).
 
-``acc[h, n, m] = sum_d sa[h, d, n] * sb[h, d, m] * cum[rowoff[h, d, n] + col[h, d, m]]``
-with ``rowoff = off_b[d] + k[n, d] * V`` and ``col = bb[m, d]`` precomputed by
-XLA; exact int32. One program per ``(BN, BM)`` output tile, the inner dim walked
-with a ``fori_loop`` unrolled by hand (``unroll=`` is not supported by this
-backend). Off GPU the same kernel runs with ``interpret=True``.
+``acc[h, n, m] = sum_d table[ro[h, d, n] ^ co[h, d, m]]``: one int16 lookup
+per product in the signed count table (``tables.Layout``: the XOR of the two
+sign bits selects ``cum`` or ``-cum``), exact int32 accumulation. One program
+per ``(bn, bm)`` output tile and slice of the inner dim (``splits`` slices are
+summed by XLA, exact); the inner loop is a ``fori_loop`` unrolled by hand
+(``unroll=`` is not supported by this backend). Off GPU the same kernel runs
+with ``interpret=True``.
+
+Indices are in range by construction: ``ro`` and ``co`` come from boundaries
+clipped to ``[0, G]`` and ``k <= L``; padding uses index 0 (``cum[0, 0, 0] = 0``).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -20,83 +26,88 @@ try:  # jax >= 0.10: Triton-specific pieces live under pallas.triton
 except ImportError:  # pragma: no cover
     _pltriton = None
 
-__all__ = ["accumulate", "UNROLL"]
+__all__ = ["Tiling", "tiling", "accumulate"]
 
-UNROLL = 8
 I32 = jnp.int32
+_SMS = 132            # H100 SXM streaming multiprocessors (only used for the heuristic)
 
 
-def _kernel(ro_ref, co_ref, sa_ref, sb_ref, cum_ref, out_ref, *, n_steps, bipolar):
+@dataclasses.dataclass(frozen=True)
+class Tiling:
+    bn: int
+    bm: int
+    splits: int       # slices of the inner dim (split-K), summed afterwards
+    warps: int
+    unroll: int = 8
+
+
+def _pow2_clamp(n: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, pl.next_power_of_2(max(1, n))))
+
+
+def tiling(H: int, N: int, M: int, D: int) -> Tiling:
+    """Shape heuristic (measured on the H100, BENCHMARKS.md): 128x128 tiles with
+    8 warps for big outputs; smaller tiles and a split inner dim when the grid
+    would not fill the GPU."""
+    bn, bm = _pow2_clamp(N, 16, 128), _pow2_clamp(M, 16, 128)
+    count = lambda: H * pl.cdiv(N, bn) * pl.cdiv(M, bm)
+    while count() < 2 * _SMS and max(bn, bm) > 32:
+        if bn >= bm:
+            bn //= 2
+        else:
+            bm //= 2
+    warps = 8 if bn * bm >= 128 * 128 else 4
+    splits = 1
+    while count() * splits < 2 * _SMS and D // (2 * splits) >= 64:
+        splits *= 2
+    return Tiling(bn, bm, splits, warps)
+
+
+def _kernel(ro_ref, co_ref, t_ref, out_ref, *, n_steps, unroll):
     def step(j, acc):
-        for u in range(UNROLL):
-            d = j * UNROLL + u
-            ro = ro_ref[d, :]
-            co = co_ref[d, :]
-            c = cum_ref[ro[:, None] + co[None, :]].astype(I32)
-            if bipolar:
-                c = c * (sa_ref[d, :][:, None] * sb_ref[d, :][None, :])
-            acc = acc + c
+        for u in range(unroll):
+            d = j * unroll + u
+            idx = ro_ref[d, :][:, None] ^ co_ref[d, :][None, :]
+            acc = acc + t_ref[idx].astype(I32)
         return acc
 
     bn, bm = out_ref.shape
     out_ref[...] = lax.fori_loop(0, n_steps, step, jnp.zeros((bn, bm), I32))
 
 
-def _pad_to(x, axis, size):
-    pad = size - x.shape[axis]
-    if pad == 0:
-        return x
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (0, pad)
-    return jnp.pad(x, widths)
+def _pad(x, sizes):
+    widths = [(0, s - n) for n, s in zip(x.shape, sizes)]
+    return jnp.pad(x, widths) if any(w for _, w in widths) else x
 
 
-def _tile(n: int) -> int:
-    return max(16, min(64, pl.next_power_of_2(n)))
-
-
-@functools.partial(jax.jit, static_argnames=("interpret",))
-def accumulate(rowoff, col, sa, sb, cum, *, interpret: bool):
-    """rowoff, sa: (H, D, N) int32; col, sb: (H, D, M) int32 (sa/sb None for
-    unipolar); cum: flat int16 table. Returns (H, N, M) int32."""
-    H, D, N = rowoff.shape
-    M = col.shape[2]
-    bn, bm = _tile(N), _tile(M)
+@functools.partial(jax.jit, static_argnames=("interpret", "tile"))
+def accumulate(ro, co, table, *, interpret: bool, tile: Tiling | None = None):
+    """ro: (H, D, N) int32; co: (H, D, M) int32; table: flat int16.
+    Returns (H, N, M) int32."""
+    H, D, N = ro.shape
+    M = co.shape[2]
+    t = tile or tiling(H, N, M, D)
+    bn, bm, S, U = t.bn, t.bm, t.splits, t.unroll
     Np, Mp = pl.cdiv(N, bn) * bn, pl.cdiv(M, bm) * bm
-    Dp = pl.cdiv(D, UNROLL) * UNROLL
-    bipolar = sa is not None
-    # padding reads index 0 (in range): cum[stream 0, k=0, v=0] = 0, so padded
-    # inner indices add nothing; padded rows/cols are sliced away
-    ro = _pad_to(_pad_to(rowoff, 1, Dp), 2, Np)
-    co = _pad_to(_pad_to(col, 1, Dp), 2, Mp)
-    if bipolar:
-        sa_p = _pad_to(_pad_to(sa, 1, Dp), 2, Np)
-        sb_p = _pad_to(_pad_to(sb, 1, Dp), 2, Mp)
-    else:
-        sa_p = jnp.zeros((H, 1, bn), I32)
-        sb_p = jnp.zeros((H, 1, bm), I32)
-    T = cum.shape[0]
-    kernel = functools.partial(_kernel, n_steps=Dp // UNROLL, bipolar=bipolar)
-    sa_spec = (pl.BlockSpec((None, Dp, bn), lambda h, i, j: (h, 0, i)) if bipolar
-               else pl.BlockSpec((None, 1, bn), lambda h, i, j: (h, 0, 0)))
-    sb_spec = (pl.BlockSpec((None, Dp, bm), lambda h, i, j: (h, 0, j)) if bipolar
-               else pl.BlockSpec((None, 1, bm), lambda h, i, j: (h, 0, 0)))
+    Ds = pl.cdiv(pl.cdiv(D, S), U) * U                # inner indices per split
+    ro = _pad(ro, (H, S * Ds, Np)).reshape(H, S, Ds, Np)
+    co = _pad(co, (H, S * Ds, Mp)).reshape(H, S, Ds, Mp)
+    T = table.shape[0]
     params = {}
     if not interpret and _pltriton is not None:
-        params["compiler_params"] = _pltriton.CompilerParams(num_warps=4, num_stages=1)
+        params["compiler_params"] = _pltriton.CompilerParams(num_warps=t.warps, num_stages=1)
     out = pl.pallas_call(
-        kernel,
-        grid=(H, Np // bn, Mp // bm),
+        functools.partial(_kernel, n_steps=Ds // U, unroll=U),
+        grid=(H * S, Np // bn, Mp // bm),
         in_specs=[
-            pl.BlockSpec((None, Dp, bn), lambda h, i, j: (h, 0, i)),
-            pl.BlockSpec((None, Dp, bm), lambda h, i, j: (h, 0, j)),
-            sa_spec,
-            sb_spec,
-            pl.BlockSpec((T,), lambda h, i, j: (0,)),
+            pl.BlockSpec((None, None, Ds, bn), lambda g, i, j: (g // S, g % S, 0, i)),
+            pl.BlockSpec((None, None, Ds, bm), lambda g, i, j: (g // S, g % S, 0, j)),
+            pl.BlockSpec((T,), lambda g, i, j: (0,)),
         ],
-        out_specs=pl.BlockSpec((None, bn, bm), lambda h, i, j: (h, i, j)),
-        out_shape=jax.ShapeDtypeStruct((H, Np, Mp), I32),
+        out_specs=pl.BlockSpec((None, None, bn, bm), lambda g, i, j: (g // S, g % S, i, j)),
+        out_shape=jax.ShapeDtypeStruct((H, S, Np, Mp), I32),
         interpret=interpret,
         **params,
-    )(ro, co, sa_p, sb_p, cum)
-    return out[:, :N, :M]
+    )(ro, co, table)
+    out = out[:, :, :N, :M]
+    return out[:, 0] if S == 1 else jnp.sum(out, axis=1, dtype=I32)

@@ -5,11 +5,13 @@ has ONE stream per side; bitrev masks give at most ``2**p``), so tables are
 built once per distinct stream and each ``d`` carries a stream id:
 
 * ``k_table``: ``(Sa, V)`` int32, ``#{t < L : r'_a[s, t] < v}``
-* ``cum``:     ``(Sb, L+1, V)`` int16, ``#{i < k : r'_b[s, i] < v}``
+* ``cum``:     ``(Sb, L+1, V)`` int16, ``#{i < k : r'_b[s, i] < v}``, stored
+  with its negation as one flat signed table (``Layout``), so a signed count
+  ``sign_a * sign_b * c`` is one lookup at ``ro ^ co``.
 
 Results are cached per ``(config, p, L, G, scramble, D)`` (host NumPy, then
-one device copy). ``cum`` is only built when it fits ``cap_bytes``; otherwise
-the caller runs the stream path on ``streams_b`` (no ``cum`` at all).
+one device copy). The table is only built when it fits ``cap_bytes``;
+otherwise the caller builds it chunk by chunk of ``d`` from ``streams_b``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 from .config import SCConfig
 
 __all__ = ["OWEN_MODES", "owen_masks", "side_streams", "EnableTables", "enable_tables",
-           "cum_bytes"]
+           "cum_bytes", "Layout", "layout", "signed_table"]
 
 OWEN_MODES = ("bitrev", "counter", "off", "random")
 _RANDOM_MASK_SEED = 0x5A5A5A5A
@@ -82,8 +84,45 @@ def side_streams(config: SCConfig, side: str, D: int, p: int, L: int, G: int,
     return rows.astype(np.int32), sid
 
 
+class Layout(NamedTuple):
+    """Index layout of the signed count table (all static ints).
+
+    ``cum[s, k, v]`` lives at ``s * row_s + k * vp + v`` (``vp`` = next power of
+    two >= V, so ``v`` occupies the low bits); the negated copy starts at
+    ``1 << shift`` (>= the positive part), so a product's index is
+    ``ro ^ co`` with ``ro = s * row_s + k * vp | neg_a << shift`` and
+    ``co = v | neg_b << shift``: the XOR of the two sign bits picks the copy.
+    """
+    vp: int
+    row_s: int
+    shift: int
+    size: int              # entries of the flat table
+
+
+def layout(n_streams: int, L: int, G: int) -> Layout:
+    vp = 1 << (G + 1 - 1).bit_length()
+    row_s = (L + 1) * vp
+    pos = n_streams * row_s
+    shift = max(1, (pos - 1).bit_length())
+    return Layout(vp, row_s, shift, (1 << shift) + pos)
+
+
 def cum_bytes(n_streams: int, L: int, G: int) -> int:
-    return n_streams * (L + 1) * (G + 1) * 2
+    return 2 * layout(n_streams, L, G).size
+
+
+def signed_table(rb, G: int):
+    """Flat int16 ``[cum, 0..., -cum]`` (see ``Layout``) from streams ``(S, L)``;
+    jnp ops, usable on host constants and inside a trace (chunked path)."""
+    S, L = rb.shape
+    lay = layout(S, L, G)
+    v = jnp.arange(lay.vp, dtype=jnp.int32)
+    below = (jnp.asarray(rb, jnp.int32)[:, :, None] < v).astype(jnp.int16)   # (S, L, vp)
+    cum = jnp.concatenate([jnp.zeros((S, 1, lay.vp), jnp.int16),
+                           jnp.cumsum(below, axis=1, dtype=jnp.int16)], axis=1)
+    cum = jnp.where(v <= G, cum, jnp.int16(0)).reshape(-1)               # v > G never read
+    gap = jnp.zeros(((1 << lay.shift) - cum.shape[0],), jnp.int16)
+    return jnp.concatenate([cum, gap, -cum])
 
 
 class EnableTables(NamedTuple):
@@ -91,23 +130,14 @@ class EnableTables(NamedTuple):
     ktab: jax.Array            # (Sa * V,) int32, flat
     sid_a: jax.Array           # (D,) int32
     sid_b: jax.Array           # (D,) int32
-    cum: Optional[jax.Array]   # (Sb * (L+1) * V,) int16 flat, or None (stream path)
-    streams_b: Optional[jax.Array]  # (Sb, L) int32 when cum is None
+    table: Optional[jax.Array]  # flat int16 signed table (Layout), or None (chunked path)
+    streams_b: jax.Array       # (Sb, L) int32
 
 
 def _k_table(ra: np.ndarray, G: int) -> np.ndarray:
     srt = np.sort(ra, axis=1)
     v = np.arange(G + 1)
     return np.stack([np.searchsorted(row, v, side="left") for row in srt]).astype(np.int32)
-
-
-def _cum(rb: np.ndarray, G: int) -> np.ndarray:
-    S, L = rb.shape
-    out = np.zeros((S, L + 1, G + 1), np.int16)
-    for s in range(S):
-        # row i+1 = row i + [v > r[i]]
-        np.cumsum(rb[s][:, None] < np.arange(G + 1)[None, :], axis=0, out=out[s, 1:])
-    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -120,6 +150,5 @@ def enable_tables(config: SCConfig, D: int, p: int, L: int, G: int, scramble: st
     # cache outlives the trace)
     with jax.ensure_compile_time_eval():
         return EnableTables(jnp.asarray(_k_table(ra, G).reshape(-1)), jnp.asarray(sid_a),
-                            jnp.asarray(sid_b),
-                            jnp.asarray(_cum(rb, G).reshape(-1)) if with_cum else None,
-                            None if with_cum else jnp.asarray(rb))
+                            jnp.asarray(sid_b), signed_table(rb, G) if with_cum else None,
+                            jnp.asarray(rb))

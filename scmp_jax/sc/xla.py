@@ -1,15 +1,14 @@
 """XLA (pure jnp/lax) SC enable-signal matmul (SPEC.md sections 4-7).
 
-Counts are exact int32. The inner dim is walked in chunks with ``lax.scan``,
-so memory is ``O(N*M + tables)``: never an ``(N, M, D)`` array. Two count
-strategies give identical integers:
+Counts are exact int32: one lookup per product, ``sign_a * sign_b * c =
+table[ro ^ co]`` in the signed table of ``tables.Layout`` (``c = cum[sid_b[d],
+k[n, d], bb[m, d]]``). The inner dim is walked in chunks with ``lax.scan``, so
+memory is ``O(N*M + tables)``: never an ``(N, M, D)`` array. When the table
+would exceed ``Static.cap`` bytes, tables are built on device per chunk of
+``d`` (``_chunked_counts``), each under the cap.
 
-* table:  ``c = cum[sid_b[d], k[n, d], bb[m, d]]`` (one gather per product);
-* stream: ``c = sum_t [t < k[n, d]] * [r'_b[d, t] < bb[m, d]]``, a matmul over
-  cycles, used when ``cum`` would exceed the table cap.
-
-With ``Static.impl == "pallas"`` the table counts come from the Pallas kernel
-(``pallas_counts``); quantization and the float assembly below are shared.
+With ``Static.impl == "pallas"`` the counts come from the Pallas kernel
+(``pallas_counts``); the float assembly below is shared.
 """
 from __future__ import annotations
 
@@ -24,13 +23,12 @@ from jax import lax
 from .. import _ieee
 from ..quant import xla as QX
 from . import pallas_counts
-from .tables import EnableTables
+from .tables import EnableTables, Layout, layout, signed_table
 
 __all__ = ["Static", "sc_matmul_xla"]
 
 F32 = jnp.float32
 _GATHER_BUDGET = 1 << 22       # elements of one (dc, N, M) gather chunk
-_STREAM_BUDGET = 1 << 24       # elements of one (dc, N + M, L) cycle chunk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +45,7 @@ class Static:
     soft_div: bool = False      # integer IEEE division (GPU); part of the jit key
     impl: str = "xla"           # "pallas": counts by the Pallas kernel (table path)
     interpret: bool = False     # Pallas interpret mode (off GPU)
+    cap: int = 256 << 20        # table bytes; beyond it the chunked path builds tables per d-chunk
 
     @property
     def V(self) -> int:
@@ -68,68 +67,79 @@ def _chunks(x, dc):
     return x.reshape((n, dc) + x.shape[1:])
 
 
-def _counts(k, sa, bb, sb, tabs: EnableTables, st: Static):
-    """acc[h, n, m] = sum_d sa*sb*c (bipolar) or sum_d c.
+def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout, st: Static):
+    """Table indices, d-major: ``ro (H, D, N)``, ``co (H, D, M)`` int32 with
+    ``table[ro ^ co] = sign_a * sign_b * cum[sid_b[d], k, bb]`` (``tables.Layout``)."""
+    lift = (lambda x: x) if qa.boundary.ndim == 3 else (lambda x: x[None])
+    dmaj = lambda x: jnp.swapaxes(lift(x), 1, 2)
+    k = jnp.take(tabs.ktab, tabs.sid_a * st.V + qa.boundary, mode="clip")
+    ro = (tabs.sid_b * lay.row_s)[None, :, None] + dmaj(k) * lay.vp
+    co = dmaj(qb.boundary)
+    if st.mode == "bipolar":
+        ro = ro | (dmaj(qa.sign) < 0).astype(jnp.int32) << lay.shift
+        co = co | (dmaj(qb.sign) < 0).astype(jnp.int32) << lay.shift
+    return ro, co
 
-    k, sa: (H, N, D) int32; bb, sb: (H, M, D) int32 (sa, sb None for unipolar).
-    """
-    H, N, D = k.shape
-    M = bb.shape[1]
-    bipolar = sa is not None
+
+def _table_counts(ro, co, table, st: Static):
+    """acc[h, n, m] = sum_d table[ro[h, d, n] ^ co[h, d, m]], exact int32."""
     if st.impl == "pallas":
-        off = (tabs.sid_b * ((st.L + 1) * st.V))[None, :, None]
-        hd = lambda x: None if x is None else jnp.swapaxes(x, 1, 2)    # (H, D, R)
-        return pallas_counts.accumulate(off + hd(k) * st.V, hd(bb), hd(sa), hd(sb), tabs.cum,
-                                        interpret=st.interpret)
-    dT = lambda x: jnp.moveaxis(x, -1, 0)                           # (D, H, R)
-    if tabs.cum is not None:
-        dc = int(max(1, min(D, _GATHER_BUDGET // max(1, H * N * M))))
-        off = tabs.sid_b * ((st.L + 1) * st.V)
-        xs = [_chunks(dT(k), dc), _chunks(dT(bb), dc), _chunks(off, dc)]
-        if bipolar:
-            xs += [_chunks(dT(sa), dc), _chunks(dT(sb), dc)]
+        return pallas_counts.accumulate(ro, co, table, interpret=st.interpret)
+    H, D, N = ro.shape
+    M = co.shape[2]
+    dc = int(max(1, min(D, _GATHER_BUDGET // max(1, H * N * M))))
 
-        def body(acc, x):
-            idx = (x[2][:, None, None, None] + x[0][:, :, :, None] * st.V
-                   + x[1][:, :, None, :])                              # (dc, H, N, M)
-            c = jnp.take(tabs.cum, idx, mode="clip").astype(jnp.int32)
-            if bipolar:
-                c = c * (x[3][:, :, :, None] * x[4][:, :, None, :])
-            return acc + jnp.sum(c, axis=0, dtype=jnp.int32), None
-    else:
-        L = st.L
-        dc = int(max(1, min(D, _STREAM_BUDGET // max(1, H * (N + M) * L), (1 << 24) // L)))
-        rb = jnp.take(tabs.streams_b, tabs.sid_b, axis=0)                # (D, L)
-        xs = [_chunks(dT(k), dc), _chunks(dT(bb), dc), _chunks(rb, dc)]
-        if bipolar:
-            xs += [_chunks(dT(sa), dc), _chunks(dT(sb), dc)]
-        t = jnp.arange(L, dtype=jnp.int32)
+    def body(acc, x):
+        idx = x[0][:, :, :, None] ^ x[1][:, :, None, :]                  # (dc, H, N, M)
+        c = jnp.take(table, idx, mode="clip").astype(jnp.int32)
+        return acc + jnp.sum(c, axis=0, dtype=jnp.int32), None
 
-        def body(acc, x):
-            ea = (t < x[0][..., None]).astype(F32)                          # (dc, H, N, L)
-            eb = (x[2][:, None, None, :] < x[1][..., None]).astype(F32)     # (dc, H, M, L)
-            if bipolar:
-                ea = ea * x[3][..., None].astype(F32)
-                eb = eb * x[4][..., None].astype(F32)
-            # |part| <= dc * L <= 2**24: exact in float32
-            part = jnp.einsum("jhnt,jhmt->hnm", ea, eb, precision=lax.Precision.HIGHEST,
-                              preferred_element_type=F32)
-            return acc + part.astype(jnp.int32), None
-
-    acc, _ = lax.scan(body, jnp.zeros((H, N, M), jnp.int32), tuple(xs))
+    xs = (_chunks(jnp.moveaxis(ro, 1, 0), dc), _chunks(jnp.moveaxis(co, 1, 0), dc))
+    acc, _ = lax.scan(body, jnp.zeros((H, N, M), jnp.int32), xs)
     return acc
 
 
-def _enable_k(ba, tabs: EnableTables, st: Static):
-    """k[..., n, d] = k_table[sid_a[d], ba[..., n, d]]."""
-    return jnp.take(tabs.ktab, tabs.sid_a * st.V + ba, mode="clip")
+def _chunked_counts(qa, qb, tabs: EnableTables, st: Static):
+    """Table beyond the cap: walk ``d`` in chunks whose own tables (one per
+    ``d``, built on device from ``streams_b``) fit ``st.cap``; same integers."""
+    D = qa.boundary.shape[-1]
+    lay1 = layout(1, st.L, st.G)
+    dc = int(max(1, min(D, st.cap // (2 * lay1.size))))
+    while dc > 1 and 2 * layout(dc, st.L, st.G).size > st.cap:
+        dc -= 1
+    lay = layout(dc, st.L, st.G)
+    n = -(-D // dc)
+    pad = n * dc - D
+    # per chunk: local stream id = position in the chunk
+    sid_b = jnp.pad(tabs.sid_b, (0, pad)).reshape(n, dc)
+    dcol = lambda x: jnp.moveaxis(_chunks(jnp.moveaxis(x, -1, 0), dc), 1, -1)   # (n, ..., dc)
+    xs = (sid_b, dcol(qa.boundary), dcol(qb.boundary), jnp.pad(tabs.sid_a, (0, pad)).reshape(n, dc))
+    if st.mode == "bipolar":
+        xs += (dcol(qa.sign), dcol(qb.sign))
+    local = jnp.arange(dc, dtype=jnp.int32)
+
+    def body(acc, x):
+        table = signed_table(jnp.take(tabs.streams_b, x[0], axis=0), st.G)
+        qa_c = qa._replace(boundary=x[1], sign=x[4] if len(x) > 4 else None)
+        qb_c = qb._replace(boundary=x[2], sign=x[5] if len(x) > 4 else None)
+        sub = tabs._replace(sid_a=x[3], sid_b=local)
+        ro, co = _indices(qa_c, qb_c, sub, lay, st)
+        return acc + _table_counts(ro, co, table, st), None
+
+    H = qa.boundary.shape[0] if qa.boundary.ndim == 3 else 1
+    N, M = qa.boundary.shape[-2], qb.boundary.shape[-2]
+    acc, _ = lax.scan(body, jnp.zeros((H, N, M), jnp.int32), xs)
+    return acc
 
 
 def _acc(qa: QX.Quantized, qb: QX.Quantized, tabs, st):
     """Exact int32 accumulators, ``(N, M)`` or ``(H, N, M)``."""
-    lift = (lambda x: x) if qa.boundary.ndim == 3 else (lambda x: None if x is None else x[None])
-    k = _enable_k(qa.boundary, tabs, st)
-    acc = _counts(lift(k), lift(qa.sign), lift(qb.boundary), lift(qb.sign), tabs, st)
+    if tabs.table is None:
+        acc = _chunked_counts(qa, qb, tabs, st)
+    else:
+        lay = layout(tabs.streams_b.shape[0], st.L, st.G)
+        ro, co = _indices(qa, qb, tabs, lay, st)
+        acc = _table_counts(ro, co, tabs.table, st)
     return acc if qa.boundary.ndim == 3 else acc[0]
 
 
@@ -138,6 +148,9 @@ def _assemble(acc, qa, qb, D, st: Static):
     # separate(): XLA would otherwise reorder (acc * f) * sab to pull the
     # constant f outward, and contract the unipolar sums into FMAs
     sep = QX.separate
+    if st.granularity == "per_head":
+        head = sep(st.f * sep(qa.scale * qb.scale))
+        return acc.astype(F32) * head[:, None, None]
     raw = sep(acc.astype(F32) * st.f)
     sab = sep(qa.scale[..., :, None] * qb.scale[..., None, :])
     if st.mode == "bipolar":
@@ -149,19 +162,28 @@ def _assemble(acc, qa, qb, D, st: Static):
     return (raw + corr) * sab
 
 
-def _quantize(x, st: Static, group: int):
-    if st.granularity == "per_tensor":
-        return QX.per_tensor(x, st.mode, st.p, st.G)
-    if st.granularity == "per_row":
-        return QX.per_row(x, st.mode, st.p, st.G, group)
-    return QX.per_head(x, st.p, st.G)
+def schemes(st: Static) -> tuple[QX.Scheme, QX.Scheme]:
+    """Quantization of a and b (chunk_d: per-row reciprocal form per chunk)."""
+    chunk = st.chunk_d > 0
+    return (QX.Scheme(st.granularity, st.mode, st.p, st.G, st.group_a, chunk),
+            QX.Scheme(st.granularity, st.mode, st.p, st.G, st.group_b, chunk))
 
 
-def _bad_mask(a, b, qa, qb):
-    return QX.bad_rows(a, qa.scale)[..., :, None] | QX.bad_rows(b, qb.scale)[..., None, :]
+def _xla_product(a, b, smooth, tabs: EnableTables, st: Static):
+    """(acc, qa, qb, bad rows of a, bad rows of b) by XLA; smoothing already applied."""
+    sa, sb = schemes(st)
+    (qa, bad_a), (qb, bad_b) = QX.quantize(a, sa), QX.quantize(b, sb)
+    return _acc(qa, qb, tabs, st), qa, qb, bad_a, bad_b
 
 
-def _chunked(a, b, tabs: EnableTables, st: Static):
+def _product(a, b, smooth, tabs, st: Static):
+    if st.impl == "pallas":
+        from . import pallas as SP       # kernels only imported on this path
+        return SP.product(a, b, smooth, tabs, st)
+    return _xla_product(a, b, smooth, tabs, st)
+
+
+def _chunked(a, b, smooth, tabs: EnableTables, st: Static):
     """chunk_d path: per chunk, per-row reciprocal quantization; ``out = out + part``
     in chunk order. Full chunks run in a ``lax.scan`` (program size independent
     of ``D / chunk_d``), the shorter tail chunk after them."""
@@ -169,22 +191,25 @@ def _chunked(a, b, tabs: EnableTables, st: Static):
     M = b.shape[0]
     c = st.chunk_d
 
-    def step(carry, ab):
+    def step(carry, abs_):
         out, bad = carry
-        ac, bc = ab
+        ac, bc, sc = abs_
         n = ac.shape[1]
-        qa, qb = QX.per_row_chunk(ac, st.p, st.G), QX.per_row_chunk(bc, st.p, st.G)
         sub = tabs._replace(sid_a=tabs.sid_a[:n], sid_b=tabs.sid_b[:n])
-        part = QX.separate(_assemble(_acc(qa, qb, sub, st), qa, qb, n, st))   # bipolar
-        return (out + part, bad | _bad_mask(ac, bc, qa, qb)), None
+        acc, qa, qb, bad_a, bad_b = _product(ac, bc, sc, sub, st)
+        part = QX.separate(_assemble(acc, qa, qb, n, st))   # bipolar
+        return (out + part, bad | bad_a[:, None] | bad_b[None, :]), None
 
     carry = (jnp.zeros((N, M), F32), jnp.zeros((N, M), bool))
     n_full = D // c
+    sm = (lambda lo, hi: None) if smooth is None else (lambda lo, hi: smooth[lo:hi])
     if n_full:
-        split = lambda x: jnp.moveaxis(x[:, :n_full * c].reshape(x.shape[0], n_full, c), 1, 0)
-        carry, _ = lax.scan(step, carry, (split(a), split(b)))
+        split = lambda x: jnp.moveaxis(x[..., :n_full * c].reshape(x.shape[:-1] + (n_full, c)),
+                                       -2, 0)
+        xs = (split(a), split(b), None if smooth is None else split(smooth))
+        carry, _ = lax.scan(step, carry, xs)
     if D % c:
-        carry, _ = step(carry, (a[:, n_full * c:], b[:, n_full * c:]))
+        carry, _ = step(carry, (a[:, n_full * c:], b[:, n_full * c:], sm(n_full * c, D)))
     out, bad = carry
     return jnp.where(bad, F32(jnp.nan), out)
 
@@ -201,18 +226,10 @@ def _sc_matmul(a, b, smooth, tabs: EnableTables, st: Static):
     b = b.astype(F32)
     if smooth is not None:
         smooth = smooth.astype(F32)
-        a = QX.div(a, smooth)
-        b = b * smooth
+        if st.impl != "pallas":          # the Pallas kernels smooth in their loads
+            a, b, smooth = QX.div(a, smooth), b * smooth, None
     if st.chunk_d:
-        return _chunked(a, b, tabs, st)
-    D = a.shape[-1]
-    qa, qb = _quantize(a, st, st.group_a), _quantize(b, st, st.group_b)
-    acc = _acc(qa, qb, tabs, st)
-    if st.granularity == "per_head":
-        head = QX.separate(st.f * QX.separate(qa.scale * qb.scale))
-        out = acc.astype(F32) * head[:, None, None]
-        bad = ~(jnp.isfinite(qa.scale) & jnp.isfinite(qb.scale)
-                & jnp.all(jnp.isfinite(a), axis=(1, 2)) & jnp.all(jnp.isfinite(b), axis=(1, 2)))
-        return jnp.where(bad[:, None, None], F32(jnp.nan), out)
-    out = _assemble(acc, qa, qb, D, st)
-    return jnp.where(_bad_mask(a, b, qa, qb), F32(jnp.nan), out)
+        return _chunked(a, b, smooth, tabs, st)
+    acc, qa, qb, bad_a, bad_b = _product(a, b, smooth, tabs, st)
+    out = _assemble(acc, qa, qb, a.shape[-1], st)
+    return jnp.where(bad_a[..., :, None] | bad_b[..., None, :], F32(jnp.nan), out)

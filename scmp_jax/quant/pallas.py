@@ -1,0 +1,268 @@
+"""Pallas (Triton backend) quantization kernels (SPEC.md sections 5 and 8).
+
+* ``stats``: per-row ``max``/``min``/non-finite flags of ``(H, R, C)``, with
+  ``smooth_scales`` applied in the load (``x / s``, IEEE division).
+* ``encode``: per element ``x_int -> boundary -> sign`` with the same
+  ``xla.encode`` code over ``KernelMath`` (PTX ``.rn`` operations), written
+  either row-major as codes (``quant.quantize``) or d-major straight into the
+  SC count kernel's table indices (``ro``/``co``, ``sc.tables.Layout``), so
+  the operands are read twice (stats, encode) and no boundary/sign arrays
+  are materialised.
+* ``col_absmax``: the SmoothQuant calibration reduction ``max |x|`` per column.
+
+Blocks are powers of two; edges are masked with the true sizes. Off GPU the
+same kernels run with ``interpret=True``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from .._kernel_math import KernelMath
+from . import xla as QX
+
+try:
+    from jax.experimental.pallas import triton as _pltriton
+except ImportError:  # pragma: no cover
+    _pltriton = None
+
+__all__ = ["stats", "encode_codes", "encode_index", "col_absmax"]
+
+F32 = jnp.float32
+I32 = jnp.int32
+BR, BC = 32, 64          # row and column block
+
+
+def _params(interpret, warps=4):
+    if interpret or _pltriton is None:
+        return {}
+    return {"compiler_params": _pltriton.CompilerParams(num_warps=warps, num_stages=1)}
+
+
+def _pad3(x, R, C):
+    H, r, c = x.shape
+    return jnp.pad(x, ((0, 0), (0, R - r), (0, C - c))) if (R, C) != (r, c) else x
+
+
+def _sizes(R, C):
+    return pl.cdiv(R, BR) * BR, pl.cdiv(C, BC) * BC
+
+
+def _valid(i, j, R, C):
+    rows = jax.lax.broadcasted_iota(I32, (BR, BC), 0) + i * BR
+    cols = jax.lax.broadcasted_iota(I32, (BR, BC), 1) + j * BC
+    return (rows < R) & (cols < C)
+
+
+def _load(x_ref, s_ref, m, smooth_mul=False):
+    """The operand block; SmoothQuant in the load: ``a / s`` or ``b * s``."""
+    x = x_ref[...]
+    if s_ref is not None:
+        x = m.mul(x, s_ref[...]) if smooth_mul else m.div(x, s_ref[...])
+    return x
+
+
+def _stats_kernel(*refs, R, C, smooth, smooth_mul, interpret):
+    if smooth:
+        x_ref, s_ref, mx_ref, mn_ref, fl_ref = refs
+    else:
+        (x_ref, mx_ref, mn_ref, fl_ref), s_ref = refs, None
+    i, j = pl.program_id(1), pl.program_id(2)
+    x = _load(x_ref, s_ref, KernelMath(interpret), smooth_mul)
+    ok = _valid(i, j, R, C)
+    nan = jnp.isnan(x)
+    num = ok & ~nan
+    mx_ref[...] = jnp.max(jnp.where(num, x, -jnp.inf), axis=1)[:, None]
+    mn_ref[...] = jnp.min(jnp.where(num, x, jnp.inf), axis=1)[:, None]
+    flags = (ok & nan).astype(I32) * 2 + (ok & ~(jnp.abs(x) < jnp.inf)).astype(I32)
+    fl_ref[...] = jnp.max(flags, axis=1)[:, None]
+
+
+def _smooth_arg(smooth, Cp):
+    return jnp.pad(smooth.astype(F32), (0, Cp - smooth.shape[0]),
+                   constant_values=1.0)[None, :]
+
+
+@functools.partial(jax.jit, static_argnames=("interpret", "smooth_mul"))
+def stats(x, smooth: Optional[jax.Array], *, interpret: bool, smooth_mul: bool = False) -> QX.Stats:
+    """Per-row ``Stats`` of float32 ``x (H, R, C)`` (of ``x / smooth``, or
+    ``x * smooth`` with ``smooth_mul``, if given)."""
+    H, R, C = x.shape
+    Rp, Cp = _sizes(R, C)
+    nC = Cp // BC
+    xp = _pad3(x, Rp, Cp)
+    args = [xp]
+    specs = [pl.BlockSpec((None, BR, BC), lambda h, i, j: (h, i, j))]
+    if smooth is not None:
+        args.append(_smooth_arg(smooth, Cp))
+        specs.append(pl.BlockSpec((1, BC), lambda h, i, j: (0, j)))
+    part = pl.BlockSpec((None, BR, 1), lambda h, i, j: (h, i, j))
+    mx, mn, fl = pl.pallas_call(
+        functools.partial(_stats_kernel, R=R, C=C, smooth=smooth is not None,
+                          smooth_mul=smooth_mul, interpret=interpret),
+        grid=(H, Rp // BR, nC),
+        in_specs=specs,
+        out_specs=[part, part, part],
+        out_shape=[jax.ShapeDtypeStruct((H, Rp, nC), F32)] * 2
+        + [jax.ShapeDtypeStruct((H, Rp, nC), I32)],
+        interpret=interpret,
+        **_params(interpret),
+    )(*args)
+    fl = jnp.max(fl[:, :R], axis=-1)
+    nan = (fl & 2) != 0
+    mx = jnp.where(nan, F32(jnp.nan), jnp.max(mx[:, :R], axis=-1))
+    mn = jnp.where(nan, F32(jnp.nan), jnp.min(mn[:, :R], axis=-1))
+    return QX.Stats(mx, mn, (fl & 1) != 0)
+
+
+def _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul=False):
+    m = KernelMath(interpret)
+    x = _load(x_ref, s_ref, m, smooth_mul)
+    zp = None if z_ref is None else z_ref[...]
+    return QX.encode(x, f_ref[...], zp, sch, m)
+
+
+def _split(refs, smooth, unipolar):
+    refs = list(refs)
+    x_ref = refs.pop(0)
+    s_ref = refs.pop(0) if smooth else None
+    f_ref = refs.pop(0)
+    z_ref = refs.pop(0) if unipolar else None
+    return x_ref, s_ref, f_ref, z_ref, refs
+
+
+def _codes_kernel(*refs, sch, R, C, smooth, smooth_mul, interpret):
+    x_ref, s_ref, f_ref, z_ref, outs = _split(refs, smooth, sch.mode == "unipolar")
+    x_int, bnd, sign = _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul)
+    outs[0][...] = x_int
+    outs[1][...] = bnd
+    if sign is not None:
+        outs[2][...] = sign
+
+
+def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, interpret):
+    x_ref, s_ref, f_ref, z_ref, rest = _split(refs, smooth, sch.mode == "unipolar")
+    if side_a:
+        roff_ref, kb_ref, ktab_ref, *outs = rest
+    else:
+        outs = rest
+    i, j = pl.program_id(1), pl.program_id(2)
+    ok = _valid(i, j, R, C)
+    x_int, bnd, sign = _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul)
+    bnd = jnp.where(ok, bnd, 0)
+    if side_a:
+        k = ktab_ref[kb_ref[...] + bnd]                     # (BR, BC) gather, in range
+        val = roff_ref[...] + k * vp
+    else:
+        val = bnd
+    if sign is not None:
+        val = val | ((sign < 0) & ok).astype(I32) << shift
+    val = jnp.where(ok, val, 0)
+    outs[0][...] = val.T
+    if sch.mode == "unipolar":
+        outs[1][...] = jnp.sum(jnp.where(ok, x_int, 0).astype(I32), axis=1)[:, None]
+
+
+def _common(x, smooth, prm: QX.Params):
+    H, R, C = x.shape
+    Rp, Cp = _sizes(R, C)
+    args = [_pad3(x, Rp, Cp)]
+    specs = [pl.BlockSpec((None, BR, BC), lambda h, i, j: (h, i, j))]
+    if smooth is not None:
+        args.append(_smooth_arg(smooth, Cp))
+        specs.append(pl.BlockSpec((1, BC), lambda h, i, j: (0, j)))
+    row = pl.BlockSpec((None, BR, 1), lambda h, i, j: (h, i, 0))
+    pad_rows = lambda v: jnp.pad(v, ((0, 0), (0, Rp - R)), constant_values=1.0)[..., None]
+    args.append(pad_rows(prm.factor))
+    specs.append(row)
+    if prm.zp is not None:
+        args.append(pad_rows(jnp.broadcast_to(prm.zp, (H, R))))
+        specs.append(row)
+    return args, specs, (H, R, C, Rp, Cp)
+
+
+@functools.partial(jax.jit, static_argnames=("sch", "interpret", "smooth_mul"))
+def encode_codes(x, smooth, prm: QX.Params, *, sch: QX.Scheme, interpret: bool,
+                 smooth_mul: bool = False):
+    """Row-major ``(x_int f32, boundary i32, sign i32 | None)``, each ``(H, R, C)``."""
+    args, specs, (H, R, C, Rp, Cp) = _common(x, smooth, prm)
+    blk = pl.BlockSpec((None, BR, BC), lambda h, i, j: (h, i, j))
+    shapes = [jax.ShapeDtypeStruct((H, Rp, Cp), F32), jax.ShapeDtypeStruct((H, Rp, Cp), I32)]
+    if sch.mode == "bipolar":
+        shapes.append(jax.ShapeDtypeStruct((H, Rp, Cp), I32))
+    outs = pl.pallas_call(
+        functools.partial(_codes_kernel, sch=sch, R=R, C=C, smooth=smooth is not None,
+                          smooth_mul=smooth_mul, interpret=interpret),
+        grid=(H, Rp // BR, Cp // BC),
+        in_specs=specs,
+        out_specs=[blk] * len(shapes),
+        out_shape=shapes,
+        interpret=interpret,
+        **_params(interpret),
+    )(*args)
+    outs = [o[:, :R, :C] for o in outs]
+    return outs[0], outs[1], outs[2] if sch.mode == "bipolar" else None
+
+
+@functools.partial(jax.jit, static_argnames=("sch", "interpret", "shift", "vp", "smooth_mul"))
+def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
+                 sch: QX.Scheme, interpret: bool, shift: int, vp: int, smooth_mul: bool = False):
+    """SC table indices, d-major ``(H, C, R)`` int32, and (unipolar) row sums
+    ``(H, R)`` int32. Side a (``roff``, ``kbase`` ``(C,)``, ``ktab`` given):
+    ``roff[d] + ktab[kbase[d] + boundary] * vp | neg << shift``; side b:
+    ``boundary | neg << shift``."""
+    args, specs, (H, R, C, Rp, Cp) = _common(x, smooth, prm)
+    side_a = roff is not None
+    if side_a:
+        col = pl.BlockSpec((1, BC), lambda h, i, j: (0, j))
+        padc = lambda v: jnp.pad(v.astype(I32), (0, Cp - C))[None, :]
+        args += [padc(roff), padc(kbase), ktab]
+        specs += [col, col, pl.BlockSpec((ktab.shape[0],), lambda h, i, j: (0,))]
+    out_specs = [pl.BlockSpec((None, BC, BR), lambda h, i, j: (h, j, i))]
+    shapes = [jax.ShapeDtypeStruct((H, Cp, Rp), I32)]
+    if sch.mode == "unipolar":
+        out_specs.append(pl.BlockSpec((None, BR, 1), lambda h, i, j: (h, i, j)))
+        shapes.append(jax.ShapeDtypeStruct((H, Rp, Cp // BC), I32))
+    outs = pl.pallas_call(
+        functools.partial(_index_kernel, sch=sch, R=R, C=C, smooth=smooth is not None,
+                          smooth_mul=smooth_mul, side_a=side_a, shift=shift, vp=vp, interpret=interpret),
+        grid=(H, Rp // BR, Cp // BC),
+        in_specs=specs,
+        out_specs=out_specs,
+        out_shape=shapes,
+        interpret=interpret,
+        **_params(interpret),
+    )(*args)
+    idx = outs[0][:, :C, :R]
+    rowsum = jnp.sum(outs[1][:, :R], axis=-1, dtype=I32) if sch.mode == "unipolar" else None
+    return idx, rowsum
+
+
+def _absmax_kernel(x_ref, o_ref, *, R, C):
+    i, j = pl.program_id(0), pl.program_id(1)
+    a = jnp.where(_valid(i, j, R, C), jnp.abs(x_ref[...]), -jnp.inf)
+    nan = jnp.max(jnp.isnan(a).astype(I32), axis=0)
+    o_ref[...] = jnp.where(nan > 0, jnp.nan, jnp.max(a, axis=0))[None, :]
+
+
+@functools.partial(jax.jit, static_argnames=("interpret",))
+def col_absmax(x, *, interpret: bool):
+    """``max |x|`` over the rows of float ``x (R, C)``, per column ``(C,)``; NaN
+    propagates (a column holding a NaN gives NaN)."""
+    R, C = x.shape
+    Rp, Cp = _sizes(R, C)
+    xp = _pad3(x[None], Rp, Cp)[0]
+    part = pl.pallas_call(
+        functools.partial(_absmax_kernel, R=R, C=C),
+        grid=(Rp // BR, Cp // BC),
+        in_specs=[pl.BlockSpec((BR, BC), lambda i, j: (i, j))],
+        out_specs=pl.BlockSpec((None, 1, BC), lambda i, j: (i, 0, j)),
+        out_shape=jax.ShapeDtypeStruct((Rp // BR, 1, Cp), x.dtype),
+        interpret=interpret,
+        **_params(interpret),
+    )(xp)
+    return jnp.max(part[:, 0, :C], axis=0)

@@ -94,7 +94,8 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
               stoc_len=None, chunk_d: int = 0, group_a: int = 1, group_b: int = 1,
               rng_levels=None, config=None, halve_bipolar_stoc_len: bool = False,
               smooth_scales=None, scramble: str = "bitrev", implementation=None,
-              table_cap_bytes: int = DEFAULT_TABLE_CAP_BYTES):
+              table_cap_bytes: int = DEFAULT_TABLE_CAP_BYTES, row_stoc_len=None,
+              col_stoc_len=None, stoc_levels=None):
     """Stochastic-computing matmul ``a @ b.T`` (float32 out).
 
     a: ``(N, D)`` or ``(H, N, D)``; b: ``(M, D)`` or ``(H, M, D)``, any float
@@ -111,6 +112,9 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     integers). Jit-friendly: no host
     synchronisation; all non-array arguments are static.
     """
+    mixed = row_stoc_len is not None or col_stoc_len is not None
+    if mixed:
+        _check_mixed(a, b, granularity, stoc_len, chunk_d)
     st = _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
                   rng_levels, halve_bipolar_stoc_len, smooth_scales, scramble)
     a = _check_float(a, "a")
@@ -123,11 +127,72 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     Dt = min(chunk_d, D) if chunk_d else D
     if not _is_int(table_cap_bytes) or table_cap_bytes < 0:
         raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
+    if mixed:
+        return _mixed_call(a, b, smooth_scales, row_stoc_len, col_stoc_len, stoc_levels, st, cfg,
+                           scramble, impl, int(table_cap_bytes))
     tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
     st = dataclasses.replace(st, cap=int(table_cap_bytes))
     if impl == "pallas":
         st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
     return sc_matmul_xla(a, b, smooth_scales, tabs, st)
+
+
+def _check_mixed(a, b, granularity, stoc_len, chunk_d):
+    if granularity != "per_row" or np.ndim(a) != 2 or np.ndim(b) != 2:
+        raise ValueError("row_stoc_len / col_stoc_len require granularity='per_row' and 2D a, b")
+    if stoc_len is not None:
+        raise ValueError("stoc_len must be None when row_stoc_len or col_stoc_len is given")
+    if chunk_d:
+        raise ValueError("chunk_d must be 0 with row_stoc_len / col_stoc_len")
+
+
+def _lengths(x, size, name, B):
+    if x is None:
+        return jnp.full((size,), B, jnp.int32), ()
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        x = np.asarray(x)
+        dt = x.dtype
+    if not jnp.issubdtype(dt, jnp.integer):
+        raise ValueError(f"{name} must be an int array, got dtype {dt}")
+    if np.shape(x) != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {np.shape(x)}")
+    try:
+        host = np.asarray(x)
+    except Exception:          # traced under jit: levels must be given
+        return jnp.asarray(x, jnp.int32), None
+    if host.size and (host.min() < 0 or host.max() > B):
+        raise ValueError(f"{name} values must be in [0, 2**sc_prec={B}]")
+    return jnp.asarray(host, jnp.int32), tuple(int(v) for v in np.unique(host))
+
+
+def _mixed_call(a, b, smooth, row_len, col_len, levels, st, cfg, scramble, impl, cap):
+    from .mixed import mixed_tables, sc_matmul_mixed
+    B = 2 ** st.p
+    N, M = np.shape(a)[0], np.shape(b)[0]
+    rl, rv = _lengths(row_len, N, "row_stoc_len", B)
+    cl, cv = _lengths(col_len, M, "col_stoc_len", B)
+    if levels is None:
+        if rv is None or cv is None:
+            raise ValueError("stoc_levels (a static tuple of the lengths used) is required "
+                             "when row_stoc_len / col_stoc_len are traced (under jax.jit)")
+        levels = set(rv) | set(cv) | ({B} if row_len is None or col_len is None else set())
+    levels = tuple(sorted({int(v) for v in levels} - {0}, reverse=True))
+    for L in levels:
+        if not _is_int(L) or not 1 <= L <= B:
+            raise ValueError(f"stoc_levels must hold ints in [0, 2**sc_prec={B}], got {L!r}")
+    if row_len is None or col_len is None:
+        levels = tuple(sorted(set(levels) | {B}, reverse=True))
+    if not levels:                               # everything pruned
+        return jnp.zeros((N, M), jnp.float32)
+    q = 2 ** (st.p - 1) - 1 if st.mode == "bipolar" else 2 ** st.p - 1
+    D = np.shape(a)[-1]
+    mt, shift, vp = mixed_tables(cfg, D, st.p, levels, st.G, scramble, cap, q)
+    st = dataclasses.replace(st, cap=cap)
+    if impl == "pallas":
+        st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
+    return sc_matmul_mixed(a, b, smooth, rl, cl, mt, st=st, levels=levels, shift=shift, vp=vp,
+                           has_col=col_len is not None)
 
 
 def clear_caches() -> None:
@@ -142,6 +207,8 @@ def clear_caches() -> None:
 
     import jax
 
+    from .mixed import mixed_tables
+    mixed_tables.cache_clear()
     enable_tables.cache_clear()
     side_streams.cache_clear()
     jax.clear_caches()

@@ -1,0 +1,236 @@
+"""Public FP4 API (SPEC.md section 9): ``quantize``, ``dequantize``, ``matmul``,
+``block_transform`` and the ``FP4Tensor`` pytree.
+
+Implementations are modules looked up by name in ``IMPLEMENTATIONS`` (today
+only ``"xla"`` = ``scmp_jax.fp4.xla``). A kernel module (e.g. a future
+``scmp_jax/fp4/pallas_*.py``) exposing the same four functions with the same
+signatures joins with ``register_implementation("pallas", module)``; ``None``
+then picks it on GPU. Until then ``implementation="pallas"`` is a ValueError.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._backend import on_gpu
+from ..sc.api import InvalidDtypeError
+from . import xla as _xla
+from .config import PRESETS, FP4Config, check_positive, check_product
+from .formats import ROUNDINGS
+
+__all__ = ["FP4Tensor", "quantize", "dequantize", "matmul", "block_transform",
+           "IMPLEMENTATIONS", "register_implementation", "SCALE_TYPES"]
+
+F32 = jnp.float32
+#: scale format name -> the JAX dtype of ``FP4Tensor.scales``
+SCALE_TYPES = {"e8m0": jnp.float8_e8m0fnu, "e4m3": jnp.float8_e4m3fn}
+IMPLEMENTATIONS = {"xla": _xla}
+_PLANNED = ("pallas",)
+
+
+def register_implementation(name: str, module) -> None:
+    """Make ``module`` (with ``quantize``, ``dequantize``, ``matmul``,
+    ``block_transform`` as in ``scmp_jax.fp4.xla``) available as ``implementation=name``."""
+    IMPLEMENTATIONS[name] = module
+
+
+def _resolve_impl(implementation) -> str:
+    if implementation is None:
+        return "pallas" if ("pallas" in IMPLEMENTATIONS and on_gpu()) else "xla"
+    if isinstance(implementation, str) and implementation in IMPLEMENTATIONS:
+        return implementation
+    if implementation in _PLANNED:
+        raise ValueError(f"implementation={implementation!r} is not yet available for fp4; "
+                         "use implementation='xla' (or None)")
+    raise ValueError(f"implementation must be None or one of "
+                     f"{tuple(IMPLEMENTATIONS) + _PLANNED}, got {implementation!r}")
+
+
+@partial(jax.tree_util.register_dataclass,
+         data_fields=["codes", "scales", "global_scale"],
+         meta_fields=["group_size", "scale_dtype", "rounding", "shape"])
+@dataclasses.dataclass(frozen=True)
+class FP4Tensor:
+    """FP4 tensor of logical shape ``shape = (..., K)``: ``codes`` uint8
+    (..., K/2) packed e2m1 (element 2j low nibble of byte j); ``scales``
+    (..., K/group_size) of dtype ``SCALE_TYPES[scale_dtype]``; ``global_scale``
+    float32 scalar. ``group_size``, ``scale_dtype``, ``rounding``, ``shape`` are
+    static pytree metadata."""
+    codes: jax.Array
+    scales: jax.Array
+    global_scale: jax.Array
+    group_size: int
+    scale_dtype: str
+    rounding: str
+    shape: tuple
+
+    @property
+    def scale_bytes(self):
+        """The scales' bit patterns, uint8 (..., K/group_size)."""
+        return _u8(self.scales)
+
+    def dequantize(self, *, implementation=None):
+        return dequantize(self, implementation=implementation)
+
+
+def _check_float(x, name):
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise InvalidDtypeError(f"{name} must be a float array, got dtype {x.dtype}")
+    return x
+
+
+def _config(config, group_size, scale_dtype, scale_scale, rounding) -> FP4Config:
+    if isinstance(config, str):
+        if config.lower() not in PRESETS:
+            raise ValueError(f"config must be an FP4Config or one of {tuple(PRESETS)}, "
+                             f"got {config!r}")
+        config = PRESETS[config.lower()]
+    over = {k: v for k, v in dict(group_size=group_size, scale_dtype=scale_dtype,
+                                   scale_scale=scale_scale, rounding=rounding).items()
+            if v is not None}
+    if config is None:
+        missing = [k for k in ("group_size", "scale_dtype", "scale_scale") if k not in over]
+        if missing:
+            raise ValueError(f"quantize needs a config or {', '.join(missing)}")
+        return FP4Config(**over)
+    if not isinstance(config, FP4Config):
+        raise ValueError(f"config must be an FP4Config or one of {tuple(PRESETS)}, got {config!r}")
+    return dataclasses.replace(config, **over) if over else config
+
+
+def _global_scale(global_scale, cfg: FP4Config):
+    """float32 scalar array; validated unless traced."""
+    if global_scale is None:
+        return jnp.asarray(cfg.global_scale, F32)
+    if isinstance(global_scale, jax.core.Tracer):
+        if global_scale.shape != ():
+            raise ValueError(f"global_scale must be a scalar, got shape {global_scale.shape}")
+        return global_scale.astype(F32)
+    gs = check_positive(np.asarray(global_scale) if hasattr(global_scale, "dtype")
+                        else global_scale, "global_scale")
+    check_product(cfg.scale_scale, gs)
+    return jnp.asarray(gs, F32)
+
+
+def _check_transform(transform, K):
+    if transform is None:
+        return None
+    transform = _check_float(transform, "transform")
+    s = tuple(np.shape(transform))
+    g = s[-1] if s else 0
+    if len(s) not in (2, 3) or s[-2] != g or g == 0 or K % g:
+        raise ValueError(f"transform must be (g, g) or (K/g, g, g) with g dividing K={K}, "
+                         f"got shape {s}")
+    if len(s) == 3 and s[0] != K // g:
+        raise ValueError(f"transform's leading axis must be K/g = {K // g}, got shape {s}")
+    return transform
+
+
+def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=None,
+             global_scale=None, rounding=None, transform=None, implementation=None) -> FP4Tensor:
+    """Quantize float ``x`` (..., K) along its last axis to an ``FP4Tensor``.
+
+    Settings come from ``config`` (``FP4Config``, ``MXFP4``, ``NVFP4``, or
+    "mxfp4" / "nvfp4"), overridden by any keyword given; without a config,
+    ``group_size``, ``scale_dtype`` and ``scale_scale`` are required
+    (``global_scale`` defaults to 1, ``rounding`` to "even"). ``global_scale``
+    may be a traced float32 scalar. ``transform`` (``(g, g)`` or
+    ``(K/g, g, g)``) is applied first: block ``c`` becomes ``x_c @ T_c^T``."""
+    impl = _resolve_impl(implementation)
+    cfg = _config(config, group_size, scale_dtype, scale_scale, rounding)
+    x = _check_float(x, "x")
+    shape = tuple(np.shape(x))
+    if len(shape) < 1:
+        raise ValueError("x must have at least one dimension (groups run along the last axis)")
+    K = shape[-1]
+    if K == 0 or K % 2:
+        raise ValueError(f"x's last axis must have even, non-zero length K, got K={K}")
+    if K % cfg.group_size:
+        raise ValueError(f"group_size must divide K={K}, got {cfg.group_size}")
+    transform = _check_transform(transform, K)
+    gs = _global_scale(global_scale, cfg)
+    codes, scales = _quantize(x, np.float32(cfg.scale_scale), gs, transform,
+                              np.int32(ROUNDINGS.index(cfg.rounding)), cfg.group_size,
+                              cfg.scale_dtype, impl)
+    scales = jax.lax.bitcast_convert_type(scales, SCALE_TYPES[cfg.scale_dtype])
+    return FP4Tensor(codes, scales, gs, cfg.group_size, cfg.scale_dtype, cfg.rounding, shape)
+
+
+@partial(jax.jit, static_argnums=(5, 6, 7))
+def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, scale_dtype, impl):
+    """scale_scale, global_scale and the rounding index are operands (one program
+    for every value); group size, scale format and implementation are static."""
+    mod = IMPLEMENTATIONS[impl]
+    x = x.astype(F32)
+    if transform is not None:
+        x = mod.block_transform(x, transform.astype(F32))
+    return mod.quantize(x, scale_scale, global_scale, group_size=group_size,
+                        scale_dtype=scale_dtype, rounding=rounding)
+
+
+def _check_tensor(t, name):
+    if not isinstance(t, FP4Tensor):
+        raise TypeError(f"{name} must be an FP4Tensor, got {type(t).__name__}")
+
+
+def dequantize(t: FP4Tensor, *, implementation=None):
+    """``FP4Tensor`` -> float32 (..., K): ``code_value * (scale_deq * global_scale)``."""
+    _check_tensor(t, "t")
+    return _dequantize(t.codes, t.scales, t.global_scale, t.scale_dtype,
+                       _resolve_impl(implementation))
+
+
+def _u8(scales):
+    return jax.lax.bitcast_convert_type(scales, jnp.uint8)
+
+
+@partial(jax.jit, static_argnums=(3, 4))
+def _dequantize(codes, scales, global_scale, scale_dtype, impl):
+    return IMPLEMENTATIONS[impl].dequantize(codes, _u8(scales), global_scale,
+                                            scale_dtype=scale_dtype)
+
+
+def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
+    """Quantized linear without bias: activations ``a`` (..., N, K) times weights
+    ``w`` (M, K) -> float32 (..., N, M) = ``dequant(a) @ dequant(w)^T``, each global
+    scale folded into its dequantization (``alpha = gs_a * gs_w``); float32
+    accumulation, so close to (not bit-equal with) a float64 reference."""
+    _check_tensor(a, "a")
+    _check_tensor(w, "w")
+    if len(w.shape) != 2:
+        raise ValueError(f"w must be 2D (M, K), got shape {w.shape}")
+    if len(a.shape) < 2 or a.shape[-1] != w.shape[-1]:
+        raise ValueError(f"a must be (..., N, K) with w's K={w.shape[-1]}, got shape {a.shape}")
+    impl = _resolve_impl(implementation)
+    return _matmul((a.codes, a.scales, a.global_scale), (w.codes, w.scales, w.global_scale),
+                   a.scale_dtype, w.scale_dtype, impl)
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _matmul(a, w, dtype_a, dtype_w, impl):
+    return IMPLEMENTATIONS[impl].matmul((a[0], _u8(a[1]), a[2], dtype_a),
+                                        (w[0], _u8(w[1]), w[2], dtype_w))
+
+
+def block_transform(x, transform, *, implementation=None):
+    """float (..., K) -> float32 (..., K), block ``c`` -> ``x_c @ T_c^T`` (float32
+    dot, not bit-exact across backends); ``transform=None`` returns ``x``."""
+    impl = _resolve_impl(implementation)
+    x = _check_float(x, "x")
+    if np.ndim(x) < 1:
+        raise ValueError("x must have at least one dimension")
+    transform = _check_transform(transform, np.shape(x)[-1])
+    if transform is None:
+        return jnp.asarray(x, F32)
+    return _block_transform(x, transform, impl)
+
+
+@partial(jax.jit, static_argnums=(2,))
+def _block_transform(x, transform, impl):
+    return IMPLEMENTATIONS[impl].block_transform(x.astype(F32), transform.astype(F32))

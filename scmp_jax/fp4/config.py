@@ -1,0 +1,77 @@
+"""FP4 quantizer settings: ``FP4Config`` and the MXFP4 / NVFP4 presets (SPEC.md section 9).
+
+A config is a frozen, hashable value (usable as a static jit argument),
+validated once when built; every error is a ValueError naming the argument.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .formats import ROUNDINGS, SCALE_DTYPES
+
+__all__ = ["FP4Config", "MXFP4", "NVFP4", "PRESETS", "check_positive", "check_product"]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_positive(v, name: str) -> float:
+    """A positive finite real scalar (as a float32 value) -> Python float."""
+    bad = ValueError(f"{name} must be a positive finite scalar, got {v!r}")
+    if isinstance(v, (bool, np.bool_)) or np.ndim(v) != 0:
+        raise bad
+    try:
+        with np.errstate(all="ignore"):
+            f = np.float32(v)
+    except (TypeError, ValueError):
+        raise bad from None
+    if not (math.isfinite(f) and f > 0):
+        raise bad
+    return float(f)
+
+
+def check_product(scale_scale: float, global_scale: float) -> None:
+    """``float32(scale_scale) * float32(global_scale)`` must be positive and finite
+    (it is the divisor of every ``amax``)."""
+    with np.errstate(all="ignore"):
+        prod = np.float32(scale_scale) * np.float32(global_scale)
+    if not (math.isfinite(prod) and prod > 0):
+        raise ValueError(f"scale_scale * global_scale must be a positive finite float32, got "
+                         f"{scale_scale} * {global_scale} = {prod}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FP4Config:
+    """``group_size`` elements of the last axis share one scale of format
+    ``scale_dtype`` ("e8m0" | "e4m3"); ``scale = amax / (scale_scale *
+    global_scale)``; e2m1 ties by ``rounding`` ("even" | "zero" | "down" | "up")."""
+    group_size: int
+    scale_dtype: str
+    scale_scale: float
+    global_scale: float = 1.0
+    rounding: str = "even"
+
+    def __post_init__(self):
+        if not _is_int(self.group_size) or self.group_size < 1:
+            raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
+        if self.scale_dtype not in SCALE_DTYPES:
+            raise ValueError(f"scale_dtype must be one of {SCALE_DTYPES}, got {self.scale_dtype!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+        ss = check_positive(self.scale_scale, "scale_scale")
+        gs = check_positive(self.global_scale, "global_scale")
+        check_product(ss, gs)
+        object.__setattr__(self, "group_size", int(self.group_size))
+        object.__setattr__(self, "scale_scale", ss)
+        object.__setattr__(self, "global_scale", gs)
+
+
+#: e8m0 scales, groups of 32 (SPEC's typical scale_scale=4, global_scale=1/3).
+MXFP4 = FP4Config(group_size=32, scale_dtype="e8m0", scale_scale=4.0, global_scale=1 / 3)
+#: e4m3fn scales, groups of 16 (SPEC's typical scale_scale=6); global scale 1.
+NVFP4 = FP4Config(group_size=16, scale_dtype="e4m3", scale_scale=6.0, global_scale=1.0)
+PRESETS = {"mxfp4": MXFP4, "nvfp4": NVFP4}

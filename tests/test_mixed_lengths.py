@@ -1,5 +1,6 @@
 """Mixed stream lengths in one call (row_stoc_len / col_stoc_len) == golden.mp.sc_matmul_mixed."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -110,3 +111,21 @@ def test_mixed_validation(kw, match):
     a, b = _ab()
     with pytest.raises(ValueError, match=match):
         scmp_jax.sc_matmul(a, b, **kw)
+
+
+def test_classifier_to_mixed_call_under_jit():
+    """mp classifier -> per-row lengths -> one sc_matmul, all inside one jit."""
+    a, b = _ab(N=10, M=5, D=32, seed=3)
+
+    @jax.jit
+    def f(x, y):
+        asg = scmp_jax.mp.classify_rows_by_metric(jnp.max(jnp.abs(x), axis=1), (64, 16, 0),
+                                                  (0.3, 0.4, 0.3))
+        return scmp_jax.sc_matmul(x, y, row_stoc_len=asg.stoc_len,
+                                  stoc_levels=asg.stoc_len_levels), asg.stoc_len
+
+    out, lens = f(a, b)
+    # top 3 rows by max|x| get 64, the next 4 get 16, the last 3 are pruned
+    order = np.argsort(-np.abs(a).max(1), kind="stable")
+    np.testing.assert_array_equal(np.asarray(lens)[order], [64] * 3 + [16] * 4 + [0] * 3)
+    assert_same_bits(np.asarray(out), golden.sc_matmul_mixed(a, b, row_stoc_len=np.asarray(lens)))

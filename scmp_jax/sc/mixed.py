@@ -88,15 +88,20 @@ def _level_index(lengths, levels):
 
 
 def _counts(qa, qb, li, mt: MixedTables, shift, vp, st):
+    """Exact int32 ``(N, M)``. Rows are grouped by level for the count pass (an
+    output tile then reads one level's table: measured 1.4x faster on the H100
+    than interleaved levels: see BENCHMARKS.md) and put back in order afterwards."""
     from .xla import _table_counts
-    lv = jnp.maximum(li, 0)
-    k = jnp.take(mt.ktab, mt.kbase[lv] + qa.boundary, mode="clip")            # (N, D)
+    order = jnp.argsort(li, stable=True)
+    lv = jnp.maximum(li[order], 0)
+    k = jnp.take(mt.ktab, mt.kbase[lv] + qa.boundary[order], mode="clip")     # (N, D)
     ro = mt.rbase[lv] + k * vp
     co = qb.boundary
     if st.mode == "bipolar":
-        ro = ro | (qa.sign < 0).astype(I32) << shift
+        ro = ro | (qa.sign[order] < 0).astype(I32) << shift
         co = co | (qb.sign < 0).astype(I32) << shift
-    return _table_counts(ro.T[None], co.T[None], mt.table, st)[0]
+    acc = _table_counts(ro.T[None], co.T[None], mt.table, st)[0]
+    return jnp.zeros_like(acc).at[order].set(acc)
 
 
 @functools.partial(jax.jit, static_argnames=("st", "levels", "shift", "vp", "has_col"))

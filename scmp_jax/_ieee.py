@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["max_nan", "min_nan", "separate", "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division",
+__all__ = ["max_nan", "min_nan", "pmax_nan", "separate", "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division",
            "use_soft"]
 
 F32 = jnp.float32
@@ -53,6 +53,12 @@ def min_nan(x, axis=None):
     """``jnp.min`` that propagates NaN (see ``max_nan``)."""
     return jnp.where(jnp.any(jnp.isnan(x), axis=axis), F32(jnp.nan).astype(x.dtype),
                      jnp.min(x, axis=axis))
+
+
+def pmax_nan(x, axes):
+    """``lax.pmax`` over mesh ``axes`` that propagates NaN (flag reduced separately)."""
+    nan = lax.pmax(jnp.isnan(x).astype(I32), axes) > 0
+    return jnp.where(nan, F32(jnp.nan).astype(x.dtype), lax.pmax(x, axes))
 
 
 def separate(x):

@@ -1,5 +1,10 @@
 import os
 
+# 4 host devices on CPU (tests/test_sharding.py); set before jax is imported
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_force_host_platform_device_count=4").strip()
+
 from hypothesis import HealthCheck, settings
 
 # "ci": derandomized, sized to run the whole suite in a few minutes on 2 cores.

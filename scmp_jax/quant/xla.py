@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._ieee import div, max_nan, min_nan, separate
+from .._ieee import div, max_nan, min_nan, pmax_nan, separate
 
 __all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "separate",
            "div", "row_stats", "row_params", "encode", "quantize", "boundary", "per_tensor",
@@ -58,6 +58,7 @@ class Scheme:
     G: int
     group: int = 1              # per_row: rows sharing a scale
     chunk: bool = False         # per_row reciprocal form (one chunk of chunk_d)
+    axes: tuple = ()            # mesh axes the operand is sharded over (per_tensor collectives)
 
     @property
     def q(self) -> np.float32:
@@ -144,7 +145,10 @@ def row_params(stats: Stats, sch: Scheme) -> Params:
     rows = mx.shape
     head_scale = None
     if sch.granularity == "per_tensor":
-        mx, mn = jnp.broadcast_to(max_nan(mx), rows), jnp.broadcast_to(min_nan(mn), rows)
+        gmx, gmn = max_nan(mx), min_nan(mn)
+        if sch.axes:                           # sharded operand: one collective each
+            gmx, gmn = pmax_nan(gmx, sch.axes), -pmax_nan(-gmn, sch.axes)
+        mx, mn = jnp.broadcast_to(gmx, rows), jnp.broadcast_to(gmn, rows)
     elif sch.granularity == "per_head":
         mx, mn = max_nan(mx, axis=-1), min_nan(mn, axis=-1)          # (H,)
     elif not sch.chunk:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._backend import on_gpu, resolve_implementation
 from .._ieee import use_soft
+from . import sharding
 from .config import SCConfig, as_config
 from .tables import OWEN_MODES, enable_tables, side_streams
 from .xla import Static, sc_matmul_xla
@@ -127,13 +128,18 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     Dt = min(chunk_d, D) if chunk_d else D
     if not _is_int(table_cap_bytes) or table_cap_bytes < 0:
         raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
+    shard = sharding.plan(a, b, st)
     if mixed:
+        if shard is not None:
+            raise ValueError("row_stoc_len / col_stoc_len do not support sharded a, b yet")
         return _mixed_call(a, b, smooth_scales, row_stoc_len, col_stoc_len, stoc_levels, st, cfg,
                            scramble, impl, int(table_cap_bytes))
     tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
     st = dataclasses.replace(st, cap=int(table_cap_bytes))
     if impl == "pallas":
         st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
+    if shard is not None:
+        return sharding.run(sc_matmul_xla, a, b, smooth_scales, tabs, st, shard)
     return sc_matmul_xla(a, b, smooth_scales, tabs, st)
 
 

@@ -46,6 +46,8 @@ class Static:
     impl: str = "xla"           # "pallas": counts by the Pallas kernel (table path)
     interpret: bool = False     # Pallas interpret mode (off GPU)
     cap: int = 256 << 20        # table bytes; beyond it the chunked path builds tables per d-chunk
+    axes_a: tuple = ()          # mesh axes a / b are sharded over (inside shard_map)
+    axes_b: tuple = ()
 
     @property
     def V(self) -> int:
@@ -165,8 +167,8 @@ def _assemble(acc, qa, qb, D, st: Static):
 def schemes(st: Static) -> tuple[QX.Scheme, QX.Scheme]:
     """Quantization of a and b (chunk_d: per-row reciprocal form per chunk)."""
     chunk = st.chunk_d > 0
-    return (QX.Scheme(st.granularity, st.mode, st.p, st.G, st.group_a, chunk),
-            QX.Scheme(st.granularity, st.mode, st.p, st.G, st.group_b, chunk))
+    return (QX.Scheme(st.granularity, st.mode, st.p, st.G, st.group_a, chunk, st.axes_a),
+            QX.Scheme(st.granularity, st.mode, st.p, st.G, st.group_b, chunk, st.axes_b))
 
 
 def _xla_product(a, b, smooth, tabs: EnableTables, st: Static):

@@ -1,0 +1,126 @@
+"""Drop-in ``dot_general`` callables running SC or FP4 arithmetic.
+
+``nn.Dense(..., dot_general=sc_dot_general(sc_prec=6))`` and the same for
+``nn.DenseGeneral``, ``nnx.Linear``, ``nnx.LinearGeneral``; ``nnx.Einsum``
+takes ``einsum_op=sc_einsum(...)`` and linen ``MultiHeadDotProductAttention``
+/ ``dot_product_attention`` take ``einsum_dot_general=sc_dot_general(...)``.
+
+Every contraction becomes ``sc_matmul(x2d, W.T)``: lhs free dims -> rows,
+contracting dims -> D, rhs free dims -> output columns (see ``_contract``).
+Batch dims of dot_general (attention einsums) become the leading dim H of a
+3D ``sc_matmul`` (use ``granularity="per_head"`` there). ``precision`` and
+``out_sharding`` are accepted and ignored; the result has dot_general's dtype
+(``preferred_element_type`` if given, else the operands' result type).
+"""
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+
+from .. import fp4 as _fp4
+from ..fp4.config import PRESETS, FP4Config
+from ..sc.api import sc_matmul
+from ._contract import contract, out_aval
+
+__all__ = ["sc_dot_general", "fp4_dot_general", "sc_einsum", "fp4_einsum", "as_fp4_config"]
+
+
+def _sig(fn, name, kind, info):
+    fn.__name__ = fn.__qualname__ = name
+    fn.arithmetic = (kind, info)
+    return fn
+
+
+def _wrap(matmul2d, matmul3d, name, kind, info):
+    def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,
+                    **kwargs):
+        del precision, kwargs                  # out_sharding etc.: not modelled
+        aval = out_aval(lhs, rhs, dimension_numbers, preferred_element_type)
+        return contract(matmul2d, matmul3d, lhs, rhs, dimension_numbers, aval.dtype)
+    return _sig(dot_general, name, kind, info)
+
+
+def sc_matmul_pair(granularity="per_row", **sc_kwargs):
+    """``(f2d, f3d)``: ``sc_matmul`` with fixed settings, for 2D and 3D operands.
+
+    ``per_head`` needs 3D operands: a 2D contraction with it is a ValueError."""
+    def f2d(a, b):
+        if granularity == "per_head":
+            raise ValueError("granularity='per_head' needs a contraction with a batch dim "
+                             "(e.g. attention's per-head einsum); a plain Dense/Linear "
+                             "contraction has none: use 'per_row' or 'per_tensor'")
+        return sc_matmul(a, b, granularity, **sc_kwargs)
+
+    def f3d(a, b):
+        return sc_matmul(a, b, granularity, **sc_kwargs)
+    return f2d, f3d
+
+
+def sc_dot_general(granularity: str = "per_row", **sc_kwargs):
+    """A ``lax.dot_general`` replacement computing every contraction with
+    ``scmp_jax.sc_matmul(a, b, granularity, **sc_kwargs)`` (lhs -> a, rhs -> b)."""
+    inspect.signature(sc_matmul).bind(None, None, granularity, **sc_kwargs)  # names only
+    f2d, f3d = sc_matmul_pair(granularity, **sc_kwargs)
+    return _wrap(f2d, f3d, "sc_dot_general", "sc", dict(granularity=granularity, **sc_kwargs))
+
+
+def as_fp4_config(fmt) -> FP4Config:
+    """"mxfp4" | "nvfp4" | ``FP4Config`` -> ``FP4Config``."""
+    if isinstance(fmt, FP4Config):
+        return fmt
+    if isinstance(fmt, str) and fmt.lower() in PRESETS:
+        return PRESETS[fmt.lower()]
+    raise ValueError(f"fmt must be an FP4Config or one of {tuple(PRESETS)}, got {fmt!r}")
+
+
+def fp4_matmul_pair(fmt="mxfp4", w_fmt=None, implementation=None):
+    """``(f2d, f3d)``: ``fp4.matmul(quantize(a, fmt), quantize(b, w_fmt or fmt))``;
+    both operands quantized along D (groups of ``group_size`` along the
+    contraction); 3D operands run one 2D matmul per leading index."""
+    ca, cw = as_fp4_config(fmt), as_fp4_config(fmt if w_fmt is None else w_fmt)
+
+    def f2d(a, b):
+        D = a.shape[-1]
+        for c in (ca, cw):
+            if D % c.group_size or D % 2:
+                raise ValueError(f"fp4 needs the contracted size D={D} to be even and a "
+                                 f"multiple of group_size={c.group_size}")
+        qa = _fp4.quantize(a, ca, implementation=implementation)
+        qb = _fp4.quantize(b, cw, implementation=implementation)
+        return _fp4.matmul(qa, qb, implementation=implementation)
+
+    def f3d(a, b):
+        return jax.lax.map(lambda ab: f2d(*ab), (a, b))
+    return f2d, f3d
+
+
+def fp4_dot_general(fmt="mxfp4", *, w_fmt=None, implementation=None):
+    """A ``lax.dot_general`` replacement computing ``fp4.matmul(fp4.quantize(x2d, fmt),
+    fp4.quantize(W.T, w_fmt or fmt))``: lhs rows and rhs columns are each
+    quantized along the contracted dim. ``fmt``: "mxfp4" | "nvfp4" | FP4Config."""
+    f2d, f3d = fp4_matmul_pair(fmt, w_fmt, implementation)
+    info = dict(fmt=as_fp4_config(fmt), w_fmt=None if w_fmt is None else as_fp4_config(w_fmt))
+    return _wrap(f2d, f3d, "fp4_dot_general", "fp4", info)
+
+
+def _einsum(dot_general, name):
+    def einsum(subscripts, *operands, precision=None, preferred_element_type=None, **kwargs):
+        kwargs.pop("out_sharding", None)
+        return jnp.einsum(subscripts, *operands, precision=precision,
+                          preferred_element_type=preferred_element_type,
+                          _dot_general=dot_general, **kwargs)
+    return _sig(einsum, name, *dot_general.arithmetic)
+
+
+def sc_einsum(granularity: str = "per_row", **sc_kwargs):
+    """``jnp.einsum`` replacement (``nnx.Einsum(einsum_op=...)``) whose contractions
+    run through ``sc_dot_general(granularity, **sc_kwargs)``."""
+    return _einsum(sc_dot_general(granularity, **sc_kwargs), "sc_einsum")
+
+
+def fp4_einsum(fmt="mxfp4", *, w_fmt=None, implementation=None):
+    """``jnp.einsum`` replacement whose contractions run through ``fp4_dot_general``."""
+    return _einsum(fp4_dot_general(fmt, w_fmt=w_fmt, implementation=implementation),
+                   "fp4_einsum")

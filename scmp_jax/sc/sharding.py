@@ -1,0 +1,103 @@
+"""Sharded operands (``jax.sharding.NamedSharding``): the SC matmul per shard
+under ``jax.shard_map``, output left distributed, same bits as unsharded.
+
+Supported layouts (D, the inner dim, is never sharded):
+
+* 2D: ``a (N, D)`` rows on mesh axes ``A``, ``b (M, D)`` rows on axes ``B``
+  (``A``, ``B`` disjoint; either may be empty) -> out ``(N, M)`` on ``(A, B)``.
+* 3D: batch on axes ``H`` (same for a and b), rows on ``A``/``B`` -> out
+  ``(H, N, M)`` on ``(H, A, B)``.
+
+per_row (any mode, chunk_d) and per_head need no communication (per_row row
+groups must not straddle shards; per_head needs unsharded rows); per_tensor
+takes the global max/min with one collective per operand (``pmax``). Both
+implementations run per shard, so the Pallas kernels are never replicated.
+Inside a user's ``jax.jit`` shardings of tracers are not visible: there XLA's
+own partitioner handles the XLA path (same bits) and would replicate a Pallas
+call; call ``sc_matmul`` on the sharded arrays outside ``jit`` or use
+``shard_map`` yourself.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+__all__ = ["Plan", "plan", "run"]
+
+
+class Plan(NamedTuple):
+    mesh: object
+    spec_a: P
+    spec_b: P
+    out: P
+
+
+def _axes(entry) -> tuple:
+    if entry is None:
+        return ()
+    return tuple(entry) if isinstance(entry, (tuple, list)) else (entry,)
+
+
+def _spec(x, ndim):
+    sh = getattr(x, "sharding", None)
+    if not isinstance(sh, NamedSharding):
+        return None, None
+    spec = tuple(sh.spec) + (None,) * (ndim - len(sh.spec))
+    return sh.mesh, spec
+
+
+def plan(a, b, st) -> Optional[Plan]:
+    """The shard_map layout for sharded ``a``/``b``, or None (nothing sharded).
+    ValueError for layouts that would need more than the per_tensor collective."""
+    nd = len(a.shape)
+    ma, sa = _spec(a, nd)
+    mb, sb = _spec(b, nd)
+    meshes = [m for m in (ma, mb) if m is not None and m.size > 1]
+    if not meshes:
+        return None
+    mesh = meshes[0]
+    if any(m != mesh for m in meshes):
+        raise ValueError("a and b must be sharded over the same mesh")
+    sa = sa if ma is not None and ma.size > 1 else (None,) * nd
+    sb = sb if mb is not None and mb.size > 1 else (None,) * nd
+    if sa[-1] is not None or sb[-1] is not None:
+        raise ValueError("the inner dim D of a and b must not be sharded")
+    if nd == 3 and sa[0] != sb[0]:
+        raise ValueError(f"a and b must shard the batch dim alike, got {sa[0]!r} and {sb[0]!r}")
+    ra, rb = _axes(sa[-2]), _axes(sb[-2])
+    hb = _axes(sa[0]) if nd == 3 else ()
+    if set(ra) & set(rb) or (set(ra) | set(rb)) & set(hb):
+        raise ValueError("a's rows, b's rows and the batch dim must be sharded over different "
+                         "mesh axes (the output is sharded over all of them)")
+    if st.granularity == "per_head" and (ra or rb):
+        raise ValueError("per_head needs the rows of a and b unsharded (shard the heads)")
+    for name, rows, axes, g in (("a", a.shape[-2], ra, st.group_a), ("b", b.shape[-2], rb,
+                                                                      st.group_b)):
+        n = 1
+        for ax in axes:
+            n *= mesh.shape[ax]
+        if rows % n:
+            raise ValueError(f"{name}: {rows} rows do not split evenly over {n} shards")
+        if st.granularity == "per_row" and g > 1 and not st.chunk_d and (rows // n) % g:
+            raise ValueError(f"group_{name}={g} row groups would straddle shards of "
+                             f"{rows // n} rows")
+    out = P(*((sa[0],) if nd == 3 else ()), sa[-2], sb[-2])
+    return Plan(mesh, P(*sa), P(*sb), out)
+
+
+def run(fn, a, b, smooth, tabs, st, pl_: Plan):
+    """``fn(a, b, smooth, tabs, st)`` per shard; per_tensor reduces over each
+    operand's sharded axes."""
+    if st.granularity == "per_tensor":
+        flat = lambda spec: tuple(ax for e in spec for ax in _axes(e))
+        st = dataclasses.replace(st, axes_a=flat(pl_.spec_a), axes_b=flat(pl_.spec_b))
+    specs = (pl_.spec_a, pl_.spec_b) + ((P(),) if smooth is not None else ())
+
+    def local(x, y, *s):
+        return fn(x, y, s[0] if s else None, tabs, st)
+
+    f = jax.shard_map(local, mesh=pl_.mesh, in_specs=specs, out_specs=pl_.out, check_vma=False)
+    return f(a, b, *(() if smooth is None else (smooth,)))

@@ -1,0 +1,91 @@
+"""Sharded operands: same bits as unsharded (== golden), output left distributed.
+
+Runs on 4 host devices on CPU (conftest sets XLA_FLAGS); on the GPU machine
+with as many GPUs as it has."""
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+import golden
+import scmp_jax
+from helpers import DISTS, assert_same_bits, make_values
+
+pytestmark = pytest.mark.skipif(len(jax.devices()) < 2, reason="needs >= 2 devices")
+
+
+def _mesh():
+    n = len(jax.devices())
+    return jax.make_mesh((2, n // 2), ("x", "y"))
+
+
+LAYOUTS_2D = [(("x", None), ("y", None)), (("x", None), (None, None)),
+              ((None, None), ("y", None)), ((("x", "y"), None), (None, None))]
+LAYOUTS_3D = [(("x", None, None), ("x", None, None)), (("x", "y", None), ("x", None, None))]
+
+
+@st.composite
+def cases(draw):
+    rank = draw(st.sampled_from([2, 3]))
+    lay_a, lay_b = draw(st.sampled_from(LAYOUTS_2D if rank == 2 else LAYOUTS_3D))
+    gran = draw(st.sampled_from(["per_row", "per_tensor"] + (["per_head"] if rank == 3
+                                                            and lay_a[1] is None else [])))
+    mode = "bipolar" if gran == "per_head" else draw(st.sampled_from(["bipolar", "unipolar"]))
+    n_dev = len(jax.devices())
+    mult = n_dev if rank == 2 else max(1, n_dev // 2)
+    N, M = mult * draw(st.integers(1, 4)), mult * draw(st.integers(1, 4))
+    D = draw(st.integers(1, 40))
+    H = 2 * draw(st.integers(1, 2)) if rank == 3 else None
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    sa = (N, D) if rank == 2 else (H, N, D)
+    sb = (M, D) if rank == 2 else (H, M, D)
+    a = make_values(sa, draw(st.sampled_from(DISTS)), seed)
+    b = make_values(sb, draw(st.sampled_from(DISTS)), seed + 1)
+    kw = dict(granularity=gran, mode=mode, sc_prec=draw(st.sampled_from([4, 6, 8])))
+    if gran == "per_row" and rank == 2 and mode == "bipolar" and draw(st.booleans()):
+        kw["chunk_d"] = draw(st.integers(1, D + 2))
+    return a, b, lay_a, lay_b, kw
+
+
+def _check(case, impl):
+    a, b, lay_a, lay_b, kw = case
+    mesh = _mesh()
+    A = jax.device_put(a, NamedSharding(mesh, P(*lay_a)))
+    B = jax.device_put(b, NamedSharding(mesh, P(*lay_b)))
+    out = scmp_jax.sc_matmul(A, B, implementation=impl, **kw)
+    assert_same_bits(np.asarray(out), golden.sc_matmul(a, b, **kw))
+    # left distributed: the output is sharded like (batch, rows of a, rows of b)
+    want = P(*((lay_a[0],) if a.ndim == 3 else ()), lay_a[-2], lay_b[-2])
+    assert out.sharding.spec == want, (out.sharding.spec, want)
+    assert len(out.sharding.device_set) == len(jax.devices())
+
+
+@settings(max_examples=40)
+@given(cases())
+def test_golden_sharded_xla_matches_golden(case):
+    _check(case, "xla")
+
+
+@pytest.mark.gpu
+@settings(max_examples=10)
+@given(cases())
+def test_golden_sharded_pallas_matches_golden(case):
+    _check(case, "pallas")
+
+
+def test_sharded_rejects_unsupported_layouts():
+    mesh = _mesh()
+    a = np.ones((8, 16), np.float32)
+    with pytest.raises(ValueError, match="inner dim"):
+        scmp_jax.sc_matmul(jax.device_put(a, NamedSharding(mesh, P(None, "x"))), a)
+    A = jax.device_put(a, NamedSharding(mesh, P("x", None)))
+    with pytest.raises(ValueError, match="different mesh axes"):
+        scmp_jax.sc_matmul(A, A)
+    with pytest.raises(ValueError, match="straddle"):
+        scmp_jax.sc_matmul(A, a, group_a=3)
+    a3 = np.ones((2, 8, 16), np.float32)
+    A3 = jax.device_put(a3, NamedSharding(mesh, P("x", "y", None)))
+    with pytest.raises(ValueError, match="per_head"):
+        scmp_jax.sc_matmul(A3, jax.device_put(a3, NamedSharding(mesh, P("x", None, None))),
+                           "per_head")

@@ -1,4 +1,8 @@
-"""Command line: ``scmp-jax demo`` (the main job)."""
+"""Command line ``scmp-jax``: ``demo`` (the main job), ``bench``, ``profile``, ``export-vectors``.
+
+This module only wires argparse; ``bench``, ``profile`` and ``export-vectors``
+live in ``scmp_jax.cli_tools``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -79,10 +83,9 @@ def demo(shapes=("small", "mlp", "attn-qk"), stoc_lens=(None, 64), sc_prec: int 
     return rows
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scmp-jax", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("demo", help="SC matmul error vs exact matmul and time per call")
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="SC matmul error vs exact matmul and time per call",
+                       description=demo.__doc__)
     p.add_argument("--shapes", nargs="+", default=["small", "mlp", "attn-qk"],
                    choices=sorted(_SHAPES))
     p.add_argument("--stoc-lens", nargs="+", type=int, default=None,
@@ -90,12 +93,133 @@ def main(argv=None) -> int:
     p.add_argument("--sc-prec", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small shape only, one repeat")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="run the benchmarks (python -m bench)",
+                       description="Run the benchmark module (python -m bench): the full suite "
+                       "on a GPU, the CPU quick mode otherwise.")
+    p.add_argument("--quick", action="store_true", help="fewer cases (always on without a GPU)")
+    p.add_argument("--full-on-cpu", action="store_true",
+                   help="without a GPU, run every case (scaled-down shapes) instead of --quick")
+    p.add_argument("--repeats", type=int, default=5, help="timing samples per case (median)")
+    p.add_argument("--out", default="bench_results.json", help="JSON results file")
+    p.add_argument("--reference", default=None,
+                   help="directory with a local copy of the scmp_kernels package (GPU only)")
+
+
+def _add_profile(sub) -> None:
+    from .cli_tools.profile import DEFAULT_SCRAMBLES, DEFAULT_STOC_LENS
+
+    p = sub.add_parser(
+        "profile", help="kernel-level relative-MSE ablation: stoc_len x halve x scramble",
+        description="Relative MSE of sc_matmul(a, b) vs the exact float64 a @ b.T over the grid "
+        "stoc_len x halve_bipolar_stoc_len x scramble, on real MiniLM operands (default) or "
+        "the pairs of an .npz. Writes profile.csv, summary.md and (with matplotlib) "
+        "profile.png into --out-dir.")
+    p.add_argument("--npz", default=None,
+                   help="operands: arrays a, b or pairs a_<name>, b_<name> (default: capture "
+                        "from the MiniLM example on its built-in sentences)")
+    p.add_argument("--rows", type=int, default=64,
+                   help="MiniLM dense layers: token rows kept per activation (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="row subsampling seed")
+    p.add_argument("--pairs", nargs="+", default=None,
+                   help="only these operand pairs (names as printed, e.g. L0.query)")
+    p.add_argument("--save-operands", default=None, metavar="FILE",
+                   help="also write the operand pairs to FILE (.npz, usable as --npz)")
+    p.add_argument("--stoc-lens", nargs="+", type=int, default=list(DEFAULT_STOC_LENS))
+    p.add_argument("--scrambles", nargs="+", default=list(DEFAULT_SCRAMBLES),
+                   choices=["bitrev", "counter", "off", "random"])
+    p.add_argument("--halves", nargs="+", default=["full", "halve"], choices=["full", "halve"],
+                   help="halve_bipolar_stoc_len settings (halve: RNG grid 2**(sc_prec-1))")
+    p.add_argument("--granularity", default="per_row", choices=["per_row", "per_tensor"])
+    p.add_argument("--mode", default="bipolar", choices=["bipolar", "unipolar"])
+    p.add_argument("--sc-prec", type=int, default=8)
+    p.add_argument("--chunk-d", type=int, default=0, help="chunk_d for 2D pairs (per_row bipolar)")
+    p.add_argument("--out-dir", default="profile_out")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar / lines")
+
+
+def _add_export(sub) -> None:
+    from .cli_tools.vectors import CONFIG_BUILDERS
+
+    p = sub.add_parser(
+        "export-vectors", help="golden per-cycle streams and counts for an RTL testbench",
+        description="Golden-model (golden/) vectors: boundaries, signs, per-cycle A/B bit "
+        "streams, enable counts k, product counts c, accumulators and float outputs, as "
+        "vectors.npz and hex text files (widths in manifest.json). Checks that the JAX "
+        "sc_matmul gives the same float32 bits.")
+    p.add_argument("--sc-prec", type=int, default=8)
+    p.add_argument("--stoc-len", type=int, default=None,
+                   help="stream length L (default 2**sc_prec)")
+    p.add_argument("--rng-levels", type=int, default=None, help="RNG grid G (default 2**sc_prec)")
+    p.add_argument("--scramble", default="bitrev", choices=["bitrev", "counter", "off", "random"])
+    p.add_argument("--config", default="default", choices=list(CONFIG_BUILDERS),
+                   help="stream config builder (golden.configs; default = sobol_simple)")
+    p.add_argument("-D", "--dim", type=int, default=16, help="inner dimension D (random operands)")
+    p.add_argument("--rows", type=int, default=4, help="rows N of a (random operands)")
+    p.add_argument("--cols", type=int, default=None, help="rows M of b (default: --rows)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="operand seed (and rng_seed of the randomized config builders)")
+    p.add_argument("--npz", default=None, help="given operands: arrays a (N, D) and b (M, D)")
+    p.add_argument("--mode", default="bipolar", choices=["bipolar", "unipolar"])
+    p.add_argument("--granularity", default="per_row", choices=["per_row", "per_tensor"])
+    p.add_argument("--out-dir", default="vectors_out")
+
+
+def _run_profile(args) -> int:
+    from .cli_tools import operands
+    from .cli_tools.profile import run_profile
+
+    if args.npz:
+        pairs = operands.load_npz(args.npz)
+    else:
+        print("capturing MiniLM operands on the built-in sentences ...", flush=True)
+        pairs = operands.capture_minilm(rows=args.rows, seed=args.seed)
+    if args.pairs:
+        unknown = sorted(set(args.pairs) - set(pairs))
+        if unknown:
+            raise SystemExit(f"unknown pairs {unknown}; available: {sorted(pairs)}")
+        pairs = {k: pairs[k] for k in args.pairs}
+    if args.save_operands:
+        operands.save_npz(args.save_operands, pairs)
+    run_profile(pairs, args.out_dir, plot=not args.no_plot, stoc_lens=tuple(args.stoc_lens),
+                scrambles=tuple(args.scrambles),
+                halves=tuple(h == "halve" for h in args.halves), granularity=args.granularity,
+                mode=args.mode, sc_prec=args.sc_prec, chunk_d=args.chunk_d,
+                show_progress=not args.no_progress)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``scmp-jax``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="scmp-jax", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_demo(sub)
+    _add_bench(sub)
+    _add_profile(sub)
+    _add_export(sub)
     args = parser.parse_args(argv)
     if args.cmd == "demo":
         shapes = ["small"] if args.quick else args.shapes
         stoc = tuple(args.stoc_lens) if args.stoc_lens else (None, 64)
         demo(shapes, stoc, args.sc_prec, 1 if args.quick else args.repeats)
-    return 0
+        return 0
+    if args.cmd == "bench":
+        from .cli_tools.bench_cmd import run_bench
+        return run_bench(args.quick, args.repeats, args.out, args.reference, args.full_on_cpu)
+    if args.cmd == "profile":
+        return _run_profile(args)
+    if args.cmd == "export-vectors":
+        from .cli_tools.vectors import export_vectors
+        export_vectors(args.out_dir, sc_prec=args.sc_prec, stoc_len=args.stoc_len,
+                       rng_levels=args.rng_levels, scramble=args.scramble, config=args.config,
+                       D=args.dim, rows=args.rows, cols=args.cols, seed=args.seed,
+                       mode=args.mode, granularity=args.granularity, npz=args.npz)
+        return 0
+    parser.error(f"unknown command {args.cmd!r}")
+    return 2
 
 
 if __name__ == "__main__":

@@ -252,7 +252,9 @@ BAD = [
     (XV, dict(transform=np.ones((3, 16, 16), F32)), ValueError, "transform"),
     (XV, dict(transform=np.eye(16, dtype=np.int32)), TypeError, "transform must be a float"),
     (XV.astype(np.int32), {}, TypeError, "x must be a float"),
-    (XV, dict(implementation="pallas"), ValueError, "not yet available"),
+    (np.ones((2, 48), F32), dict(group_size=6, scale_dtype="e8m0", scale_scale=4.0,
+                                 implementation="pallas"),
+     ValueError, "power of two"),
     (XV, dict(implementation="cuda"), ValueError, "implementation"),
 ]
 
@@ -280,5 +282,5 @@ def test_config_and_call_validation():
         fp4.matmul(a, fp4.quantize(np.ones((2, 4, 32), F32), fp4.NVFP4))
     with pytest.raises(TypeError, match="t must be an FP4Tensor"):
         fp4.dequantize(np.ones((3, 16), np.uint8))
-    with pytest.raises(ValueError, match="not yet available"):
-        fp4.dequantize(a, implementation="pallas")
+    with pytest.raises(ValueError, match="implementation"):
+        fp4.dequantize(a, implementation="cuda")

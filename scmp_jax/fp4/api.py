@@ -1,11 +1,13 @@
 """Public FP4 API (SPEC.md section 9): ``quantize``, ``dequantize``, ``matmul``,
 ``block_transform`` and the ``FP4Tensor`` pytree.
 
-Implementations are modules looked up by name in ``IMPLEMENTATIONS`` (today
-only ``"xla"`` = ``scmp_jax.fp4.xla``). A kernel module (e.g. a future
-``scmp_jax/fp4/pallas_*.py``) exposing the same four functions with the same
-signatures joins with ``register_implementation("pallas", module)``; ``None``
-then picks it on GPU. Until then ``implementation="pallas"`` is a ValueError.
+Implementations are modules looked up by name in ``IMPLEMENTATIONS``:
+``"xla"`` = ``scmp_jax.fp4.xla`` and ``"pallas"`` = ``scmp_jax.fp4.pallas``
+(Triton kernels; interpret mode off GPU). ``None`` picks Pallas on GPU and
+XLA elsewhere. A module may add ``quantize_fused`` (transform applied in the
+kernel, input dtype read as is) and ``unsupported`` / ``unsupported_matmul``
+(a reason string for configurations it cannot run: ``None`` then falls back
+to XLA, an explicit name raises ValueError).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from .._backend import on_gpu
 from ..sc.api import InvalidDtypeError
+from . import pallas as _pallas
 from . import xla as _xla
 from .config import PRESETS, FP4Config, check_positive, check_product
 from .formats import ROUNDINGS
@@ -28,8 +31,8 @@ __all__ = ["FP4Tensor", "quantize", "dequantize", "matmul", "block_transform",
 F32 = jnp.float32
 #: scale format name -> the JAX dtype of ``FP4Tensor.scales``
 SCALE_TYPES = {"e8m0": jnp.float8_e8m0fnu, "e4m3": jnp.float8_e4m3fn}
-IMPLEMENTATIONS = {"xla": _xla}
-_PLANNED = ("pallas",)
+IMPLEMENTATIONS = {"xla": _xla, "pallas": _pallas}
+_PLANNED = ()
 
 
 def register_implementation(name: str, module) -> None:
@@ -48,6 +51,18 @@ def _resolve_impl(implementation) -> str:
                          "use implementation='xla' (or None)")
     raise ValueError(f"implementation must be None or one of "
                      f"{tuple(IMPLEMENTATIONS) + _PLANNED}, got {implementation!r}")
+
+
+def _check_supported(impl, implementation, check, *args) -> str:
+    """``impl``, or "xla" when the module cannot run this configuration and
+    ``implementation`` is None (an explicit name raises ValueError)."""
+    fn = getattr(IMPLEMENTATIONS[impl], check, None)
+    why = fn(*args) if fn is not None else None
+    if why is None:
+        return impl
+    if implementation is None:
+        return "xla"
+    raise ValueError(f"implementation={impl!r}: {why}")
 
 
 @partial(jax.tree_util.register_dataclass,
@@ -154,6 +169,8 @@ def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=N
     if K % cfg.group_size:
         raise ValueError(f"group_size must divide K={K}, got {cfg.group_size}")
     transform = _check_transform(transform, K)
+    impl = _check_supported(impl, implementation, "unsupported", cfg.group_size,
+                            None if transform is None else np.shape(transform))
     gs = _global_scale(global_scale, cfg)
     codes, scales = _quantize(x, np.float32(cfg.scale_scale), gs, transform,
                               np.int32(ROUNDINGS.index(cfg.rounding)), cfg.group_size,
@@ -167,6 +184,10 @@ def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, sca
     """scale_scale, global_scale and the rounding index are operands (one program
     for every value); group size, scale format and implementation are static."""
     mod = IMPLEMENTATIONS[impl]
+    if hasattr(mod, "quantize_fused"):
+        t = None if transform is None else transform.astype(F32)
+        return mod.quantize_fused(x, scale_scale, global_scale, t, group_size=group_size,
+                                  scale_dtype=scale_dtype, rounding=rounding)
     x = x.astype(F32)
     if transform is not None:
         x = mod.block_transform(x, transform.astype(F32))
@@ -207,7 +228,8 @@ def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
         raise ValueError(f"w must be 2D (M, K), got shape {w.shape}")
     if len(a.shape) < 2 or a.shape[-1] != w.shape[-1]:
         raise ValueError(f"a must be (..., N, K) with w's K={w.shape[-1]}, got shape {a.shape}")
-    impl = _resolve_impl(implementation)
+    impl = _check_supported(_resolve_impl(implementation), implementation, "unsupported_matmul",
+                            a.group_size, w.group_size)
     return _matmul((a.codes, a.scales, a.global_scale), (w.codes, w.scales, w.global_scale),
                    a.scale_dtype, w.scale_dtype, impl)
 

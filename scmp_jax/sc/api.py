@@ -215,6 +215,7 @@ def clear_caches() -> None:
 
     from .mixed import mixed_tables
     mixed_tables.cache_clear()
+    sharding._program.cache_clear()
     enable_tables.cache_clear()
     side_streams.cache_clear()
     jax.clear_caches()

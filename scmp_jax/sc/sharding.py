@@ -20,6 +20,7 @@ call; call ``sc_matmul`` on the sharded arrays outside ``jit`` or use
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -88,16 +89,23 @@ def plan(a, b, st) -> Optional[Plan]:
     return Plan(mesh, P(*sa), P(*sb), out)
 
 
+@functools.lru_cache(maxsize=64)
+def _program(fn, mesh, spec_a, spec_b, out, st, has_smooth):
+    """One jitted shard_map program per layout and static config (cached: an
+    eager shard_map would re-trace and re-compile on every call)."""
+    def local(x, y, tabs, *s):
+        return fn(x, y, s[0] if s else None, tabs, st)
+
+    specs = (spec_a, spec_b, P()) + ((P(),) if has_smooth else ())
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out,
+                                 check_vma=False))
+
+
 def run(fn, a, b, smooth, tabs, st, pl_: Plan):
     """``fn(a, b, smooth, tabs, st)`` per shard; per_tensor reduces over each
-    operand's sharded axes."""
+    operand's sharded axes. Tables are replicated."""
     if st.granularity == "per_tensor":
         flat = lambda spec: tuple(ax for e in spec for ax in _axes(e))
         st = dataclasses.replace(st, axes_a=flat(pl_.spec_a), axes_b=flat(pl_.spec_b))
-    specs = (pl_.spec_a, pl_.spec_b) + ((P(),) if smooth is not None else ())
-
-    def local(x, y, *s):
-        return fn(x, y, s[0] if s else None, tabs, st)
-
-    f = jax.shard_map(local, mesh=pl_.mesh, in_specs=specs, out_specs=pl_.out, check_vma=False)
-    return f(a, b, *(() if smooth is None else (smooth,)))
+    prog = _program(fn, pl_.mesh, pl_.spec_a, pl_.spec_b, pl_.out, st, smooth is not None)
+    return prog(a, b, tabs, *(() if smooth is None else (smooth,)))

@@ -1,0 +1,119 @@
+"""Shared pieces of the FP4 ``QuantLinear`` layers (SPEC.md section 9).
+
+The layer state (a dict, kept outside the "params" collection so float
+casts of params leave it alone):
+
+* ``codes``: uint8 (M, K/2), packed e2m1 weight codes;
+* ``scales``: uint8 (M, K/G), the weight scales' bit patterns;
+* ``global_scale``: float32 (), the weight's global scale;
+* ``act_global_scale``: float32 (), the activations' global scale;
+* ``transform`` (optional): float32 (g, g) or (K/g, g, g), applied to the
+  activations and (by ``quantize_weight``) to the weight before quantization,
+  so an orthogonal transform leaves ``x @ w^T`` unchanged.
+
+Forward: ``fp4.matmul(fp4.quantize(x, act config, transform), W)`` -> float32
+(..., M). Quantization and matmul backends are independent (``None`` |
+``"xla"`` | ``"pallas"``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import fp4
+from ..fp4.api import IMPLEMENTATIONS, SCALE_TYPES, FP4Tensor
+
+__all__ = ["resolve_config", "check_impl", "quantize_weight", "check_state", "forward",
+           "hadamard", "STATE_KEYS"]
+
+F32 = jnp.float32
+STATE_KEYS = ("codes", "scales", "global_scale", "act_global_scale")
+_E4M3_MAX = 448.0
+
+
+def resolve_config(fmt, name: str = "fmt") -> fp4.FP4Config:
+    """"mxfp4" | "nvfp4" | FP4Config -> FP4Config (ValueError naming ``name``)."""
+    if isinstance(fmt, fp4.FP4Config):
+        return fmt
+    if isinstance(fmt, str) and fmt.lower() in fp4.PRESETS:
+        return fp4.PRESETS[fmt.lower()]
+    raise ValueError(f"{name} must be an FP4Config or one of {tuple(fp4.PRESETS)}, got {fmt!r}")
+
+
+def check_impl(impl, name: str):
+    if impl is not None and impl not in IMPLEMENTATIONS:
+        raise ValueError(f"{name} must be None or one of {tuple(IMPLEMENTATIONS)}, got {impl!r}")
+    return impl
+
+
+def hadamard(g: int):
+    """Orthonormal Hadamard matrix float32 (g, g), ``g`` a power of two."""
+    if g < 1 or g & (g - 1):
+        raise ValueError(f"transform_size must be a power of two, got {g}")
+    h = np.ones((1, 1), np.float32)
+    while h.shape[0] < g:
+        h = np.block([[h, h], [h, -h]])
+    return jnp.asarray(h / np.sqrt(g), F32)
+
+
+def _weight_global_scale(w, cfg):
+    """e4m3 scales: ``amax(|w|) / (scale_scale * 448)`` (the usual NVFP4 per-tensor
+    scale, keeps every group scale in e4m3 range); e8m0: the config's."""
+    default = jnp.asarray(cfg.global_scale, F32)
+    if cfg.scale_dtype != "e4m3":
+        return default
+    amax = jnp.max(jnp.abs(w.astype(F32)))
+    gs = amax / F32(cfg.scale_scale * _E4M3_MAX)
+    ok = jnp.isfinite(gs) & (gs > 0) & jnp.isfinite(gs * F32(cfg.scale_scale))
+    return jnp.where(ok, gs, default)
+
+
+def quantize_weight(w, cfg, transform=None, quant_impl=None, act_cfg=None) -> dict:
+    """float (M, K) weight (rows = output features) -> layer state dict."""
+    if not hasattr(w, "dtype") or not jnp.issubdtype(w.dtype, jnp.floating):
+        raise ValueError(f"w must be a float array (out_features, in_features), got {w!r:.80}")
+    if w.ndim != 2:
+        raise ValueError(f"w must be 2D (out_features, in_features), got shape {w.shape}")
+    gs = _weight_global_scale(w, cfg)
+    t = None if transform is None else jnp.asarray(transform, F32)
+    q = fp4.quantize(w, cfg, global_scale=gs, transform=t, implementation=quant_impl)
+    state = {"codes": q.codes, "scales": q.scale_bytes, "global_scale": q.global_scale,
+             "act_global_scale": jnp.asarray((act_cfg or cfg).global_scale, F32)}
+    if t is not None:
+        state["transform"] = t
+    return state
+
+
+def check_state(state, in_features, out_features, cfg):
+    """ValueError naming the entry when a (loaded) state does not fit the layer."""
+    want = {"codes": ((out_features, in_features // 2), jnp.uint8),
+            "scales": ((out_features, in_features // cfg.group_size), jnp.uint8),
+            "global_scale": ((), F32), "act_global_scale": ((), F32)}
+    for k, (shape, dtype) in want.items():
+        if k not in state:
+            raise ValueError(f"state is missing {k!r}")
+        v = state[k]
+        if tuple(np.shape(v)) != shape or np.asarray(v).dtype != dtype:
+            raise ValueError(f"state[{k!r}] must be {np.dtype(dtype).name} {shape}, got "
+                             f"{np.asarray(v).dtype} {tuple(np.shape(v))}")
+
+
+def forward(x, state, cfg, act_cfg, quant_impl, matmul_impl):
+    """float (..., K) -> float32 (..., M)."""
+    codes = state["codes"]
+    M, K = codes.shape[0], 2 * codes.shape[1]
+    if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"x must be a float array (..., {K}), got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != K:
+        raise ValueError(f"x must have last axis in_features={K}, got shape {x.shape}")
+    squeeze = x.ndim == 1
+    if squeeze:
+        x = x[None]
+    scales = jax.lax.bitcast_convert_type(state["scales"], SCALE_TYPES[cfg.scale_dtype])
+    w = FP4Tensor(codes, scales, state["global_scale"], cfg.group_size, cfg.scale_dtype,
+                  cfg.rounding, (M, K))
+    a = fp4.quantize(x, act_cfg, global_scale=state["act_global_scale"],
+                     transform=state.get("transform"), implementation=quant_impl)
+    y = fp4.matmul(a, w, implementation=matmul_impl)
+    return y[0] if squeeze else y

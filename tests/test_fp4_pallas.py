@@ -1,0 +1,154 @@
+"""scmp_jax.fp4.pallas (interpret mode off GPU, compiled on it) == golden.fp4 (SPEC.md section 9).
+
+Quantize: codes and scale bytes bit for bit (crafted ties, zeros, -0, e4m3
+subnormal scales, saturation, NaN/Inf groups, huge/tiny values); with a
+transform, against golden applied to the kernel's own transformed values.
+Matmul: relative L2 error vs the float64 reference < 1e-5, decode-sized rows.
+"""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from golden import fp4 as G
+from scmp_jax import fp4
+from scmp_jax.fp4 import pallas as P
+from test_fp4_xla import KINDS, _group
+
+pytestmark = pytest.mark.gpu
+F32 = np.float32
+# (shape, group_size): power-of-two groups only (each pair x scale format is one program)
+PAIRS = [((4, 64), 32), ((4, 64), 16), ((2, 3, 32), 8), ((3, 128), 64)]
+
+
+@st.composite
+def cases(draw):
+    shape, group = draw(st.sampled_from(PAIRS))
+    ss = draw(st.one_of(st.sampled_from([1.0, 4.0, 6.0, 0.25]),
+                        st.floats(0.01, 100.0).map(lambda v: float(F32(v)))))
+    gs = draw(st.one_of(st.sampled_from([1.0, 1 / 3, 2.0 ** -10, 1e-3]),
+                        st.floats(1e-6, 1e6).map(lambda v: float(F32(v)))))
+    kw = dict(group_size=group, scale_dtype=draw(st.sampled_from(G.SCALE_DTYPES)),
+              scale_scale=ss, global_scale=gs, rounding=draw(st.sampled_from(G.ROUNDINGS)))
+    kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=4))
+    r = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    n = int(np.prod(shape)) // group
+    with np.errstate(all="ignore"):
+        x = np.concatenate([_group(kinds[r.integers(len(kinds))], group, r, ss, gs,
+                                   kw["scale_dtype"]) for _ in range(n)]).astype(F32)
+    return x.reshape(shape), kw
+
+
+@settings(max_examples=25)
+@given(cases())
+def test_quantize_matches_golden(case):
+    x, kw = case
+    t = fp4.quantize(x, **kw, implementation="pallas")
+    ref = G.quantize(x, **kw)
+    assert t.codes.shape == ref["codes"].shape and t.scales.shape == ref["scales"].shape
+    assert np.array_equal(np.asarray(t.codes), ref["codes"])
+    assert np.array_equal(np.asarray(t.scale_bytes), ref["scales"])
+
+
+@pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])
+def test_quantize_bf16_input(preset):
+    r = np.random.default_rng(3)
+    x = (r.standard_normal((5, 96)) * 4).astype(F32)          # K=96: padded to the block
+    x[0, :6] = [0.0, -0.0, np.inf, 1e-40, 3e38, -6.0]
+    x[1] = -0.0
+    xb = jnp.asarray(x, jnp.bfloat16)                          # read as bf16 by the kernel
+    t = fp4.quantize(xb, preset, implementation="pallas")
+    ref = G.quantize(np.asarray(xb.astype(jnp.float32)), **G.PRESETS[preset])
+    assert np.array_equal(np.asarray(t.codes), ref["codes"])
+    assert np.array_equal(np.asarray(t.scale_bytes), ref["scales"])
+
+
+def _hadamard(g):
+    h = np.ones((1, 1))
+    while h.shape[0] < g:
+        h = np.block([[h, h], [h, -h]])
+    return (h / np.sqrt(g)).astype(F32)
+
+
+@pytest.mark.parametrize("kind,g,preset", [("shared", 16, "mxfp4"),       # g < G
+                                           ("per_block", 64, "nvfp4"),    # g > G
+                                           ("hadamard", 32, "nvfp4")])
+def test_transform_fused(kind, g, preset):
+    r = np.random.default_rng(7)
+    x = (r.standard_normal((6, 128)) * 3).astype(F32)
+    x[2, 5] = np.nan
+    x[4, 70] = -np.inf
+    T = {"shared": r.standard_normal((g, g)), "per_block": r.standard_normal((128 // g, g, g)),
+         "hadamard": _hadamard(g)}[kind].astype(F32)
+    p = G.PRESETS[preset]
+    codes, scales, y = P.quantize_fused(jnp.asarray(x), F32(p["scale_scale"]),
+                                        F32(p["global_scale"]), jnp.asarray(T),
+                                        group_size=p["group_size"], scale_dtype=p["scale_dtype"],
+                                        rounding=0, return_transformed=True)
+    y = np.asarray(y)
+    ref_y = G.block_transform(x, T)
+    fin = np.isfinite(ref_y)
+    assert np.array_equal(fin, np.isfinite(y))                 # poisoned blocks agree
+    np.testing.assert_allclose(y[fin], ref_y[fin], rtol=1e-5, atol=1e-5 * np.abs(ref_y[fin]).max())
+    ref = G.quantize(y, **p)                                   # golden on the kernel's values
+    assert np.array_equal(np.asarray(codes), ref["codes"])
+    assert np.array_equal(np.asarray(scales), ref["scales"])
+    t = fp4.quantize(x, preset, transform=T, implementation="pallas")   # API path: same kernel
+    assert np.array_equal(np.asarray(t.codes), np.asarray(codes))
+
+
+def _ref_err(y, a, w):
+    ref = G.matmul_reference(np.asarray(a.codes), np.asarray(a.scale_bytes), a.global_scale,
+                             np.asarray(w.codes), np.asarray(w.scale_bytes), w.global_scale,
+                             scale_dtype_a=a.scale_dtype, scale_dtype_w=w.scale_dtype)
+    return np.linalg.norm(y - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("a_shape,w_shape,cfg_a,cfg_w,scale", [
+    ((1, 128), (48, 128), "mxfp4", "mxfp4", 1.0),          # decode rows: padded to 16
+    ((16, 128), (40, 128), "mxfp4", "nvfp4", 1e10),
+    ((2, 5, 96), (7, 96), "nvfp4", "mxfp4", 1e-10),         # batch dims, K padded
+    ((70, 64), (20, 64), "mxfp4", "mxfp4", 1.0),            # several row tiles
+])
+def test_matmul_close_to_float64(a_shape, w_shape, cfg_a, cfg_w, scale):
+    r = np.random.default_rng(8)
+    xa = (r.standard_normal(a_shape) * scale).astype(F32)
+    xw = r.standard_normal(w_shape).astype(F32)
+    xw[:, 3] *= 30
+    gs_a = float(np.abs(xa).max() / (6 * 448)) if cfg_a == "nvfp4" else None
+    a, w = fp4.quantize(xa, cfg_a, global_scale=gs_a), fp4.quantize(xw, cfg_w)
+    y = np.asarray(fp4.matmul(a, w, implementation="pallas"))
+    assert y.dtype == np.float32 and y.shape == a_shape[:-1] + (w_shape[0],)
+    assert _ref_err(y, a, w) < 1e-5
+    y_xla = np.asarray(fp4.matmul(a, w, implementation="xla"))
+    assert np.linalg.norm(y - y_xla) / np.linalg.norm(y_xla) < 1e-5
+
+
+@pytest.mark.parametrize("n,preset", [(1, "mxfp4"), (8, "nvfp4"), (16, "nvfp4")])
+def test_matmul_decode_rows(n, preset):
+    r = np.random.default_rng(n)
+    a = fp4.quantize(r.standard_normal((n, 256)).astype(F32), preset)
+    w = fp4.quantize((r.standard_normal((64, 256)) * 1e-3).astype(F32), "mxfp4")
+    y = np.asarray(fp4.matmul(a, w, implementation="pallas"))
+    assert y.shape == (n, 64) and _ref_err(y, a, w) < 1e-5
+
+
+def test_matmul_nan_scale_propagates():
+    x = np.ones((16, 64), F32)
+    x[3, 7] = np.nan
+    a, w = fp4.quantize(x, "mxfp4"), fp4.quantize(np.ones((16, 64), F32), "nvfp4")
+    y = np.asarray(fp4.matmul(a, w, implementation="pallas"))
+    assert np.isnan(y[3]).all() and np.isfinite(np.delete(y, 3, axis=0)).all()
+
+
+def test_unsupported_configurations():
+    x = np.ones((2, 48), F32)
+    with pytest.raises(ValueError, match="group_size must be a power of two"):
+        fp4.quantize(x, group_size=6, scale_dtype="e8m0", scale_scale=4.0,
+                     implementation="pallas")
+    with pytest.raises(ValueError, match="transform"):
+        fp4.quantize(x, "nvfp4", transform=np.eye(12, dtype=F32), implementation="pallas")
+    a = fp4.quantize(x, group_size=6, scale_dtype="e8m0", scale_scale=4.0)
+    with pytest.raises(ValueError, match="group_size"):
+        fp4.matmul(a, a, implementation="pallas")
+    assert P.unsupported(16) is None and P.unsupported_matmul(32, 16) is None

@@ -12,9 +12,10 @@ Metrics (NumPy only, computed in float64):
 
 ``evaluate(arith_configs, sentences, run_embed=...)`` runs each arithmetic
 configuration through ``run_embed(sentences, rules)`` and reports these
-metrics against the float32 run (``rules=None``). The default ``run_embed``
-handles only ``rules=None`` (plain float32 ``minilm.embed``); the
-``simulate(model, rules)`` runs are wired in later.
+metrics against the float32 run (``rules=None``). The default is this
+module's ``run_embed``: ``rules=None`` is the plain float32 ``minilm.embed``,
+otherwise the model is wrapped by ``scmp_jax.flax.simulate(model, rules)``
+(a list of ``Rule``) and jitted like the float32 one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["cosine_to_reference", "nearest_neighbours", "retrieval_agreement",
-           "paraphrase_accuracy", "evaluate"]
+           "paraphrase_accuracy", "run_embed", "evaluate"]
 
 
 def _rows(x) -> np.ndarray:
@@ -76,13 +77,29 @@ def paraphrase_accuracy(emb, pairs: Sequence[tuple[int, int]]) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def _default_run_embed(sentences: Sequence[str], rules) -> np.ndarray:
-    if rules is not None:
-        raise NotImplementedError(
-            "simulated runs are not wired yet: pass run_embed(sentences, rules)")
+def run_embed(sentences: Sequence[str], rules=None, *, loaded=None,
+              batch_size: int = 64) -> np.ndarray:
+    """MiniLM embeddings ``(len(sentences), 384)`` float32 under ``rules``.
+
+    ``rules=None``: the unmodified float32 model (``minilm.embed``). Otherwise
+    a sequence of ``scmp_jax.flax.Rule``: the model runs as
+    ``simulate(model, rules)`` (matched matmuls in SC / fp4 arithmetic, the
+    rest exact), jitted per call of this function (one compile per call).
+    ``loaded``: ``(model, params, tokenizer)`` from ``minilm.load()``; default
+    the process-wide one ``minilm.embed`` uses.
+    """
     from scmp_jax_examples import minilm
 
-    return minilm.embed(list(sentences))
+    model, params, tokenizer = minilm._default() if loaded is None else loaded
+    if rules is not None:
+        from scmp_jax.flax import simulate
+
+        model = simulate(model, list(rules))
+    return minilm.embed(list(sentences), params, model, tokenizer=tokenizer,
+                        batch_size=batch_size)
+
+
+_run_embed = run_embed          # evaluate()'s default (its argument shadows the name)
 
 
 def evaluate(arith_configs: Mapping[str, object], sentences: Sequence[str] | None = None, *,
@@ -104,7 +121,7 @@ def evaluate(arith_configs: Mapping[str, object], sentences: Sequence[str] | Non
 
         sentences = SENTENCES
         pairs = PARAPHRASE_PAIRS if pairs is None else pairs
-    run_embed = _default_run_embed if run_embed is None else run_embed
+    run_embed = _run_embed if run_embed is None else run_embed
     ref = run_embed(sentences, None) if reference is None else reference
     report = {}
     for name, rules in arith_configs.items():

@@ -342,13 +342,20 @@ def _bind_loop(interp, eqn, vals, fl, st):
     p = dict(eqn.params)
     name = eqn.primitive.name
     if name == "scan":
-        nc, nk = p["num_consts"], p["num_carry"]
-        carry = _carry_fix(p["jaxpr"], fl[:nc], fl[nc:nc + nk], fl[nc + nk:])
-        p["jaxpr"] = _retrace(interp, p["jaxpr"], fl[:nc] + carry + fl[nc + nk:], st)
-    elif name == "while":
+        if "num_consts" in p and "num_carry" in p:
+            nc, nk = p["num_consts"], p["num_carry"]
+            carry = _carry_fix(p["jaxpr"], fl[:nc], fl[nc:nc + nk], fl[nc + nk:])
+            flags = fl[:nc] + carry + fl[nc + nk:]
+        else:     # another jax's scan params (seen on 0.11): outer flags, no carry fixpoint
+            flags = list(fl)
+        p["jaxpr"] = _retrace(interp, p["jaxpr"], flags, st)
+    elif name == "while" and "cond_nconsts" in p and "body_nconsts" in p:
         cn, bn = p["cond_nconsts"], p["body_nconsts"]
         carry = _carry_fix(p["body_jaxpr"], fl[cn:cn + bn], fl[cn + bn:], [])
         p["body_jaxpr"] = _retrace(interp, p["body_jaxpr"], fl[cn:cn + bn] + carry, st)
+    elif name == "while":
+        p["body_jaxpr"] = _retrace(interp, p["body_jaxpr"], fl[len(fl) - len(
+            p["body_jaxpr"].jaxpr.invars):], st)
     else:                                                     # cond: index, *ops
         p["branches"] = tuple(_retrace(interp, b, fl[1:], st) for b in p["branches"])
     return _bind(dataclasses.replace(eqn, params=p) if dataclasses.is_dataclass(eqn)

@@ -82,12 +82,20 @@ def run_embed(sentences: Sequence[str], rules=None, *, loaded=None,
     """MiniLM embeddings ``(len(sentences), 384)`` float32 under ``rules``.
 
     ``rules=None``: the unmodified float32 model (``minilm.embed``). Otherwise
-    a sequence of ``scmp_jax.flax.Rule``: the model runs as
+    a list or tuple of ``scmp_jax.flax.Rule`` (else TypeError, raised before
+    anything is loaded): the model runs as
     ``simulate(model, rules)`` (matched matmuls in SC / fp4 arithmetic, the
     rest exact), jitted per call of this function (one compile per call).
     ``loaded``: ``(model, params, tokenizer)`` from ``minilm.load()``; default
     the process-wide one ``minilm.embed`` uses.
     """
+    if rules is not None:                 # checked before the model is loaded
+        from scmp_jax.flax import Rule
+
+        if isinstance(rules, Rule) or not isinstance(rules, (list, tuple)) or not all(
+                isinstance(r, Rule) for r in rules):
+            raise TypeError(f"rules must be None or a list of scmp_jax.flax.Rule, "
+                            f"got {rules!r}")
     from scmp_jax_examples import minilm
 
     model, params, tokenizer = minilm._default() if loaded is None else loaded

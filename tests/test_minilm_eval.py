@@ -86,5 +86,5 @@ def test_evaluate_with_custom_run_embed():
 
 def test_evaluate_default_run_embed_refuses_rules():
     x, _ = _clusters()
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(TypeError, match="Rule"):
         evaluate({"sc": object()}, [f"s{i}" for i in range(len(x))], reference=x)

@@ -89,3 +89,17 @@ def test_sharded_rejects_unsupported_layouts():
     with pytest.raises(ValueError, match="per_head"):
         scmp_jax.sc_matmul(A3, jax.device_put(a3, NamedSharding(mesh, P("x", None, None))),
                            "per_head")
+
+
+@pytest.mark.parametrize("gran", ["per_row", "per_tensor"])
+@pytest.mark.parametrize("impl", ["xla", pytest.param("pallas", marks=pytest.mark.gpu)])
+def test_sharded_inside_jit_with_explicit_mesh(gran, impl):
+    """Under jit the tracers' (explicit) shardings route to the per-shard program."""
+    mesh = _mesh()
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((8, 32)).astype(np.float32)
+    b = rng.standard_normal((5, 32)).astype(np.float32)
+    A = jax.device_put(a, NamedSharding(mesh, P("x", None)))
+    out = jax.jit(lambda x: scmp_jax.sc_matmul(x, b, gran, implementation=impl))(A)
+    assert_same_bits(np.asarray(out), golden.sc_matmul(a, b, granularity=gran))
+    assert out.sharding.spec == P("x", None)

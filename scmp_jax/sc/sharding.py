@@ -12,10 +12,10 @@ per_row (any mode, chunk_d) and per_head need no communication (per_row row
 groups must not straddle shards; per_head needs unsharded rows); per_tensor
 takes the global max/min with one collective per operand (``pmax``). Both
 implementations run per shard, so the Pallas kernels are never replicated.
-Inside a user's ``jax.jit`` shardings of tracers are not visible: there XLA's
-own partitioner handles the XLA path (same bits) and would replicate a Pallas
-call; call ``sc_matmul`` on the sharded arrays outside ``jit`` or use
-``shard_map`` yourself.
+Inside a user's ``jax.jit`` the tracers' shardings are used when the mesh has
+explicit axes (``jax.make_mesh``'s default); with ``Auto`` axes they are not
+visible: XLA's own partitioner then handles the XLA path (same bits) and would
+replicate a Pallas call.
 """
 from __future__ import annotations
 
@@ -43,10 +43,18 @@ def _axes(entry) -> tuple:
 
 
 def _spec(x, ndim):
-    sh = getattr(x, "sharding", None)
+    """(mesh, spec) of a concrete array's sharding, or of a tracer's under
+    explicit sharding (``jax.typeof(x).sharding``); (None, None) when unsharded."""
+    try:
+        sh = x.sharding if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) \
+            else jax.typeof(x).sharding
+    except Exception:          # numpy inputs, or a jax without typed shardings
+        return None, None
     if not isinstance(sh, NamedSharding):
         return None, None
     spec = tuple(sh.spec) + (None,) * (ndim - len(sh.spec))
+    if all(e is None for e in spec):
+        return None, None
     return sh.mesh, spec
 
 

@@ -40,6 +40,14 @@ def _scale_for_cpu(shape):
     return (min(shape[0], 256),) + shape[1:]
 
 
+def write_json(path, **payload):
+    """Write a result file with the run's jax version, device and backend."""
+    with open(path, "w") as f:
+        json.dump(dict(jax=jax.__version__, device=jax.devices()[0].device_kind,
+                       backend=jax.default_backend(), **payload), f, indent=1)
+    print(f"wrote {path}")
+
+
 def _median_time(fn, repeats, sync=jax.block_until_ready):
     """Median seconds per call; each sample runs enough back-to-back calls
     (one sync at the end) to last >= ~20 ms, so launch gaps overlap."""
@@ -138,10 +146,7 @@ def main(argv=None):
     print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/fp32':>9} {'/bf16':>9}"
           + (f" {'ref ms':>9} {'/ref':>7}" if args.reference else ""))
     res = run(args.quick, args.repeats, args.reference)
-    with open(args.out, "w") as f:
-        json.dump(dict(jax=jax.__version__, device=dev.device_kind,
-                       backend=jax.default_backend(), results=res), f, indent=1)
-    print(f"wrote {args.out}")
+    write_json(args.out, results=res)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ Off GPU the shapes shrink to 512 (smoke test only).
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.__main__ import _median_time
+from bench.__main__ import _median_time, write_json
 from scmp_jax import fp4
 from scmp_jax.flax import QuantLinear
 
@@ -96,10 +95,7 @@ def main(argv=None):
         print(f"{r['case']:<36} {str(tuple(r['shape'])):>18} {r['ms']:>9.3f} "
               f"{f('gbs', '8.0f'):>8} {f('pct_of_copy', '6.1f'):>6} {f('over_bf16', '7.2f'):>7} "
               f"{f('matmul_only_ms', '8.3f'):>8} {f('matmul_over_bf16', '8.2f'):>8}")
-    with open(args.out, "w") as fh:
-        json.dump(dict(jax=jax.__version__, device=dev.device_kind,
-                       backend=jax.default_backend(), results=rows), fh, indent=1)
-    print(f"wrote {args.out}")
+    write_json(args.out, results=rows)
 
 
 if __name__ == "__main__":

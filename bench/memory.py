@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import scmp_jax
+from bench.__main__ import write_json
 from scmp_jax.sc.tables import cum_bytes
 
 
@@ -30,7 +31,7 @@ def main(argv=None):
     b = jnp.asarray(rng.standard_normal((args.rows, args.d)).astype(np.float32))
     kw = dict(sc_prec=10, stoc_len=512)
     whole = cum_bytes(1024, 512, 1024)
-    res = dict(device=jax.devices()[0].device_kind, whole_table_bytes=whole,
+    res = dict(whole_table_bytes=whole,
                cap_bytes=scmp_jax.sc.DEFAULT_TABLE_CAP_BYTES, shape=[args.rows, args.d])
     outs = {}
     impls = ("xla", "pallas") if jax.default_backend() == "gpu" else ("xla",)
@@ -45,8 +46,7 @@ def main(argv=None):
         res["pallas_equals_xla"] = bool(np.array_equal(outs["xla"].view(np.uint32),
                                                         outs["pallas"].view(np.uint32)))
     print(json.dumps(res))
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=1)
+    write_json(args.out, **res)
 
 
 if __name__ == "__main__":

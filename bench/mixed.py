@@ -4,14 +4,13 @@ into per-level calls (GPU; issue 5). Rows of a (2048, 4096) get stream lengths
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import scmp_jax
-from bench.__main__ import _median_time
+from bench.__main__ import _median_time, write_json
 
 
 def main(argv=None):
@@ -40,15 +39,14 @@ def main(argv=None):
     t_full = _median_time(lambda: parts[0](a, b), args.repeats)
     same = all(np.array_equal(np.asarray(mixed(a, b, rl))[r], np.asarray(p))
                for r, p in zip(rows, split()))
-    res = dict(device=jax.devices()[0].device_kind, jax=jax.__version__, shape=[N, M, D],
+    res = dict(shape=[N, M, D],
                levels=levels, mixed_ms=t_mixed * 1e3, split_ms=t_split * 1e3,
                single_L256_ms=t_full * 1e3, mixed_over_split=t_mixed / t_split,
                rows_equal_split=same)
     print(f"mixed {t_mixed * 1e3:.3f} ms | split into {len(levels)} calls {t_split * 1e3:.3f} ms "
           f"| one L=256 call {t_full * 1e3:.3f} ms | mixed/split {t_mixed / t_split:.3f} | "
           f"rows equal: {same}")
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=1)
+    write_json(args.out, **res)
 
 
 if __name__ == "__main__":

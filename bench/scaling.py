@@ -4,7 +4,6 @@ process; checks the sharded output equals the single-device one bit for bit."""
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +11,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import scmp_jax
-from bench.__main__ import _median_time
+from bench.__main__ import _median_time, write_json
 
 
 def main(argv=None):
@@ -41,9 +40,7 @@ def main(argv=None):
                          speedup=t1 / tn, same_bits=same, out_spec=str(out.sharding.spec)))
         print(f"{case}: 1 GPU {t1 * 1e3:.2f} ms | {n} GPUs {tn * 1e3:.2f} ms | "
               f"speedup {t1 / tn:.2f}x | same bits {same} | out {out.sharding.spec}", flush=True)
-    with open(args.out, "w") as f:
-        json.dump(dict(device=jax.devices()[0].device_kind, jax=jax.__version__, rows=rows), f,
-                  indent=1)
+    write_json(args.out, rows=rows)
 
 
 if __name__ == "__main__":

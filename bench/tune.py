@@ -9,13 +9,12 @@ the heuristic in ``pallas_counts.tiling`` is set from these numbers.
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.__main__ import _median_time
+from bench.__main__ import _median_time, write_json
 from scmp_jax.quant import pallas as QP
 from scmp_jax.quant import xla as QX
 from scmp_jax.sc import SCConfig, pallas_counts
@@ -89,9 +88,7 @@ def main(argv=None):
             print(f"  {name:<9} {t.bn:>4}x{t.bm:<4} w{t.warps} s{t.splits}  {ms:8.3f} ms "
                   f"{lookups / ms / 1e9:6.2f} T lk/s{'  <- heuristic' if t == heur else ''}",
                   flush=True)
-    with open(args.out, "w") as f:
-        json.dump(dict(jax=jax.__version__, device=jax.devices()[0].device_kind, rows=rows), f,
-                  indent=1)
+    write_json(args.out, rows=rows)
     for name, _, _ in SHAPES:
         best = min((r for r in rows if r["shape"] == name), key=lambda r: r["ms"], default=None)
         if best:

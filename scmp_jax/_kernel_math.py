@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from . import _ieee
 
-__all__ = ["KernelMath"]
+__all__ = ["XlaMath", "PtxMath", "kernel_math"]
 
 F32 = jnp.float32
 
@@ -38,28 +38,45 @@ def _ptx(op: str, *args):
     return jax.lax.bitcast_convert_type(out, F32)
 
 
-class KernelMath:
-    """``mul, add, div, rne`` for float32 arrays inside a kernel body."""
+class XlaMath:
+    """``mul, add, div, rne`` for XLA (and kernels in interpret mode): the
+    ``_ieee`` guards keep XLA from contracting or approximating them."""
 
-    def __init__(self, interpret: bool):
-        self.interpret = interpret or _asm is None
+    @staticmethod
+    def mul(a, b):
+        return _ieee.separate(jnp.asarray(a, F32) * b)
 
-    def mul(self, a, b):
-        if self.interpret:
-            return _ieee.separate(jnp.asarray(a, F32) * b)
+    @staticmethod
+    def add(a, b):
+        return _ieee.separate(jnp.asarray(a, F32) + b)
+
+    div = staticmethod(_ieee.div)
+
+    @staticmethod
+    def rne(a):
+        return jnp.round(a)
+
+
+class PtxMath:
+    """``mul, add, div, rne`` as single PTX instructions (compiled GPU kernels)."""
+
+    @staticmethod
+    def mul(a, b):
         return _ptx("mul.rn.f32", a, b)
 
-    def add(self, a, b):
-        if self.interpret:
-            return _ieee.separate(jnp.asarray(a, F32) + b)
+    @staticmethod
+    def add(a, b):
         return _ptx("add.rn.f32", a, b)
 
-    def div(self, a, b):
-        if self.interpret:
-            return _ieee.div(a, b)
+    @staticmethod
+    def div(a, b):
         return _ptx("div.rn.f32", a, b)
 
-    def rne(self, a):
-        if self.interpret:
-            return jnp.round(a)
+    @staticmethod
+    def rne(a):
         return _ptx("cvt.rni.f32.f32", a)
+
+
+def kernel_math(interpret: bool):
+    """The arithmetic for a kernel body: PTX on the GPU, XLA's in interpret mode."""
+    return XlaMath if (interpret or _asm is None) else PtxMath

@@ -44,6 +44,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from .._backend import on_gpu
+from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 from . import xla as _xla
@@ -101,22 +102,14 @@ def _params(interpret, warps, stages=1):
 
 # ---- exact float32 ops inside a kernel ------------------------------------------------
 
-def _ptx(op, a, b):
-    a, b = jnp.broadcast_arrays(jnp.asarray(a, F32), jnp.asarray(b, F32))
-    (out,) = _pltriton.elementwise_inline_asm(
-        f"{op} $0, $1, $2;", args=[SF.bits(a), SF.bits(b)], constraints="=r,r,r", pack=1,
-        result_shape_dtypes=[jax.ShapeDtypeStruct(a.shape, I32)])
-    return SF.from_bits(out)
-
-
 def _mul(a, b, interpret):
     """IEEE float32 product (subnormals kept): integer softfloat off GPU, PTX on it."""
-    return SF.mul(a, b) if interpret else _ptx("mul.rn.f32", a, b)
+    return SF.mul(a, b) if interpret else PtxMath.mul(a, b)
 
 
 def _div(a, b, interpret):
     """IEEE float32 quotient (subnormals kept)."""
-    return SF.div(a, b) if interpret else _ptx("div.rn.f32", a, b)
+    return SF.div(a, b) if interpret else PtxMath.div(a, b)
 
 
 # ---- quantize kernel -----------------------------------------------------------------

@@ -61,13 +61,7 @@ def _quantize(x, sch, impl, interpret, soft):
         if impl == "xla":
             return QX.quantize(x, sch)[0]
         from . import pallas as QP
-        x3 = x if x.ndim == 3 else x[None]
-        prm = QX.row_params(QP.stats(x3, None, interpret=interpret), sch)
-        x_int, bnd, sign = QP.encode_codes(x3, None, prm, sch=sch, interpret=interpret)
-        rowsum = None
-        if sch.mode == "unipolar":
-            rowsum = jnp.sum(x_int.astype(jnp.int32), axis=-1, dtype=jnp.int32)
-        q = QX.Quantized(x_int, bnd, prm.scale, sign, prm.zp, rowsum)
+        q, _ = QP.quantize(x if x.ndim == 3 else x[None], None, sch, interpret=interpret)
         if x.ndim == 2:
             q = jax.tree_util.tree_map(lambda v: v[0], q)      # per_head is 3D only
         return q

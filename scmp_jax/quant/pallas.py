@@ -3,7 +3,7 @@
 * ``stats``: per-row ``max``/``min``/non-finite flags of ``(H, R, C)``, with
   ``smooth_scales`` applied in the load (``x / s``, IEEE division).
 * ``encode``: per element ``x_int -> boundary -> sign`` with the same
-  ``xla.encode`` code over ``KernelMath`` (PTX ``.rn`` operations), written
+  ``xla.encode`` code over ``kernel_math`` (PTX ``.rn`` operations), written
   either row-major as codes (``quant.quantize``) or d-major straight into the
   SC count kernel's table indices (``ro``/``co``, ``sc.tables.Layout``), so
   the operands are read twice (stats, encode) and no boundary/sign arrays
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from .._kernel_math import KernelMath
+from .._kernel_math import kernel_math
 from . import xla as QX
 
 try:
@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover
     _pltriton = None
 
-__all__ = ["stats", "encode_codes", "encode_index", "col_absmax"]
+__all__ = ["stats", "encode_codes", "encode_index", "quantize", "col_absmax"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -72,7 +72,7 @@ def _stats_kernel(*refs, R, C, smooth, smooth_mul, interpret):
     else:
         (x_ref, mx_ref, mn_ref, fl_ref), s_ref = refs, None
     i, j = pl.program_id(1), pl.program_id(2)
-    x = _load(x_ref, s_ref, KernelMath(interpret), smooth_mul)
+    x = _load(x_ref, s_ref, kernel_math(interpret), smooth_mul)
     ok = _valid(i, j, R, C)
     nan = jnp.isnan(x)
     num = ok & ~nan
@@ -120,7 +120,7 @@ def stats(x, smooth: Optional[jax.Array], *, interpret: bool, smooth_mul: bool =
 
 
 def _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul=False):
-    m = KernelMath(interpret)
+    m = kernel_math(interpret)
     x = _load(x_ref, s_ref, m, smooth_mul)
     zp = None if z_ref is None else z_ref[...]
     return QX.encode(x, f_ref[...], zp, sch, m)
@@ -240,6 +240,18 @@ def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
     idx = outs[0][:, :C, :R]
     rowsum = jnp.sum(outs[1][:, :R], axis=-1, dtype=I32) if sch.mode == "unipolar" else None
     return idx, rowsum
+
+
+def quantize(x, smooth, sch: QX.Scheme, *, interpret: bool, smooth_mul: bool = False):
+    """``(Quantized, bad rows (H, R))`` of float32 ``x (H, R, C)`` by the kernels:
+    ``stats`` -> ``xla.row_params`` -> ``encode_codes`` (+ row sums, unipolar)."""
+    prm = QX.row_params(stats(x, smooth, interpret=interpret, smooth_mul=smooth_mul), sch)
+    x_int, bnd, sign = encode_codes(x, smooth, prm, sch=sch, interpret=interpret,
+                                    smooth_mul=smooth_mul)
+    rowsum = None
+    if sch.mode == "unipolar":
+        rowsum = jnp.sum(x_int.astype(I32), axis=-1, dtype=I32)
+    return QX.Quantized(x_int, bnd, prm.scale, sign, prm.zp, rowsum), prm.bad
 
 
 def _absmax_kernel(x_ref, o_ref, *, R, C):

@@ -7,7 +7,7 @@ Three stages, shared with the Pallas kernels (``quant.pallas``):
    (``s``, per_row) or multiplied by (``1 / s``, the reciprocal forms), zero
    point, and the rows whose outputs must be NaN (tiny arrays, XLA);
 3. ``encode``: element-wise ``x_int``, boundary and sign, written once over an
-   arithmetic object (``XlaMath`` here, ``_kernel_math.KernelMath`` in kernels).
+   arithmetic object (``_kernel_math.XlaMath`` here, ``kernel_math(interpret)`` in kernels).
 
 Float math is float32, one rounding per written operation, in SPEC order;
 ``separate`` and ``div`` (``scmp_jax._ieee``) keep XLA from contracting,
@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._ieee import div, max_nan, min_nan, pmax_nan, separate
+from .._kernel_math import XlaMath
 
 __all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "separate",
-           "div", "row_stats", "row_params", "encode", "quantize", "boundary", "per_tensor",
-           "per_row", "per_row_chunk", "per_head", "bad_rows"]
+           "div", "row_stats", "row_params", "encode", "quantize"]
 
 EPS = np.float32(1e-5)
 F32 = jnp.float32
@@ -95,25 +95,6 @@ class Params(NamedTuple):
     factor: jax.Array
     zp: Optional[jax.Array]
     bad: jax.Array
-
-
-class XlaMath:
-    """The arithmetic ``encode`` is written over, for XLA."""
-    interpret = True
-
-    @staticmethod
-    def mul(a, b):
-        return separate(jnp.asarray(a, F32) * b)
-
-    @staticmethod
-    def add(a, b):
-        return separate(jnp.asarray(a, F32) + b)
-
-    div = staticmethod(div)
-
-    @staticmethod
-    def rne(a):
-        return jnp.round(a)
 
 
 def row_stats(x) -> Stats:
@@ -195,35 +176,3 @@ def quantize(x, sch: Scheme) -> tuple[Quantized, jax.Array]:
     if sch.mode == "unipolar":
         rowsum = jnp.sum(x_int.astype(I32), axis=-1, dtype=I32)
     return Quantized(x_int, bnd, prm.scale, sign, prm.zp, rowsum), prm.bad
-
-
-def boundary(x_int, mode: str, p: int, G: int):
-    """``rne(|x_int| * (G / q))`` (``x_int`` for unipolar), int32."""
-    sch = Scheme("per_row", mode, p, G)
-    mag = jnp.abs(x_int) if mode == "bipolar" else jnp.asarray(x_int, F32)
-    return jnp.round(XlaMath.mul(mag, sch.ratio)).astype(I32)
-
-
-def per_tensor(x, mode: str, p: int, G: int) -> Quantized:
-    """One scale for the whole operand (all batch slices of a 3D operand)."""
-    return quantize(x, Scheme("per_tensor", mode, p, G))[0]
-
-
-def per_row(x, mode: str, p: int, G: int, group: int = 1) -> Quantized:
-    """Blocks of ``group`` rows share a scale; division form ``x / s``."""
-    return quantize(x, Scheme("per_row", mode, p, G, group))[0]
-
-
-def per_row_chunk(x, p: int, G: int) -> Quantized:
-    """Bipolar, per row, reciprocal form (one chunk of the chunk_d path)."""
-    return quantize(x, Scheme("per_row", "bipolar", p, G, chunk=True))[0]
-
-
-def per_head(x, p: int, G: int) -> Quantized:
-    """Bipolar, one scale per leading index of ``(H, R, D)``; clip to [-(q+1), q]."""
-    return quantize(x, Scheme("per_head", "bipolar", p, G))[0]
-
-
-def bad_rows(x, scale_rows):
-    """Rows whose output must be NaN: a non-finite scale or a non-finite input."""
-    return ~jnp.isfinite(scale_rows) | ~jnp.all(jnp.isfinite(x), axis=-1)

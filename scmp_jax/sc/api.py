@@ -32,11 +32,17 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _check_float(x, name):
+def _with_dtype(x):
+    """``(x, dtype)``; array-likes without a dtype become NumPy arrays."""
     dt = getattr(x, "dtype", None)
     if dt is None:
         x = np.asarray(x)
         dt = x.dtype
+    return x, dt
+
+
+def _check_float(x, name):
+    x, dt = _with_dtype(x)
     if not jnp.issubdtype(dt, jnp.floating):
         raise InvalidDtypeError(f"{name} must be a float array, got dtype {dt}")
     return x
@@ -155,10 +161,7 @@ def _check_mixed(a, b, granularity, stoc_len, chunk_d):
 def _lengths(x, size, name, B):
     if x is None:
         return jnp.full((size,), B, jnp.int32), ()
-    dt = getattr(x, "dtype", None)
-    if dt is None:
-        x = np.asarray(x)
-        dt = x.dtype
+    x, dt = _with_dtype(x)
     if not jnp.issubdtype(dt, jnp.integer):
         raise ValueError(f"{name} must be an int array, got dtype {dt}")
     if np.shape(x) != (size,):

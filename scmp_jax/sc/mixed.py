@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _ieee
-from ..quant import xla as QX
 from .config import SCConfig
 from .tables import enable_tables, layout
 
@@ -112,53 +111,22 @@ def sc_matmul_mixed(a, b, smooth, row_len, col_len, mt: MixedTables, *, st, leve
         return _mixed(a, b, smooth, row_len, col_len, mt, st, levels, shift, vp, has_col)
 
 
-def _quantize(a, b, smooth, st):
-    from .xla import schemes
-    sa, sb = schemes(st)
-    if st.impl != "pallas":
-        if smooth is not None:
-            a, b = QX.div(a, smooth), b * smooth
-        (qa, bad_a), (qb, bad_b) = QX.quantize(a, sa), QX.quantize(b, sb)
-        return qa, qb, bad_a, bad_b
-    from ..quant import pallas as QP
-    out = []
-    for x, sch, mul in ((a, sa, False), (b, sb, True)):
-        prm = QX.row_params(QP.stats(x[None], smooth, interpret=st.interpret, smooth_mul=mul),
-                            sch)
-        x_int, bnd, sign = QP.encode_codes(x[None], smooth, prm, sch=sch,
-                                           interpret=st.interpret, smooth_mul=mul)
-        rowsum = (jnp.sum(x_int[0].astype(I32), axis=-1, dtype=I32)
-                  if st.mode == "unipolar" else None)
-        zp = None if prm.zp is None else prm.zp[0]
-        out.append((QX.Quantized(x_int[0], bnd[0], prm.scale[0], None if sign is None
-                                 else sign[0], zp, rowsum), prm.bad[0]))
-    return out[0][0], out[1][0], out[0][1], out[1][1]
-
-
 def _mixed(a, b, smooth, row_len, col_len, mt, st, levels, shift, vp, has_col):
+    from .xla import _assemble, quantize_operands
     a, b = a.astype(F32), b.astype(F32)
     if smooth is not None:
         smooth = smooth.astype(F32)
-    qa, qb, bad_a, bad_b = _quantize(a, b, smooth, st)
+    qa, qb, bad_a, bad_b = quantize_operands(a, b, smooth, st)
     D = a.shape[-1]
-    sep = QX.separate
-    sab = sep(qa.scale[:, None] * qb.scale[None, :])
-    corr = None
-    if st.mode == "unipolar":
-        zpa, zpb = qa.zp[:, None], qb.zp[None, :]
-        Sa, Sb = qa.rowsum.astype(F32)[:, None], qb.rowsum.astype(F32)[None, :]
-        corr = (sep((-zpb) * Sa) - sep(zpa * Sb)) + sep(sep(np.float32(D) * zpa) * zpb)
 
     def one_pass(lens):
         li = _level_index(lens, levels)
         acc = _counts(qa, qb, li, mt, shift, vp, st)
-        raw = sep(acc.astype(F32) * mt.f[jnp.maximum(li, 0)][:, None])
-        out = raw * sab if corr is None else (raw + corr) * sab
-        return out, li
+        return _assemble(acc, qa, qb, D, st, f=mt.f[jnp.maximum(li, 0)][:, None]), li
 
     if not has_col:
         out, li = one_pass(row_len)
-        eff_li = jnp.broadcast_to(li[:, None], out.shape)
+        unknown = jnp.broadcast_to(li[:, None] < 0, out.shape)
         eff = jnp.broadcast_to(row_len[:, None], out.shape)
     else:
         out = jnp.zeros((a.shape[0], b.shape[0]), F32)
@@ -166,9 +134,8 @@ def _mixed(a, b, smooth, row_len, col_len, mt, st, levels, shift, vp, has_col):
         for Lc in tuple(levels):
             part, _ = one_pass(jnp.minimum(row_len, Lc))
             out = jnp.where(col_len[None, :] == Lc, part, out)
-        eff_li = _level_index(eff, levels) + jnp.where(
-            _level_index(col_len, levels)[None, :] < 0, -100, 0)
+        unknown = (_level_index(eff, levels) < 0) | (_level_index(col_len, levels) < 0)[None, :]
     bad = bad_a[:, None] | bad_b[None, :]
     out = jnp.where(bad, F32(jnp.nan), out)
     out = jnp.where(eff == 0, F32(0), out)
-    return jnp.where(eff_li < 0, F32(jnp.nan), out)
+    return jnp.where(unknown, F32(jnp.nan), out)

@@ -1,14 +1,12 @@
-"""The Pallas path of the SC matmul (SPEC.md sections 4-7): kernels end to end.
+"""The Pallas path of the SC matmul with a whole table (SPEC.md sections 4-7).
 
 Per operand: ``quant.pallas.stats`` (one read; SmoothQuant applied in the
 load), the per-row scales in XLA (tiny), then ``quant.pallas.encode_index``
 (second read) writes the count kernel's table indices directly, d-major;
-``pallas_counts.accumulate`` does the lookups. Above the table cap the codes
-kernel writes boundaries and the chunked-table walk of ``xla`` is used.
+``pallas_counts.accumulate`` does the lookups. (Above the table cap,
+``xla.quantize_operands`` + the chunked-table walk run the kernels instead.)
 """
 from __future__ import annotations
-
-import jax.numpy as jnp
 
 from ..quant import pallas as QP
 from ..quant import xla as QX
@@ -33,31 +31,20 @@ def _meta(prm: QX.Params, rowsum, two_d: bool) -> QX.Quantized:
 
 
 def product(a, b, smooth, tabs: EnableTables, st):
-    """(acc, qa, qb, bad rows of a, bad rows of b), like ``xla._xla_product``."""
-    from .xla import _chunked_counts, schemes
+    """(acc, qa, qb, bad rows of a, bad rows of b), like ``xla._product``."""
+    from .xla import schemes
     two_d = a.ndim == 2
     a3, b3 = _as3(a), _as3(b)
     sch_a, sch_b = schemes(st)
     pa = _side(a3, smooth, sch_a, st, smooth_mul=False)
     pb = _side(b3, smooth, sch_b, st, smooth_mul=True)
     sq = (lambda v: v[0]) if two_d else (lambda v: v)
-    if tabs.table is None:                        # beyond the cap: codes, then chunked tables
-        xa, ba, sa = QP.encode_codes(a3, smooth, pa, sch=sch_a, interpret=st.interpret)
-        xb, bb, sb = QP.encode_codes(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
-                                     smooth_mul=True)
-        qa = QX.Quantized(xa, ba, pa.scale, sa, pa.zp)
-        qb = QX.Quantized(xb, bb, pb.scale, sb, pb.zp)
-        acc = _chunked_counts(qa, qb, tabs, st)
-        rs = (lambda x: jnp.sum(x.astype(jnp.int32), axis=-1, dtype=jnp.int32)) \
-            if st.mode == "unipolar" else (lambda x: None)
-        ra, rb = rs(xa), rs(xb)
-    else:
-        lay = layout(tabs.streams_b.shape[0], st.L, st.G)
-        D = a.shape[-1]
-        roff = tabs.sid_b[:D] * lay.row_s
-        ro, ra = QP.encode_index(a3, smooth, pa, roff, tabs.sid_a[:D] * st.V, tabs.ktab,
-                                 sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp)
-        co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
-                                 shift=lay.shift, vp=lay.vp, smooth_mul=True)
-        acc = pallas_counts.accumulate(ro, co, tabs.table, interpret=st.interpret)
+    lay = layout(tabs.streams_b.shape[0], st.L, st.G)
+    D = a.shape[-1]
+    roff = tabs.sid_b[:D] * lay.row_s
+    ro, ra = QP.encode_index(a3, smooth, pa, roff, tabs.sid_a[:D] * st.V, tabs.ktab,
+                             sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp)
+    co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
+                             shift=lay.shift, vp=lay.vp, smooth_mul=True)
+    acc = pallas_counts.accumulate(ro, co, tabs.table, interpret=st.interpret)
     return (sq(acc), _meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))

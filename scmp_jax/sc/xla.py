@@ -145,15 +145,16 @@ def _acc(qa: QX.Quantized, qb: QX.Quantized, tabs, st):
     return acc if qa.boundary.ndim == 3 else acc[0]
 
 
-def _assemble(acc, qa, qb, D, st: Static):
-    """Per-row float assembly (SPEC.md section 6), shapes (..., N, M)."""
+def _assemble(acc, qa, qb, D, st: Static, f=None):
+    """Per-row float assembly (SPEC.md section 6), shapes (..., N, M). ``f``:
+    ``st.f``, or per row ``(N, 1)`` (mixed stream lengths)."""
     # separate(): XLA would otherwise reorder (acc * f) * sab to pull the
     # constant f outward, and contract the unipolar sums into FMAs
     sep = QX.separate
     if st.granularity == "per_head":
         head = sep(st.f * sep(qa.scale * qb.scale))
         return acc.astype(F32) * head[:, None, None]
-    raw = sep(acc.astype(F32) * st.f)
+    raw = sep(acc.astype(F32) * (st.f if f is None else f))
     sab = sep(qa.scale[..., :, None] * qb.scale[..., None, :])
     if st.mode == "bipolar":
         return raw * sab
@@ -171,18 +172,36 @@ def schemes(st: Static) -> tuple[QX.Scheme, QX.Scheme]:
             QX.Scheme(st.granularity, st.mode, st.p, st.G, st.group_b, chunk, st.axes_b))
 
 
-def _xla_product(a, b, smooth, tabs: EnableTables, st: Static):
-    """(acc, qa, qb, bad rows of a, bad rows of b) by XLA; smoothing already applied."""
+def quantize_operands(a, b, smooth, st: Static):
+    """``(qa, qb, bad rows of a, bad rows of b)`` of float32 a, b (2D or 3D).
+    SmoothQuant ``(a / s, b * s)`` comes first: in XLA here, in the kernels'
+    loads on the Pallas path."""
     sa, sb = schemes(st)
-    (qa, bad_a), (qb, bad_b) = QX.quantize(a, sa), QX.quantize(b, sb)
-    return _acc(qa, qb, tabs, st), qa, qb, bad_a, bad_b
+    if st.impl != "pallas":
+        if smooth is not None:
+            a, b = QX.div(a, smooth), b * smooth
+        (qa, bad_a), (qb, bad_b) = QX.quantize(a, sa), QX.quantize(b, sb)
+        return qa, qb, bad_a, bad_b
+    from ..quant import pallas as QP     # kernels only imported on this path
+    out = []
+    for x, sch, mul in ((a, sa, False), (b, sb, True)):
+        q, bad = QP.quantize(x if x.ndim == 3 else x[None], smooth, sch,
+                             interpret=st.interpret, smooth_mul=mul)
+        if x.ndim == 2:                  # per_head is 3D only: every field has the lead 1
+            q, bad = jax.tree_util.tree_map(lambda v: v[0], q), bad[0]
+        out.append((q, bad))
+    (qa, bad_a), (qb, bad_b) = out
+    return qa, qb, bad_a, bad_b
 
 
 def _product(a, b, smooth, tabs, st: Static):
-    if st.impl == "pallas":
-        from . import pallas as SP       # kernels only imported on this path
+    """(acc, qa, qb, bad rows of a, bad rows of b). With a whole table, the
+    Pallas path encodes straight into the count kernel's indices."""
+    if st.impl == "pallas" and tabs.table is not None:
+        from . import pallas as SP
         return SP.product(a, b, smooth, tabs, st)
-    return _xla_product(a, b, smooth, tabs, st)
+    qa, qb, bad_a, bad_b = quantize_operands(a, b, smooth, st)
+    return _acc(qa, qb, tabs, st), qa, qb, bad_a, bad_b
 
 
 def _chunked(a, b, smooth, tabs: EnableTables, st: Static):
@@ -228,8 +247,6 @@ def _sc_matmul(a, b, smooth, tabs: EnableTables, st: Static):
     b = b.astype(F32)
     if smooth is not None:
         smooth = smooth.astype(F32)
-        if st.impl != "pallas":          # the Pallas kernels smooth in their loads
-            a, b, smooth = QX.div(a, smooth), b * smooth, None
     if st.chunk_d:
         return _chunked(a, b, smooth, tabs, st)
     acc, qa, qb, bad_a, bad_b = _product(a, b, smooth, tabs, st)

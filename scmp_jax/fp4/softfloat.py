@@ -69,13 +69,16 @@ def _finish(res, sign, nan, inf, zero):
     return jnp.where(nan, I32(_QNAN), res)
 
 
+def _operands(a, b):
+    """Bit patterns, classes (NaN, Inf, zero) and unpacked (mantissa, exponent)
+    of both operands, broadcast."""
+    a, b = jnp.broadcast_arrays(bits(a), bits(b))
+    return a, b, _class(a), _class(b), _unpack(a), _unpack(b)
+
+
 def mul(a, b):
     """float32 ``a * b``, correctly rounded, subnormals kept (broadcasting)."""
-    a, b = jnp.broadcast_arrays(bits(a), bits(b))
-    na, ia, za = _class(a)
-    nb, ib, zb = _class(b)
-    ma, ea = _unpack(a)
-    mb, eb = _unpack(b)
+    a, b, (na, ia, za), (nb, ib, zb), (ma, ea), (mb, eb) = _operands(a, b)
     ah, al, bh, bl = ma >> 12, ma & 0xFFF, mb >> 12, mb & 0xFFF
     mid = ah * bl + al * bh                             # ma*mb = hi*2^24 + mid*2^12 + lo
     lo = al * bl + ((mid & 0xFFF) << 12)
@@ -89,11 +92,7 @@ def mul(a, b):
 
 def div(a, b):
     """float32 ``a / b``, correctly rounded, subnormals kept (broadcasting)."""
-    a, b = jnp.broadcast_arrays(bits(a), bits(b))
-    na, ia, za = _class(a)
-    nb, ib, zb = _class(b)
-    ma, ea = _unpack(a)
-    mb, eb = _unpack(b)
+    a, b, (na, ia, za), (nb, ib, zb), (ma, ea), (mb, eb) = _operands(a, b)
     mb = jnp.where(mb == 0, I32(1 << 23), mb)          # keep the loop finite for x / 0
     lt = ma < mb
     r = jnp.where(lt, ma << 1, ma)                      # r / mb in [1, 2)

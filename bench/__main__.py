@@ -66,6 +66,26 @@ def _median_time(fn, repeats, sync=jax.block_until_ready):
     return float(np.median(ts))
 
 
+def device_time(fn, args, repeats=5, reps=10):
+    """Median seconds per ``fn(*args)`` measured on the device: ``reps`` calls
+    unrolled inside ONE jitted program (each call's inputs pass through an
+    ``optimization_barrier`` with a loop-carried scalar, so XLA can neither
+    hoist nor merge them, and each output passes a barrier, so no slice of it is
+    pushed into the computation), so host dispatch and launch gaps between programs
+    do not count. For kernels shorter than Python's dispatch (decode-sized
+    matmuls) this is the time a jitted model pays; ``_median_time`` is not."""
+    def body(*a):
+        c = jnp.float32(0)
+        for _ in range(reps):
+            a2, c = jax.lax.optimization_barrier((a, c))
+            out = jax.lax.optimization_barrier(fn(*a2))    # whole output materialized
+            leaf = jax.tree_util.tree_leaves(out)[0]
+            c = c + leaf.reshape(-1)[0].astype(jnp.float32)
+        return c
+    loop = jax.jit(body)
+    return _median_time(lambda: loop(*args), repeats) / reps
+
+
 class _Reference:
     """The reference package on the same GPU, same process (torch)."""
 

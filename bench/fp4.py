@@ -9,7 +9,10 @@
 * decode rows N in {1, 8, 16} (K = M = 4096) vs bf16 ``jnp.matmul``.
 
 Default implementation (Pallas on GPU), plus the XLA path for comparison.
-Times: back-to-back calls, one sync per sample, median (``bench._median_time``).
+Times are device times (``bench.device_time``: 10 calls unrolled in one jitted
+program, median of ``--repeats``), so decode-sized calls are not measured as
+Python dispatch. ``--sweep`` adds kernel tilings (the data behind the
+heuristics in ``scmp_jax.fp4.pallas_matmul.matmul_tiling`` / ``QuantTiling``).
 Off GPU the shapes shrink to 512 (smoke test only).
 """
 from __future__ import annotations
@@ -20,63 +23,118 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.__main__ import _median_time, write_json
+from bench.__main__ import device_time, write_json
 from scmp_jax import fp4
 from scmp_jax.flax import QuantLinear
+from scmp_jax.fp4 import pallas as P
 
 BF16 = jnp.bfloat16
 
 
-def _quantize_rows(n, repeats, rng, impls):
+def _quantize_rows(n, repeats, rng, impls, sweep):
     x = jnp.asarray(rng.standard_normal((n, n)), BF16)
-    copy = jax.jit(lambda v: -v)
-    t_copy = _median_time(lambda: copy(x), repeats)
+    t_copy = device_time(lambda v: -v, (x,), repeats)
     copy_bw = 2 * x.nbytes / t_copy
-    rows = [dict(case="copy (-x)", shape=[n, n], ms=t_copy * 1e3, gbs=copy_bw / 1e9)]
+    rows = _Rows()
+    rows.append(dict(case="copy (-x)", shape=[n, n], ms=t_copy * 1e3, gbs=copy_bw / 1e9))
+
+    def row(case, fn):
+        t = device_time(fn, (x,), repeats)
+        codes, scales = jax.jit(fn)(x)
+        moved = x.nbytes + codes.nbytes + scales.nbytes
+        return dict(case=case, shape=[n, n], ms=t * 1e3, gbs=moved / t / 1e9,
+                    pct_of_copy=100 * moved / t / copy_bw)
+
     for preset in ("mxfp4", "nvfp4"):
         for impl in impls:
-            q = jax.jit(lambda v, p=preset, i=impl: (lambda t: (t.codes, t.scales))(
-                fp4.quantize(v, p, implementation=i)))
-            t = _median_time(lambda: q(x), repeats)
-            codes, scales = q(x)
-            moved = x.nbytes + codes.nbytes + scales.nbytes
-            rows.append(dict(case=f"quantize {preset} [{impl}]", shape=[n, n], ms=t * 1e3,
-                             gbs=moved / t / 1e9, pct_of_copy=100 * moved / t / copy_bw))
+            rows.append(row(f"quantize {preset} [{impl}]", lambda v, p=preset, i=impl: (
+                lambda t: (t.codes, t.scales))(fp4.quantize(v, p, implementation=i))))
+    if sweep:
+        for r_, c_, w_ in [(8, 512, 4), (4, 512, 4), (8, 256, 4), (4, 256, 4), (2, 512, 4),
+                           (8, 512, 2), (4, 1024, 4), (16, 256, 4)]:
+            til = P.QuantTiling(rows=r_, cols=c_, warps=w_)
+            rows.append(row(f"  sweep quantize mxfp4 {r_}x{c_} w{w_}",
+                            lambda v, t=til: P.quantize_fused(
+                                v, np.float32(6.0), np.float32(1.0), group_size=32,
+                                scale_dtype="e8m0", rounding=0, tiling=t)))
     return rows
 
 
-def _linear_rows(n, k, m, repeats, rng, impls, tag):
+def _linear_rows(n, k, m, repeats, rng, impls, tag, tilings=()):
     x = jnp.asarray(rng.standard_normal((n, k)), BF16)
     w = (rng.standard_normal((m, k)) * 0.02).astype(np.float32)
     wb = jnp.asarray(w, BF16)
-    dense = jax.jit(lambda a, b: jnp.matmul(a, b.T))
-    t16 = _median_time(lambda: dense(x, wb), repeats)
-    rows = [dict(case=f"{tag} bf16 matmul", shape=[n, k, m], ms=t16 * 1e3)]
+    t16 = device_time(lambda a, b: jnp.matmul(a, b.T), (x, wb), repeats)
+    rows = _Rows()
+    rows.append(dict(case=f"{tag} bf16 matmul", shape=[n, k, m], ms=t16 * 1e3))
+    a = fp4.quantize(x, "mxfp4")
     for impl in impls:
         mod, v = QuantLinear.from_dense(jnp.asarray(w), "mxfp4", quant_impl=impl,
                                         matmul_impl=impl)
-        fwd = jax.jit(mod.apply)
-        t = _median_time(lambda: fwd(v, x), repeats)
-        a = fp4.quantize(x, "mxfp4", implementation=impl)
+        t = device_time(mod.apply, (v, x), repeats)
         wt = fp4.FP4Tensor(v["fp4"]["codes"], jax.lax.bitcast_convert_type(
             v["fp4"]["scales"], jnp.float8_e8m0fnu), v["fp4"]["global_scale"], 32, "e8m0",
             "even", (m, k))
-        mm = jax.jit(lambda a_, w_, i=impl: fp4.matmul(a_, w_, implementation=i))
-        tm = _median_time(lambda: mm(a, wt), repeats)
+        tm = device_time(lambda a_, w_, i=impl: fp4.matmul(a_, w_, implementation=i),
+                         (a, wt), repeats)
         rows.append(dict(case=f"{tag} QuantLinear mxfp4 [{impl}]", shape=[n, k, m], ms=t * 1e3,
                          over_bf16=t / t16, matmul_only_ms=tm * 1e3, matmul_over_bf16=tm / t16))
+    if tilings:
+        wt4 = fp4.quantize(jnp.asarray(w), "mxfp4")
+        ops = lambda t_: (t_.codes, t_.scale_bytes, t_.global_scale, t_.scale_dtype)
+        for til in tilings:
+            try:
+                tm = device_time(lambda a_, w_, t=til: P.matmul(ops(a_), ops(w_), tiling=t),
+                                 (a, wt4), repeats)
+            except Exception as e:          # a tiling Triton cannot compile: say so, go on
+                rows.append(dict(case=f"  sweep {til}", shape=[n, k, m], ms=float("nan"),
+                                 error=str(e)[:120]))
+                continue
+            rows.append(dict(case=f"  sweep {til}", shape=[n, k, m], ms=tm * 1e3,
+                             matmul_over_bf16=tm / t16))
     return rows
 
 
-def run(repeats=5):
+_MT = P.MatmulTiling
+PREFILL_SWEEP = [_MT(256, 128, 128, 8, 3), _MT(256, 128, 128, 8, 3, grouped=True),
+                 _MT(128, 256, 128, 8, 3, grouped=True), _MT(128, 128, 128, 8, 3, grouped=True),
+                 _MT(128, 128, 128, dequant="kernel"), _MT(128, 128, 128, dequant="xla")]
+DECODE_SWEEP = [_MT(16, bm, 256, w, 3, s, grouped=g) for bm, w, s, g in
+                [(64, 4, 16, False), (64, 4, 16, True), (64, 4, 8, True), (128, 8, 8, True),
+                 (32, 4, 16, True), (64, 4, 32, True), (128, 4, 16, True)]]
+
+
+def _print_row(r):
+    f = lambda k, fmt: format(r[k], fmt) if r.get(k) is not None else ""
+    print(f"{r['case'][:60]:<36} {str(tuple(r['shape'])):>18} {r['ms']:>9.3f} "
+          f"{f('gbs', '8.0f'):>8} {f('pct_of_copy', '6.1f'):>6} {f('over_bf16', '7.2f'):>7} "
+          f"{f('matmul_only_ms', '8.3f'):>8} {f('matmul_over_bf16', '8.2f'):>8}", flush=True)
+
+
+class _Rows(list):
+    """Result rows, printed as they arrive (a long sweep shows progress)."""
+
+    def append(self, r):
+        _print_row(r)
+        super().append(r)
+
+
+def run(repeats=5, sweep=False, cases=("quantize", "prefill", "decode")):
     on_gpu = jax.default_backend() == "gpu"
     big, lin = (8192, 4096) if on_gpu else (512, 512)
     impls = ("pallas", "xla") if on_gpu else ("xla",)
+    sweep = sweep and on_gpu
     rng = np.random.default_rng(0)
-    rows = _quantize_rows(big, repeats, rng, impls)
-    rows += _linear_rows(lin, lin, lin, repeats, rng, impls, "prefill")
-    for n in (1, 8, 16):
-        rows += _linear_rows(n, lin, lin, repeats, rng, impls, f"decode N={n}")
+    rows = []
+    if "quantize" in cases:
+        rows += _quantize_rows(big, repeats, rng, impls, sweep)
+    if "prefill" in cases:
+        rows += _linear_rows(lin, lin, lin, repeats, rng, impls, "prefill",
+                             PREFILL_SWEEP if sweep else ())
+    if "decode" in cases:
+        for n in (1, 8, 16):
+            rows += _linear_rows(n, lin, lin, repeats, rng, impls, f"decode N={n}",
+                                 DECODE_SWEEP if sweep else ())
     return rows
 
 
@@ -84,17 +142,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4", description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_results.json")
+    p.add_argument("--sweep", action="store_true", help="also time kernel tilings (GPU)")
+    p.add_argument("--cases", default="quantize,prefill,decode",
+                   help="comma-separated subset of quantize,prefill,decode")
     args = p.parse_args(argv)
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})")
-    rows = run(args.repeats)
     print(f"{'case':<36} {'shape':>18} {'ms':>9} {'GB/s':>8} {'%copy':>6} {'/bf16':>7} "
-          f"{'mm ms':>8} {'mm/bf16':>8}")
-    for r in rows:
-        f = lambda k, fmt: format(r[k], fmt) if r.get(k) is not None else ""
-        print(f"{r['case']:<36} {str(tuple(r['shape'])):>18} {r['ms']:>9.3f} "
-              f"{f('gbs', '8.0f'):>8} {f('pct_of_copy', '6.1f'):>6} {f('over_bf16', '7.2f'):>7} "
-              f"{f('matmul_only_ms', '8.3f'):>8} {f('matmul_over_bf16', '8.2f'):>8}")
+          f"{'mm ms':>8} {'mm/bf16':>8}", flush=True)
+    rows = run(args.repeats, args.sweep, tuple(args.cases.split(",")))
     write_json(args.out, results=rows)
 
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from golden import fp4 as G
 from scmp_jax import fp4
 from scmp_jax.fp4 import pallas as P
+from scmp_jax.fp4 import pallas_matmul as MM
 from test_fp4_xla import KINDS, _group
 
 pytestmark = pytest.mark.gpu
@@ -50,13 +51,14 @@ def test_quantize_matches_golden(case):
     assert np.array_equal(np.asarray(t.scale_bytes), ref["scales"])
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])
-def test_quantize_bf16_input(preset):
+def test_quantize_16bit_input(preset, dtype):
     r = np.random.default_rng(3)
     x = (r.standard_normal((5, 96)) * 4).astype(F32)          # K=96: padded to the block
     x[0, :6] = [0.0, -0.0, np.inf, 1e-40, 3e38, -6.0]
     x[1] = -0.0
-    xb = jnp.asarray(x, jnp.bfloat16)                          # read as bf16 by the kernel
+    xb = jnp.asarray(x, dtype)                                 # read as pairs of 16 bits
     t = fp4.quantize(xb, preset, implementation="pallas")
     ref = G.quantize(np.asarray(xb.astype(jnp.float32)), **G.PRESETS[preset])
     assert np.array_equal(np.asarray(t.codes), ref["codes"])
@@ -139,6 +141,52 @@ def test_matmul_nan_scale_propagates():
     a, w = fp4.quantize(x, "mxfp4"), fp4.quantize(np.ones((16, 64), F32), "nvfp4")
     y = np.asarray(fp4.matmul(a, w, implementation="pallas"))
     assert np.isnan(y[3]).all() and np.isfinite(np.delete(y, 3, axis=0)).all()
+
+
+@pytest.mark.parametrize("preset,shape", [("mxfp4", (19, 96)), ("nvfp4", (3, 1088))])
+def test_decode_bf16_exact(preset, shape):
+    """The dequant schedule's decode kernel: bfloat16 ``v * s`` == the XLA
+    dequantization with global scale 1 (exact), incl. NaN-scale groups and the
+    extreme e8m0 bytes (subnormal products, Inf)."""
+    r = np.random.default_rng(5)
+    x = (r.standard_normal(shape) * 10.0 ** r.integers(-3, 4, shape)).astype(F32)
+    x[1, :16] = np.nan
+    t = fp4.quantize(x, preset)
+    sb = np.asarray(t.scale_bytes).copy()
+    if preset == "mxfp4":
+        sb[0, :3] = [0, 1, 254]                                # 2^-127, 2^-126, 2^127
+    y = np.asarray(MM.decode_bf16(t.codes, jnp.asarray(sb), t.scale_dtype,
+                                  interpret=P._interpret()).astype(jnp.float32))
+    ref = G.dequantize(np.asarray(t.codes), sb, scale_dtype=t.scale_dtype, global_scale=1.0)
+    nan = np.isnan(ref)                                        # NaN payloads may differ
+    bad = np.argwhere(np.isnan(y) != nan)[:4]
+    assert nan[1, :16].all() and not len(bad), (bad, y[tuple(bad.T)], ref[tuple(bad.T)])
+    assert np.array_equal(y[~nan].view(np.uint32), ref[~nan].astype(F32).view(np.uint32))
+
+
+@pytest.mark.parametrize("tiling", [MM.MatmulTiling(16, 32, 128, split=4),
+                                    MM.MatmulTiling(32, 16, 256, split=2),
+                                    MM.MatmulTiling(16, 32, 128, split=2, grouped=True),
+                                    MM.MatmulTiling(32, 16, 256, grouped=True),
+                                    MM.MatmulTiling(16, 16, 128, dequant="kernel"),
+                                    MM.MatmulTiling(16, 16, 128, dequant="xla")])
+def test_matmul_schedules(tiling):
+    """split-K and dequant schedules: close to float64, NaN rows propagate."""
+    r = np.random.default_rng(9)
+    xa = r.standard_normal((20, 512)).astype(F32)
+    xa[3, 100] = np.inf
+    a = fp4.quantize(xa, "nvfp4", global_scale=0.01)
+    w = fp4.quantize(r.standard_normal((40, 512)).astype(F32), "mxfp4", global_scale=0.5)
+    y = np.asarray(P.matmul((a.codes, a.scale_bytes, a.global_scale, a.scale_dtype),
+                            (w.codes, w.scale_bytes, w.global_scale, w.scale_dtype),
+                            tiling=tiling))
+    assert np.isnan(y[3]).all() and np.isfinite(np.delete(y, 3, axis=0)).all()
+    keep = np.delete(np.arange(20), 3)
+    ref = G.matmul_reference(np.asarray(a.codes), np.asarray(a.scale_bytes), a.global_scale,
+                             np.asarray(w.codes), np.asarray(w.scale_bytes), w.global_scale,
+                             scale_dtype_a="e4m3", scale_dtype_w="e8m0")
+    err = np.linalg.norm(y[keep] - ref[keep]) / np.linalg.norm(ref[keep])
+    assert err < 1e-5
 
 
 def test_unsupported_configurations():

@@ -22,7 +22,7 @@ ROUNDINGS = ("even", "zero", "down", "up")
 SCALE_DTYPES = ("e8m0", "e4m3")
 NAN_CODE = {"e8m0": 0xFF, "e4m3": 0x7F}
 _INF = 0x7F800000
-_MIDS = [int(b) for b in np.array([.25, .75, 1.25, 1.75, 2.5, 3.5, 5], np.float32).view(np.int32)]
+
 
 
 def _rne_shift(sig, sh):
@@ -36,19 +36,28 @@ def _rne_shift(sig, sh):
 def e2m1_encode(x, rounding: str = "even"):
     """float32 (...) -> uint8 codes in [0, 16): nearest e2m1 value, saturating at
     +-6, ties by ``rounding`` (even | zero | down | up, or its index in
-    ``ROUNDINGS``, possibly traced), signed zero, NaN -> 7."""
+    ``ROUNDINGS``, possibly traced), signed zero, NaN -> 7.
+
+    Integer rounding of the significand: the e2m1 step is 1/2 below 2 (so
+    ``|x| < 1`` rounds ``2|x|`` to 0..2), 1 in [2, 4) and 2 in [4, 8): one
+    shift by ``sh = clip(149 - E, 22, 25)`` of the 24-bit significand gives the
+    step count ``n`` (ties exact in ``rem``), and ``code = n + 2*(E - 127)``
+    for ``E >= 127``, clamped to 7 (saturation, Inf)."""
     b = bits(x)
     mag = b & I32(0x7FFFFFFF)
     neg = b < 0
-    lower = sum((mag > m).astype(I32) for m in _MIDS)     # nearest index, ties to the lower
-    tie = jnp.zeros(mag.shape, bool)
-    for m in _MIDS:
-        tie = tie | (mag == m)
+    e = mag >> 23
+    sig = (mag & I32(0x7FFFFF)) | jnp.where(e == 0, I32(0), I32(0x800000))
+    sh = jnp.clip(I32(149) - e, 22, 25)
+    n = sig >> sh
+    rem = sig & ((I32(1) << sh) - 1)
+    half = I32(1) << (sh - 1)
     if isinstance(rounding, str):
         rounding = ROUNDINGS.index(rounding)
     r = jnp.asarray(rounding, I32)                       # a traced index: one program, 4 modes
-    up = jnp.where(r == 0, (lower & 1) == 1, jnp.where(r == 1, False, jnp.where(r == 2, neg, ~neg)))
-    code = (lower + (tie & up).astype(I32)) | (neg.astype(I32) << 3)
+    up = jnp.where(r == 0, (n & 1) == 1, jnp.where(r == 1, False, jnp.where(r == 2, neg, ~neg)))
+    n = n + ((rem > half) | ((rem == half) & up)).astype(I32)
+    code = jnp.minimum(n + 2 * jnp.clip(e - I32(127), 0, 3), I32(7)) | (neg.astype(I32) << 3)
     return jnp.where(mag > _INF, I32(7), code).astype(U8)
 
 

@@ -1,37 +1,31 @@
-"""FP4 Pallas (Triton backend) kernels: fused transform+quantize+pack and fp4 x fp4 matmul
-(SPEC.md section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
+"""FP4 Pallas (Triton backend) quantize kernels and the matmul entry point (SPEC.md
+section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
 
 * ``quantize_fused``: float (R, K) (float32 / bfloat16 / float16 read as is)
   -> packed e2m1 codes uint8 (R, K/2) and scale bytes uint8 (R, K/G), bit-equal
-  to ``golden.fp4.quantize`` of the (kernel's own) transformed values. One
-  program per (BR rows, W columns) block, ``W`` a power of two holding whole
-  groups (and whole transform blocks). The optional transform is one float32
-  dot (IEEE precision) of the block with a block-diagonal (W, W) matrix built
-  from ``T``; a transform block holding NaN/Inf becomes NaN (as in the float64
-  golden model, where ``Inf * t`` poisons every output of the block).
+  to ``golden.fp4.quantize`` (of the kernel's own transformed values).
+  Without a transform (G >= 2): one program per (BR rows, NG groups) block of
+  the input viewed as (R, K/G, G/2) pairs (16-bit inputs as int32 words holding
+  two elements, float32 by two stride-2 loads), so codes are written as bytes
+  without interleaving. With a transform: one program per (BR, W) block, the
+  transform one float32 dot (IEEE precision) with a block-diagonal (W, W)
+  matrix built from ``T``; a transform block holding NaN/Inf becomes NaN (as in
+  the float64 golden model, where ``Inf * t`` poisons the block).
   Encoders are the integer formulas of ``formats``; SPEC's two float32
   roundings (``amax / (ss*gs)``, ``x / (scale_deq*gs)``) and the product
   ``scale_deq * gs`` are PTX ``div.rn`` / ``mul.rn`` on the GPU (IEEE,
   subnormals kept) and ``softfloat`` (integer, exact) in interpret mode, where
-  XLA CPU would flush subnormals.
-* ``matmul``: activation codes/scales (N, K) x weight codes/scales (M, K) ->
-  float32 (N, M) ``= alpha * sum_k (v_a s_a)(v_w s_w)``, ``alpha = gs_a * gs_w``.
-  Tiles are decoded in the kernel to bfloat16 (e2m1 has 2 significant bits,
-  e8m0 1, e4m3 4: every product ``v * s`` has <= 6 and is exact in bfloat16
-  while it lies in bfloat16's (= float32's) range; ``6 * 2^127`` overflows
-  and values below 2^-126 are subnormal, i.e. e8m0 bytes 0 and 254 at the
-  extremes: same limits as the XLA path), dotted with float32 accumulation.
-  The low nibbles of a byte row and the high nibbles are dotted separately
-  (the sum over K does not care about its order), so no interleave is needed.
-  Rows are padded to >= 16 (the minimum dot tile): decode-sized N = 1, 8 work.
+  XLA CPU would flush subnormals; a block whose divisors are all powers of two
+  multiplies by the exact reciprocal instead (same bits).
+* ``matmul``: see ``pallas_matmul`` (fused decode+dot kernel, split-K for
+  decode-sized N, decode-to-bfloat16 + dense GEMM for large N).
 * ``dequantize``, ``block_transform``: the XLA functions (elementwise /
   einsum; no kernel needed).
 
 Kernels need power-of-two group sizes (>= 2 for the matmul) and transform
-block sizes (blocks must be powers of two); ``unsupported`` says why a
-configuration cannot run, and the API then uses XLA (``implementation=None``)
-or raises ValueError (``implementation="pallas"``). Off GPU the kernels run
-with ``interpret=True``.
+block sizes; ``unsupported`` says why a configuration cannot run, and the API
+then uses XLA (``implementation=None``) or raises ValueError
+(``implementation="pallas"``). Off GPU the kernels run with ``interpret=True``.
 """
 from __future__ import annotations
 
@@ -47,7 +41,9 @@ from .._backend import on_gpu
 from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
+from . import pallas_matmul as _mm
 from . import xla as _xla
+from .pallas_matmul import MatmulTiling, matmul_tiling
 
 try:  # jax >= 0.10: Triton-specific pieces live under pallas.triton
     from jax.experimental.pallas import triton as _pltriton
@@ -55,7 +51,7 @@ except ImportError:  # pragma: no cover
     _pltriton = None
 
 __all__ = ["quantize", "quantize_fused", "dequantize", "matmul", "block_transform",
-           "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling"]
+           "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling", "matmul_tiling"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -116,9 +112,94 @@ def _div(a, b, interpret):
 
 @dataclasses.dataclass(frozen=True)
 class QuantTiling:
-    rows: int = 32          # BR
-    cols: int = 256         # W (rounded up to hold whole groups and transform blocks)
+    rows: int = 8           # BR (H100 sweep, bench.fp4 --sweep: 8 x 512 best of 8 shapes)
+    cols: int = 512         # elements along K per program (whole groups)
     warps: int = 4
+    transform_rows: int = 32  # BR of the transform kernel (its W is the (W, W) block size)
+
+
+def _group_scales(amax, p_ref, scale_dtype, interpret):
+    """amax bits (BR, n) int32 -> (scale bytes int32, ``scale_deq * gs`` float32):
+    ``scale = amax / (scale_scale * gs)`` encoded (NaN byte for non-finite groups)."""
+    prod, gs = SF.from_bits(p_ref[0]), SF.from_bits(p_ref[1])
+    scale = _div(SF.from_bits(amax), prod, interpret)
+    scales = jnp.where(amax >= I32(_INF), I32(FM.NAN_CODE[scale_dtype]),
+                       FM.encode_scale(scale, scale_dtype).astype(I32))
+    return scales, _mul(FM.decode_scale(scales, scale_dtype), gs, interpret)
+
+
+def _halves(x_ref, kind, H):
+    """Even and odd elements of each group as float32 (BR, NG, H): 16-bit inputs
+    arrive as int32 words holding a pair (low half = the even element), float32
+    by two stride-2 loads."""
+    if kind == "f32":
+        return x_ref[:, :, pl.ds(0, H, stride=2)], x_ref[:, :, pl.ds(1, H, stride=2)]
+    w = x_ref[...]
+    if kind == "bf16":
+        return SF.from_bits(w << 16), SF.from_bits(w & I32(-65536))
+    f16 = lambda v: lax.bitcast_convert_type(v.astype(jnp.uint16), jnp.float16).astype(F32)
+    return f16(w & I32(0xFFFF)), f16(lax.shift_right_logical(w, I32(16)))
+
+
+def _quotients(lo, hi, p, interpret):
+    """``lo / p``, ``hi / p`` (p (BR, NG) broadcast over groups), IEEE-rounded.
+
+    When every ``p`` of the block is a power of two ``2^k`` with ``2^-k`` normal
+    (MXFP4 with a power-of-two global scale: always), ``x * 2^-k`` is the same
+    real number as ``x / 2^k``, so its rounded product is the rounded quotient:
+    one multiply per element instead of an IEEE division (a scalar branch, so
+    only one side runs)."""
+    pb_ = SF.bits(p)
+    e = pb_ >> 23
+    pow2 = ((pb_ & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 253)
+    shape = lo.shape
+    recip = jnp.broadcast_to(SF.from_bits((I32(254) - e) << 23)[:, :, None], shape)
+    pb = jnp.broadcast_to(p[:, :, None], shape)
+    return lax.cond(jnp.min(pow2.astype(I32)) == 1,
+                    lambda: (_mul(lo, recip, interpret), _mul(hi, recip, interpret)),
+                    lambda: (_div(lo, pb, interpret), _div(hi, pb, interpret)))
+
+
+def _pair_kernel(x_ref, p_ref, codes_ref, scales_ref, *, kind, scale_dtype, interpret):
+    """One (BR, NG) block of groups; codes written as (BR, NG, G/2) bytes (no interleave)."""
+    H = codes_ref.shape[-1]
+    lo, hi = _halves(x_ref, kind, H)
+    mag = lambda v: jnp.max(SF.bits(v) & I32(0x7FFFFFFF), axis=2)
+    amax = jnp.maximum(mag(lo), mag(hi))                               # (BR, NG) int32
+    scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
+    q_lo, q_hi = _quotients(lo, hi, p, interpret)
+    code = lambda q: FM.e2m1_encode(q, p_ref[2]).astype(I32)
+    codes_ref[...] = (code(q_lo) | (code(q_hi) << 4)).astype(U8)
+    scales_ref[...] = scales.astype(U8)
+
+
+def _pair_call(x2, params, G, scale_dtype, tiling, interpret):
+    """x2 (R, K) float32/bf16/f16, G >= 2 -> (codes (R, K/2), scale bytes (R, K/G))."""
+    R, K = x2.shape
+    ng, H = K // G, G // 2
+    kind = {F32: "f32", BF16: "bf16", jnp.float16: "f16"}[x2.dtype.type]
+    if kind == "f32":
+        x3, inner = x2.reshape(R, ng, G), G
+    else:
+        words = lax.bitcast_convert_type(x2.reshape(R, K // 2, 2), I32)
+        x3, inner = words.reshape(R, ng, H), H
+    BR = tiling.rows
+    NG = max(1, min(tiling.cols // G, pl.next_power_of_2(ng)))
+    Rp, NGp = pl.cdiv(R, BR) * BR, pl.cdiv(ng, NG) * NG
+    if (Rp, NGp) != (R, ng):
+        x3 = jnp.pad(x3, ((0, Rp - R), (0, NGp - ng), (0, 0)))
+    kernel = functools.partial(_pair_kernel, kind=kind, scale_dtype=scale_dtype,
+                               interpret=interpret)
+    codes, scales = pl.pallas_call(
+        kernel, grid=(Rp // BR, NGp // NG),
+        in_specs=[pl.BlockSpec((BR, NG, inner), lambda i, j: (i, j, 0)),
+                  pl.BlockSpec((4,), lambda i, j: (0,))],
+        out_specs=[pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0)),
+                   pl.BlockSpec((BR, NG), lambda i, j: (i, j))],
+        out_shape=[jax.ShapeDtypeStruct((Rp, NGp, H), U8),
+                   jax.ShapeDtypeStruct((Rp, NGp), U8)],
+        interpret=interpret, **_params(interpret, tiling.warps))(x3, params)
+    return codes[:R, :ng].reshape(R, K // 2), scales[:R, :ng]
 
 
 def _quant_kernel(*refs, G, W, transform, emit_y, scale_dtype, interpret):
@@ -140,17 +221,12 @@ def _quant_kernel(*refs, G, W, transform, emit_y, scale_dtype, interpret):
         x = jnp.where(bad, F32(jnp.nan), y)
         if emit_y:
             y_ref[...] = x
-    prod, gs = SF.from_bits(p_ref[0]), SF.from_bits(p_ref[1])
-    rounding = p_ref[2]
     n = W // G
     x3 = x.reshape(BR, n, G)
     amax = jnp.max(SF.bits(x3) & I32(0x7FFFFFFF), axis=2)            # (BR, n) int32
-    scale = _div(SF.from_bits(amax), prod, interpret)
-    scales = jnp.where(amax >= I32(_INF), I32(FM.NAN_CODE[scale_dtype]),
-                       FM.encode_scale(scale, scale_dtype).astype(I32))
-    p = _mul(FM.decode_scale(scales, scale_dtype), gs, interpret)
+    scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
     q = _div(x3, jnp.broadcast_to(p[:, :, None], (BR, n, G)), interpret)
-    codes = FM.e2m1_encode(q, rounding).astype(I32).reshape(BR, W // 2, 2)
+    codes = FM.e2m1_encode(q, p_ref[2]).astype(I32).reshape(BR, W // 2, 2)
     weight = 1 + 15 * lax.broadcasted_iota(I32, (1, 1, 2), 2)         # low nibble, high nibble
     codes_ref[...] = jnp.sum(codes * weight, axis=2).astype(U8)
     scales_ref[...] = scales.astype(U8)
@@ -174,7 +250,7 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
     # W: power of two >= 16 holding whole groups and transform blocks; small with a
     # transform (the (W, W) block-diagonal matrix), else up to tiling.cols
     W = max(32, G, g) if g else max(16, G, min(tiling.cols, pl.next_power_of_2(K)))
-    BR = tiling.rows
+    BR = tiling.transform_rows
     Rp, Kp = pl.cdiv(R, BR) * BR, pl.cdiv(K, W) * W
     if (Rp, Kp) != (R, K):
         x2 = jnp.pad(x2, ((0, Rp - R), (0, Kp - K)))
@@ -227,8 +303,12 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     prod = SF.mul(scale_scale, global_scale)
     params = jnp.stack([SF.bits(prod), SF.bits(global_scale), jnp.asarray(rounding, I32),
                         I32(0)])
-    out = _quant_call(x2, params, transform, group_size, scale_dtype,
-                      tiling or QuantTiling(), return_transformed, interpret)
+    tiling = tiling or QuantTiling()
+    if transform is None and group_size >= 2 and not return_transformed:
+        out = _pair_call(x2, params, group_size, scale_dtype, tiling, interpret)
+    else:
+        out = _quant_call(x2, params, transform, group_size, scale_dtype, tiling,
+                          return_transformed, interpret)
     lead = shape[:-1]
     res = (out[0].reshape(lead + (K // 2,)), out[1].reshape(lead + (K // group_size,)))
     return res + (out[2].reshape(shape),) if return_transformed else res
@@ -240,92 +320,15 @@ def quantize(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
                           scale_dtype=scale_dtype, rounding=rounding)
 
 
-# ---- matmul kernel -------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class MatmulTiling:
-    bn: int                 # activation rows per program (>= 16)
-    bm: int                 # weight rows per program (>= 16)
-    bk: int                 # K elements per step (>= 32, a multiple of both group sizes)
-    warps: int = 4
-    stages: int = 3
-
-
-def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int) -> MatmulTiling:
-    """Shape heuristic (untuned): 16-row tiles for decode, 64x128 / 128x128 otherwise."""
-    bk = max(128, Ga, Gw)
-    if N <= 16:
-        return MatmulTiling(16, 16 if M <= 16 else 32, max(bk, 256), 4, 3)
-    if N <= 64:
-        return MatmulTiling(64, 64, bk, 4, 3)
-    return MatmulTiling(128, 128, bk, 8, 3)
-
-
-def _decode_half(c, s, G, scale_dtype):
-    """nibbles (b, h) int32, scale bytes (b, h/(G/2)) -> bfloat16 ``v * s`` (exact)."""
-    b, h = c.shape
-    v = FM.e2m1_decode(c)
-    sd = FM.decode_scale(s, scale_dtype)
-    sd = jnp.broadcast_to(sd[:, :, None], (b, h // (G // 2), G // 2)).reshape(b, h)
-    return (v * sd).astype(BF16)
-
-
-def _matmul_kernel(ac_ref, as_ref, wc_ref, ws_ref, alpha_ref, o_ref, *, steps, bk, Ga, Gw,
-                   dtype_a, dtype_w):
-    h = bk // 2
-    bn, bm = o_ref.shape
-    dims = (((1,), (1,)), ((), ()))
-
-    def step(k, acc):
-        ac = ac_ref[:, pl.ds(k * h, h)].astype(I32)
-        wc = wc_ref[:, pl.ds(k * h, h)].astype(I32)
-        sa = as_ref[:, pl.ds(k * (bk // Ga), bk // Ga)].astype(I32)
-        sw = ws_ref[:, pl.ds(k * (bk // Gw), bk // Gw)].astype(I32)
-        for sh in (0, 4):
-            a = _decode_half((ac >> sh) & 15, sa, Ga, dtype_a)
-            w = _decode_half((wc >> sh) & 15, sw, Gw, dtype_w)
-            acc = acc + lax.dot_general(a, w, dims, preferred_element_type=F32)
-        return acc
-
-    acc = lax.fori_loop(0, steps, step, jnp.zeros((bn, bm), F32))
-    o_ref[...] = acc * alpha_ref[0]
-
-
-def _pad2(x, r, c):
-    return jnp.pad(x, ((0, r - x.shape[0]), (0, c - x.shape[1]))) if x.shape != (r, c) else x
-
+# ---- matmul ----------------------------------------------------------------------------
 
 def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool | None = None):
     """``a``, ``w``: (codes uint8, scale bytes uint8, global scale, scale_dtype) of
-    activations (..., N, K) and weights (M, K) -> float32 (..., N, M)."""
-    ac, as_, gsa, dta = a
-    wc, ws, gsw, dtw = w
-    K = 2 * ac.shape[-1]
-    Ga, Gw = K // as_.shape[-1], K // ws.shape[-1]
-    why = unsupported_matmul(Ga, Gw)
+    activations (..., N, K) and weights (M, K) -> float32 (..., N, M); kernels and
+    schedules in ``pallas_matmul``."""
+    K = 2 * a[0].shape[-1]
+    why = unsupported_matmul(K // a[1].shape[-1], K // w[1].shape[-1])
     if why:
         raise ValueError(why)
-    if interpret is None:
-        interpret = _interpret()
-    lead = ac.shape[:-1]
-    ac2, as2 = ac.reshape(-1, K // 2), as_.reshape(-1, K // Ga)
-    N, M = ac2.shape[0], wc.shape[0]
-    t = tiling or matmul_tiling(N, M, K, Ga, Gw)
-    Np, Mp, Kp = pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm, pl.cdiv(K, t.bk) * t.bk
-    ac2, as2 = _pad2(ac2, Np, Kp // 2), _pad2(as2, Np, Kp // Ga)
-    wc2, ws2 = _pad2(wc, Mp, Kp // 2), _pad2(ws, Mp, Kp // Gw)
-    alpha = SF.mul(gsa, gsw).reshape(1)
-    kernel = functools.partial(_matmul_kernel, steps=Kp // t.bk, bk=t.bk, Ga=Ga, Gw=Gw,
-                               dtype_a=dta, dtype_w=dtw)
-    out = pl.pallas_call(
-        kernel, grid=(Np // t.bn, Mp // t.bm),
-        in_specs=[pl.BlockSpec((t.bn, Kp // 2), lambda i, j: (i, 0)),
-                  pl.BlockSpec((t.bn, Kp // Ga), lambda i, j: (i, 0)),
-                  pl.BlockSpec((t.bm, Kp // 2), lambda i, j: (j, 0)),
-                  pl.BlockSpec((t.bm, Kp // Gw), lambda i, j: (j, 0)),
-                  pl.BlockSpec((1,), lambda i, j: (0,))],
-        out_specs=pl.BlockSpec((t.bn, t.bm), lambda i, j: (i, j)),
-        out_shape=jax.ShapeDtypeStruct((Np, Mp), F32),
-        interpret=interpret, **_params(interpret, t.warps, t.stages),
-    )(ac2, as2, wc2, ws2, alpha)
-    return out[:N, :M].reshape(lead + (M,))
+    return _mm.matmul(a, w, tiling=tiling, interpret=_interpret() if interpret is None
+                      else interpret)

@@ -1,0 +1,255 @@
+"""FP4 x FP4 matmul as Pallas (Triton) kernels (SPEC.md section 9).
+
+activation codes/scales (N, K) x weight codes/scales (M, K) -> float32 (N, M)
+``= alpha * sum_k (v_a s_a)(v_w s_w)``, ``alpha = gs_a * gs_w``. Every product
+``v * s`` (e2m1 value times its group scale, no global scale) is exact in
+float32 (<= 6 significant bits; e4m3 scales are normal; e8m0 bytes 0 and 1
+give exact float32 subnormals; only ``6 * 2^127`` overflows, to Inf) and so,
+truncated to its top 16 bits, exact in bfloat16: the dots take bfloat16 with
+float32 accumulation. Two schedules (``MatmulTiling.dequant``):
+
+* fused (default): one kernel decodes code tiles in registers and dots them,
+  grid ``(N/bn, M/bm, split)``; ``split > 1`` cuts K into ``split`` ranges
+  whose float32 partials XLA adds (decode-sized N: more programs than output
+  tiles). The low nibbles of a byte row and the high nibbles are dotted
+  separately (the sum over K does not care about its order).
+* dequant: a decode kernel writes each operand once as bfloat16 ``v * s``
+  (``decode_bf16``), then XLA's dot (cuBLAS on GPU) with float32 accumulation;
+  for prefill-sized N the tensor-core GEMM then dominates.
+
+Both are within float32 accumulation error of the float64 reference (not bit
+equal to each other: summation order). ``alpha`` multiplies the accumulated
+sum last. Off GPU the kernels run with ``interpret=True``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+
+from .._kernel_math import PtxMath
+from . import formats as FM
+from . import softfloat as SF
+
+try:  # jax >= 0.10: Triton-specific pieces live under pallas.triton
+    from jax.experimental.pallas import triton as _pltriton
+except ImportError:  # pragma: no cover
+    _pltriton = None
+
+__all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16"]
+
+F32 = jnp.float32
+I32 = jnp.int32
+U8 = jnp.uint8
+BF16 = jnp.bfloat16
+
+
+@dataclasses.dataclass(frozen=True)
+class MatmulTiling:
+    bn: int                 # activation rows per program (>= 16)
+    bm: int                 # weight rows per program (>= 16)
+    bk: int                 # K elements per step (>= 32, a multiple of both group sizes)
+    warps: int = 4
+    stages: int = 3
+    split: int = 1          # K ranges (fused); partial sums added by XLA
+    dequant: str = ""       # "kernel" / "xla": decode to bfloat16 (Pallas / jnp) + XLA dot
+    grouped: bool = False   # fused: code tiles as (rows, groups, G/2), scales broadcast per group
+
+
+def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False
+                  ) -> MatmulTiling:
+    """Shape heuristic from the H100 sweep (``python -m bench.fp4 --sweep``, BENCHMARKS.md):
+    decode-sized N (<= 16): grouped fused kernel, 16 x 128 tiles, K split in up to
+    16 ranges of 256 (31-35 us at K = M = 4096 vs 90 us unsplit); N >= 256 on GPU:
+    decode once + dense GEMM (0.235 ms at 4096^3 vs 0.84 ms for the best fused
+    tiling); in between the fused kernel (off GPU: always, it runs interpreted)."""
+    bk = max(128, Ga, Gw)
+    if N <= 16:
+        bk = max(bk, 256)
+        return MatmulTiling(16, 128, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)
+    if N >= 256 and not interpret:
+        return MatmulTiling(128, 128, bk, dequant="kernel")
+    if N <= 64 or interpret:
+        return MatmulTiling(64, 64, bk, 4, 3)
+    return MatmulTiling(256, 128, bk, 8, 3)
+
+
+def _params(interpret, warps, stages=1):
+    if interpret or _pltriton is None:
+        return {}
+    return {"compiler_params": _pltriton.CompilerParams(num_warps=warps, num_stages=stages)}
+
+
+def _mul(a, b, interpret):
+    """IEEE float32 product (subnormals kept): integer softfloat off GPU, PTX on it."""
+    return SF.mul(a, b) if interpret else PtxMath.mul(a, b)
+
+
+def _value(c):
+    """int32 nibbles -> float32 e2m1 values, from the bits: ``t = c & 7``,
+    1 -> 0.5 (``126 << 23``), t >= 2 -> ``(126 << 23) + (t << 22)``."""
+    t = c & 7
+    mag = jnp.where(t == 0, I32(0), I32(126 << 23) + ((t - (t == 1).astype(I32)) << 22))
+    return SF.from_bits(mag | ((c & 8) << 28))
+
+
+def _scaled(c, s, interpret):
+    """nibbles (..., h), float32 scales broadcastable -> float32 ``v * s`` (exact)."""
+    return _mul(_value(c), s, interpret)
+
+
+# ---- fused kernel ----------------------------------------------------------------------
+
+def _decode_tile(c, s, G, scale_dtype, interpret):
+    """nibbles (b, h) int32, scale bytes (b, h/(G/2)) -> bfloat16 ``v * s`` (b, h)."""
+    b, h = c.shape
+    sd = FM.decode_scale(s, scale_dtype)
+    sd = jnp.broadcast_to(sd[:, :, None], (b, h // (G // 2), G // 2)).reshape(b, h)
+    return _scaled(c, sd, interpret).astype(BF16)
+
+
+def _fused_kernel(ac_ref, as_ref, wc_ref, ws_ref, alpha_ref, o_ref, *, steps, bk, Ga, Gw,
+                  dtype_a, dtype_w, scale_in_kernel, grouped, interpret):
+    h = bk // 2
+    bn, bm = o_ref.shape[-2:]
+    dims = (((1,), (1,)), ((), ()))
+
+    def tile(c_ref, s_ref, k, G, dtype, rows):
+        s = s_ref[:, pl.ds(k * (bk // G), bk // G)].astype(I32)
+        if grouped:                                     # (rows, bk/G, G/2) bytes
+            c = c_ref[:, pl.ds(k * (bk // G), bk // G), :].astype(I32)
+            sd = FM.decode_scale(s, dtype)[:, :, None]
+            return [_scaled((c >> sh) & 15, sd, interpret).astype(BF16).reshape(rows, h)
+                    for sh in (0, 4)]
+        c = c_ref[:, pl.ds(k * h, h)].astype(I32)
+        return [_decode_tile((c >> sh) & 15, s, G, dtype, interpret) for sh in (0, 4)]
+
+    def step(k, acc):
+        a = tile(ac_ref, as_ref, k, Ga, dtype_a, bn)
+        w = tile(wc_ref, ws_ref, k, Gw, dtype_w, bm)
+        for x, y in zip(a, w):
+            acc = acc + lax.dot_general(x, y, dims, preferred_element_type=F32)
+        return acc
+
+    acc = lax.fori_loop(0, steps, step, jnp.zeros((bn, bm), F32))
+    if scale_in_kernel:
+        acc = _mul(acc, alpha_ref[0], interpret)
+    o_ref[...] = acc.reshape(o_ref.shape)
+
+
+def _pad2(x, r, c):
+    return jnp.pad(x, ((0, r - x.shape[0]), (0, c - x.shape[1]))) if x.shape != (r, c) else x
+
+
+def _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t: MatmulTiling, interpret):
+    N, M, K = ac2.shape[0], wc.shape[0], 2 * ac2.shape[1]
+    S = t.split
+    Np, Mp = pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm
+    Kp = pl.cdiv(K, t.bk * S) * t.bk * S
+    Kc = Kp // S
+    ac2, as2 = _pad2(ac2, Np, Kp // 2), _pad2(as2, Np, Kp // Ga)
+    wc2, ws2 = _pad2(wc, Mp, Kp // 2), _pad2(ws, Mp, Kp // Gw)
+    kernel = functools.partial(_fused_kernel, steps=Kc // t.bk, bk=t.bk, Ga=Ga, Gw=Gw,
+                               dtype_a=dta, dtype_w=dtw, scale_in_kernel=S == 1,
+                               grouped=t.grouped, interpret=interpret)
+    if t.grouped:
+        ac2, wc2 = ac2.reshape(Np, Kp // Ga, Ga // 2), wc2.reshape(Mp, Kp // Gw, Gw // 2)
+        code_spec = lambda b, G: pl.BlockSpec((b, Kc // G, G // 2), lambda i, j, s: (i, s, 0))
+        specs = [code_spec(t.bn, Ga), None, pl.BlockSpec((t.bm, Kc // Gw, Gw // 2),
+                                                         lambda i, j, s: (j, s, 0))]
+    else:
+        specs = [pl.BlockSpec((t.bn, Kc // 2), lambda i, j, s: (i, s)), None,
+                 pl.BlockSpec((t.bm, Kc // 2), lambda i, j, s: (j, s))]
+    out = pl.pallas_call(
+        kernel, grid=(Np // t.bn, Mp // t.bm, S),
+        in_specs=[specs[0],
+                  pl.BlockSpec((t.bn, Kc // Ga), lambda i, j, s: (i, s)),
+                  specs[2],
+                  pl.BlockSpec((t.bm, Kc // Gw), lambda i, j, s: (j, s)),
+                  pl.BlockSpec((1,), lambda i, j, s: (0,))],
+        out_specs=pl.BlockSpec((None, t.bn, t.bm), lambda i, j, s: (s, i, j)),
+        out_shape=jax.ShapeDtypeStruct((S, Np, Mp), F32),
+        interpret=interpret, **_params(interpret, t.warps, t.stages),
+    )(ac2, as2, wc2, ws2, alpha)
+    y = out[0] if S == 1 else out.sum(axis=0) * alpha[0]
+    return y[:N, :M]
+
+
+# ---- dequant: decode kernel + dense dot --------------------------------------------------
+
+def _decode_kernel(c_ref, s_ref, o_ref, *, scale_dtype, interpret):
+    c = c_ref[...].astype(I32)                                   # (BR, NG, H) bytes
+    s = FM.decode_scale(s_ref[...].astype(I32), scale_dtype)[:, :, None]
+    lo = SF.bits(_scaled(c & 15, s, interpret))
+    hi = SF.bits(_scaled(c >> 4, s, interpret))
+    # each product is exact in bfloat16: its float32 bits end in 16 zeros
+    o_ref[...] = lax.shift_right_logical(lo, I32(16)) | (hi & I32(-65536))
+
+
+def decode_bf16(codes, scale_bytes, scale_dtype: str, *, rows: int = 16, cols: int = 1024,
+                warps: int = 4, interpret: bool = False):
+    """codes uint8 (R, K/2), scale bytes uint8 (R, K/G) -> bfloat16 (R, K) ``v * s``
+    (no global scale), exact. Blocks of ``rows`` x ``cols`` elements."""
+    R, K = codes.shape[0], 2 * codes.shape[1]
+    ng = scale_bytes.shape[1]
+    G = K // ng
+    H = G // 2
+    NG = max(1, min(cols // G, pl.next_power_of_2(ng)))
+    Rp, NGp = pl.cdiv(R, rows) * rows, pl.cdiv(ng, NG) * NG
+    c3 = jnp.pad(codes.reshape(R, ng, H), ((0, Rp - R), (0, NGp - ng), (0, 0)))
+    s2 = _pad2(scale_bytes, Rp, NGp)
+    kernel = functools.partial(_decode_kernel, scale_dtype=scale_dtype, interpret=interpret)
+    out = pl.pallas_call(
+        kernel, grid=(Rp // rows, NGp // NG),
+        in_specs=[pl.BlockSpec((rows, NG, H), lambda i, j: (i, j, 0)),
+                  pl.BlockSpec((rows, NG), lambda i, j: (i, j))],
+        out_specs=pl.BlockSpec((rows, NG, H), lambda i, j: (i, j, 0)),
+        out_shape=jax.ShapeDtypeStruct((Rp, NGp, H), I32),
+        interpret=interpret, **_params(interpret, warps),
+    )(c3, s2)
+    words = out[:R, :ng].reshape(R, K // 2)
+    return lax.bitcast_convert_type(words, BF16).reshape(R, K)
+
+
+def _decode_xla(codes, scale_bytes, scale_dtype):
+    """jnp version of ``decode_bf16`` (XLA may fuse it into its GEMM); a plain
+    float32 product (XLA GPU keeps subnormals; exact as in the kernel)."""
+    R, K = codes.shape[0], 2 * codes.shape[1]
+    c = jnp.stack([codes & 15, codes >> 4], axis=-1).astype(I32).reshape(R, -1, K // (
+        scale_bytes.shape[1]))
+    s = FM.decode_scale(scale_bytes.astype(I32), scale_dtype)[:, :, None]
+    return (_value(c) * s).astype(BF16).reshape(R, K)
+
+
+def _dequant(ac2, as2, wc, ws, alpha, dta, dtw, how, interpret):
+    if how == "xla":
+        a, w = _decode_xla(ac2, as2, dta), _decode_xla(wc, ws, dtw)
+    else:
+        a = decode_bf16(ac2, as2, dta, interpret=interpret)
+        w = decode_bf16(wc, ws, dtw, interpret=interpret)
+    y = lax.dot_general(a, w, (((1,), (1,)), ((), ())), preferred_element_type=F32)
+    return y * alpha[0]
+
+
+def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False):
+    """``a``, ``w``: (codes uint8, scale bytes uint8, global scale, scale_dtype) of
+    activations (..., N, K) and weights (M, K) -> float32 (..., N, M). Group
+    sizes must be powers of two >= 2 (checked by the caller)."""
+    ac, as_, gsa, dta = a
+    wc, ws, gsw, dtw = w
+    K = 2 * ac.shape[-1]
+    Ga, Gw = K // as_.shape[-1], K // ws.shape[-1]
+    lead = ac.shape[:-1]
+    ac2, as2 = ac.reshape(-1, K // 2), as_.reshape(-1, K // Ga)
+    N, M = ac2.shape[0], wc.shape[0]
+    t = tiling or matmul_tiling(N, M, K, Ga, Gw, interpret)
+    alpha = SF.mul(gsa, gsw).reshape(1)
+    if t.dequant:
+        y = _dequant(ac2, as2, wc, ws, alpha, dta, dtw, t.dequant, interpret)
+    else:
+        y = _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t, interpret)
+    return y.reshape(lead + (M,))

@@ -21,6 +21,7 @@ import numpy as np
 from .._backend import on_gpu
 from ..sc.api import InvalidDtypeError
 from . import pallas as _pallas
+from . import sharding as _sharding
 from . import xla as _xla
 from .config import PRESETS, FP4Config, check_positive, check_product
 from .formats import ROUNDINGS
@@ -172,9 +173,15 @@ def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=N
     impl = _check_supported(impl, implementation, "unsupported", cfg.group_size,
                             None if transform is None else np.shape(transform))
     gs = _global_scale(global_scale, cfg)
-    codes, scales = _quantize(x, np.float32(cfg.scale_scale), gs, transform,
-                              np.int32(ROUNDINGS.index(cfg.rounding)), cfg.group_size,
-                              cfg.scale_dtype, impl)
+    args = (x, np.float32(cfg.scale_scale), gs, transform,
+            np.int32(ROUNDINGS.index(cfg.rounding)))
+    static = (cfg.group_size, cfg.scale_dtype, impl)
+    shard = _sharding.plan_quantize(x, cfg.group_size, np.ndim(transform)
+                                    if transform is not None else 0)
+    if shard is not None:
+        codes, scales = _sharding.quantize(_quantize, *args, static, shard)
+    else:
+        codes, scales = _quantize(*args, *static)
     scales = jax.lax.bitcast_convert_type(scales, SCALE_TYPES[cfg.scale_dtype])
     return FP4Tensor(codes, scales, gs, cfg.group_size, cfg.scale_dtype, cfg.rounding, shape)
 
@@ -230,14 +237,23 @@ def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
         raise ValueError(f"a must be (..., N, K) with w's K={w.shape[-1]}, got shape {a.shape}")
     impl = _check_supported(_resolve_impl(implementation), implementation, "unsupported_matmul",
                             a.group_size, w.group_size)
-    return _matmul((a.codes, a.scales, a.global_scale), (w.codes, w.scales, w.global_scale),
-                   a.scale_dtype, w.scale_dtype, impl)
+    ops = (a.codes, a.scales, a.global_scale), (w.codes, w.scales, w.global_scale)
+    shard = _sharding.plan_matmul(a.codes, w.codes)
+    if shard is None:
+        return _matmul(*ops, a.scale_dtype, w.scale_dtype, impl)
+    tiling = None
+    if hasattr(IMPLEMENTATIONS[impl], "matmul_tiling"):   # the global shape's tiling per shard
+        K, N = a.shape[-1], int(np.prod(a.shape[:-1]))
+        tiling = IMPLEMENTATIONS[impl].matmul_tiling(N, w.shape[0], K, a.group_size,
+                                                     w.group_size, not on_gpu())
+    return _sharding.matmul(_matmul, *ops, (a.scale_dtype, w.scale_dtype, impl, tiling), shard)
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _matmul(a, w, dtype_a, dtype_w, impl):
+@partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _matmul(a, w, dtype_a, dtype_w, impl, tiling=None):
+    kw = {} if tiling is None else {"tiling": tiling}
     return IMPLEMENTATIONS[impl].matmul((a[0], _u8(a[1]), a[2], dtype_a),
-                                        (w[0], _u8(w[1]), w[2], dtype_w))
+                                        (w[0], _u8(w[1]), w[2], dtype_w), **kw)
 
 
 def block_transform(x, transform, *, implementation=None):

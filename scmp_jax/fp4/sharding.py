@@ -1,0 +1,134 @@
+"""Sharded fp4 operands (``jax.sharding.NamedSharding``): quantize and matmul per
+shard under ``jax.shard_map``, outputs left distributed, same bits as unsharded.
+
+* ``quantize``: ``x (..., K)`` sharded on any dims. No communication (the
+  global scale is an input). K may be sharded when each shard holds whole
+  groups (and no per-block ``(K/g, g, g)`` transform is given). ``codes`` and
+  ``scales`` keep ``x``'s sharding.
+* ``matmul``: ``a (..., N, K)`` sharded on its leading / row dims, ``w (M, K)``
+  on its rows (mesh axes disjoint from a's), K unsharded -> out ``(..., N, M)``
+  sharded as ``(a's leading and row axes, w's row axes)``. No communication.
+  Each shard runs the Pallas kernel with the tiling chosen for the GLOBAL shape
+  (the same K split and tile order, so the same float32 accumulation); the
+  decode+GEMM schedule (N >= 256 on GPU) calls XLA's dense dot per shard, whose
+  algorithm cuBLAS may pick per shape.
+
+Concrete arrays and, inside a user's jit, tracers under explicit-axis meshes
+are recognised (as in ``scmp_jax.sc.sharding``); replicated or unsharded
+inputs take the ordinary path.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+from jax.sharding import PartitionSpec as P
+
+from ..sc.sharding import _axes, _spec
+
+__all__ = ["Plan", "plan_quantize", "plan_matmul", "quantize", "matmul"]
+
+
+class Plan(NamedTuple):
+    mesh: object
+    specs: tuple          # one PartitionSpec per operand
+    out: object           # PartitionSpec, or a tuple of them
+
+
+def _shards(mesh, entry) -> int:
+    n = 1
+    for ax in _axes(entry):
+        n *= mesh.shape[ax]
+    return n
+
+
+def _sharded(x, nd):
+    m, s = _spec(x, nd)
+    return (m, s) if m is not None and m.size > 1 else (None, None)
+
+
+def plan_quantize(x, group_size: int, transform_ndim: int) -> Optional[Plan]:
+    """Layout for a sharded ``x``, or None. ValueError for K splits that cut groups."""
+    nd = len(x.shape)
+    mesh, spec = _sharded(x, nd)
+    if mesh is None:
+        return None
+    n = _shards(mesh, spec[-1])
+    if n > 1:
+        K = x.shape[-1]
+        if K % n or (K // n) % group_size:
+            raise ValueError(f"x: K={K} sharded {n} ways must give each shard whole groups "
+                             f"of group_size={group_size}")
+        if transform_ndim == 3:
+            raise ValueError("transform: a per-block (K/g, g, g) transform needs x's last "
+                             "axis K unsharded")
+    for d, e in enumerate(spec[:-1]):
+        if x.shape[d] % _shards(mesh, e):
+            raise ValueError(f"x: dim {d} of size {x.shape[d]} does not split evenly over "
+                             f"{_shards(mesh, e)} shards")
+    return Plan(mesh, (P(*spec),), (P(*spec), P(*spec)))
+
+
+def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
+    """Layout for sharded activation codes (..., N, K/2) / weight codes (M, K/2), or None."""
+    nd = len(a_codes.shape)
+    ma, sa = _sharded(a_codes, nd)
+    mw, sw = _sharded(w_codes, 2)
+    meshes = [m for m in (ma, mw) if m is not None]
+    if not meshes:
+        return None
+    mesh = meshes[0]
+    if any(m != mesh for m in meshes):
+        raise ValueError("a and w must be sharded over the same mesh")
+    sa = sa or (None,) * nd
+    sw = sw or (None, None)
+    if sa[-1] is not None or sw[-1] is not None:
+        raise ValueError("the inner dim K of a and w must not be sharded")
+    used = [ax for e in sa[:-1] for ax in _axes(e)]
+    if set(used) & set(_axes(sw[0])) or len(set(used)) != len(used):
+        raise ValueError("a's dims and w's rows must be sharded over different mesh axes "
+                         "(the output is sharded over all of them)")
+    for name, shape, spec in (("a", a_codes.shape, sa), ("w", w_codes.shape, sw)):
+        for d, e in enumerate(spec[:-1]):
+            if shape[d] % _shards(mesh, e):
+                raise ValueError(f"{name}: dim {d} of size {shape[d]} does not split evenly "
+                                 f"over {_shards(mesh, e)} shards")
+    # scales (..., K/G) share the codes' spec (K unsharded)
+    return Plan(mesh, (P(*sa), P(*sw)), P(*sa[:-1], sw[0]))
+
+
+@functools.lru_cache(maxsize=64)
+def _quantize_program(fn, mesh, spec, out, static, has_t):
+    def local(x, ss, gs, r, *t):
+        return fn(x, ss, gs, t[0] if t else None, r, *static)
+
+    rep = P()
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec, rep, rep, rep) +
+                                 ((rep,) if has_t else ()), out_specs=out, check_vma=False))
+
+
+def quantize(fn, x, scale_scale, global_scale, transform, rounding, static, pl_: Plan):
+    """``fn(x, scale_scale, global_scale, transform, rounding, *static)`` per shard
+    (the transform, if any, replicated)."""
+    prog = _quantize_program(fn, pl_.mesh, pl_.specs[0], pl_.out, static,
+                             transform is not None)
+    return prog(x, scale_scale, global_scale, rounding,
+                *(() if transform is None else (transform,)))
+
+
+@functools.lru_cache(maxsize=64)
+def _matmul_program(fn, mesh, spec_a, spec_w, out, static):
+    def local(ac, as_, gsa, wc, ws, gsw):
+        return fn((ac, as_, gsa), (wc, ws, gsw), *static)
+
+    rep = P()
+    return jax.jit(jax.shard_map(local, mesh=mesh,
+                                 in_specs=(spec_a, spec_a, rep, spec_w, spec_w, rep),
+                                 out_specs=out, check_vma=False))
+
+
+def matmul(fn, a, w, static, pl_: Plan):
+    """``fn(a, w, *static)`` per shard; ``a``, ``w`` = (codes, scales, global scale)."""
+    prog = _matmul_program(fn, pl_.mesh, pl_.specs[0], pl_.specs[1], pl_.out, static)
+    return prog(*a, *w)

@@ -99,9 +99,10 @@ _MT = P.MatmulTiling
 PREFILL_SWEEP = [_MT(256, 128, 128, 8, 3), _MT(256, 128, 128, 8, 3, grouped=True),
                  _MT(128, 256, 128, 8, 3, grouped=True), _MT(128, 128, 128, 8, 3, grouped=True),
                  _MT(128, 128, 128, dequant="kernel"), _MT(128, 128, 128, dequant="xla")]
-DECODE_SWEEP = [_MT(16, bm, 256, w, 3, s, grouped=g) for bm, w, s, g in
-                [(64, 4, 16, False), (64, 4, 16, True), (64, 4, 8, True), (128, 8, 8, True),
-                 (32, 4, 16, True), (64, 4, 32, True), (128, 4, 16, True)]]
+DECODE_SWEEP = [_MT(16, 128, 256, 4, 3, 16, grouped=True)] + [
+    _MT(1, bm, bk, w, 3, gemv=True) for bm, bk, w in
+    [(16, 256, 4), (32, 256, 4), (32, 512, 4), (64, 256, 4), (64, 512, 8), (16, 512, 4),
+     (32, 1024, 8), (128, 256, 8)]]
 
 
 def _print_row(r):

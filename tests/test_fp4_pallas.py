@@ -169,6 +169,7 @@ def test_decode_bf16_exact(preset, shape):
                                     MM.MatmulTiling(16, 32, 128, split=2, grouped=True),
                                     MM.MatmulTiling(32, 16, 256, grouped=True),
                                     MM.MatmulTiling(16, 16, 128, dequant="kernel"),
+
                                     MM.MatmulTiling(16, 16, 128, dequant="xla")])
 def test_matmul_schedules(tiling):
     """split-K and dequant schedules: close to float64, NaN rows propagate."""
@@ -187,6 +188,30 @@ def test_matmul_schedules(tiling):
                              scale_dtype_a="e4m3", scale_dtype_w="e8m0")
     err = np.linalg.norm(y[keep] - ref[keep]) / np.linalg.norm(ref[keep])
     assert err < 1e-5
+
+
+@pytest.mark.parametrize("n,preset,tiling", [
+    (1, "mxfp4", MM.MatmulTiling(1, 16, 128, gemv=True)),
+    (5, "nvfp4", MM.MatmulTiling(1, 32, 64, split=2, gemv=True)),
+    (16, "nvfp4", MM.MatmulTiling(1, 16, 256, split=2, gemv=True))])
+def test_matmul_gemv(n, preset, tiling):
+    """The dot-free schedule for decode rows: close to float64, NaN rows propagate,
+    mismatched group sizes refused."""
+    r = np.random.default_rng(13)
+    xa = r.standard_normal((n, 512)).astype(F32)
+    xa[0, 7] = np.nan
+    a = fp4.quantize(xa, preset, global_scale=0.5)
+    w = fp4.quantize(r.standard_normal((40, 512)).astype(F32), preset)
+    ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
+    y = np.asarray(P.matmul(ops(a), ops(w), tiling=tiling))
+    assert y.shape == (n, 40) and np.isnan(y[0]).all()
+    if n > 1:
+        assert np.isfinite(y[1:]).all() and _ref_err(y[1:], fp4.quantize(xa[1:], preset,
+                                                     global_scale=0.5), w) < 1e-5
+    other = fp4.quantize(r.standard_normal((40, 512)).astype(F32),
+                         "nvfp4" if preset == "mxfp4" else "mxfp4")
+    with pytest.raises(ValueError, match="gemv"):
+        P.matmul(ops(a), ops(other), tiling=tiling)
 
 
 def test_unsupported_configurations():

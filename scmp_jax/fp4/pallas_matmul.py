@@ -6,8 +6,11 @@ activation codes/scales (N, K) x weight codes/scales (M, K) -> float32 (N, M)
 float32 (<= 6 significant bits; e4m3 scales are normal; e8m0 bytes 0 and 1
 give exact float32 subnormals; only ``6 * 2^127`` overflows, to Inf) and so,
 truncated to its top 16 bits, exact in bfloat16: the dots take bfloat16 with
-float32 accumulation. Two schedules (``MatmulTiling.dequant``):
+float32 accumulation. Three schedules (``MatmulTiling.gemv`` / ``.dequant``):
 
+* gemv (N <= 8, equal group sizes): no dot; each program decodes a (rows,
+  groups, G/2) weight tile once and, per activation row, multiplies and
+  tree-sums it (products exact in float32); partials per K range added by XLA.
 * fused (default): one kernel decodes code tiles in registers and dots them,
   grid ``(N/bn, M/bm, split)``; ``split > 1`` cuts K into ``split`` ranges
   whose float32 partials XLA adds (decode-sized N: more programs than output
@@ -17,8 +20,8 @@ float32 accumulation. Two schedules (``MatmulTiling.dequant``):
   (``decode_bf16``), then XLA's dot (cuBLAS on GPU) with float32 accumulation;
   for prefill-sized N the tensor-core GEMM then dominates.
 
-Both are within float32 accumulation error of the float64 reference (not bit
-equal to each other: summation order). ``alpha`` multiplies the accumulated
+All are within float32 accumulation error of the float64 reference (not bit
+equal to one another: summation order). ``alpha`` multiplies the accumulated
 sum last. Off GPU the kernels run with ``interpret=True``.
 """
 from __future__ import annotations
@@ -58,16 +61,21 @@ class MatmulTiling:
     split: int = 1          # K ranges (fused); partial sums added by XLA
     dequant: str = ""       # "kernel" / "xla": decode to bfloat16 (Pallas / jnp) + XLA dot
     grouped: bool = False   # fused: code tiles as (rows, groups, G/2), scales broadcast per group
+    gemv: bool = False      # decode rows without a dot: multiply + reduce per activation row
 
 
 def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False
                   ) -> MatmulTiling:
     """Shape heuristic from the H100 sweep (``python -m bench.fp4 --sweep``, BENCHMARKS.md):
+    N <= 8 with equal group sizes: the dot-free gemv kernel, 32 weight rows x 256
+    (N = 1: 15 us at K = M = 4096 vs 31 us fused; N = 8: 31 vs 32 us); other
     decode-sized N (<= 16): grouped fused kernel, 16 x 128 tiles, K split in up to
-    16 ranges of 256 (31-35 us at K = M = 4096 vs 90 us unsplit); N >= 256 on GPU:
+    16 ranges of 256 (31-35 us vs 90 us unsplit); N >= 256 on GPU:
     decode once + dense GEMM (0.235 ms at 4096^3 vs 0.84 ms for the best fused
     tiling); in between the fused kernel (off GPU: always, it runs interpreted)."""
     bk = max(128, Ga, Gw)
+    if N <= 8 and Ga == Gw and not interpret:
+        return MatmulTiling(1, 32, max(256, Ga), 4, 3, gemv=True)
     if N <= 16:
         bk = max(bk, 256)
         return MatmulTiling(16, 128, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)
@@ -179,6 +187,45 @@ def _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t: MatmulTiling, interpret
     return y[:N, :M]
 
 
+# ---- gemv: few activation rows, no tensor-core dot ---------------------------------------
+
+def _gemv_kernel(ac_ref, as_ref, wc_ref, ws_ref, o_ref, *, n_rows, dta, dtw, interpret):
+    """(bm, ng, H) weight bytes, (n_rows, ng, H) activation bytes of one K range:
+    out[n, m] = sum over the range of (v_a s_a)(v_w s_w) (each product exact in
+    float32: <= 12 significant bits), tree-summed."""
+    c = wc_ref[...].astype(I32)
+    s = FM.decode_scale(ws_ref[...].astype(I32), dtw)[:, :, None]
+    w_lo, w_hi = _scaled(c & 15, s, interpret), _scaled(c >> 4, s, interpret)
+    for n in range(n_rows):
+        ca = ac_ref[n].astype(I32)                                     # (ng, H)
+        sa = FM.decode_scale(as_ref[n].astype(I32), dta)[:, None]
+        a_lo, a_hi = _scaled(ca & 15, sa, interpret), _scaled(ca >> 4, sa, interpret)
+        y = w_lo * a_lo[None] + w_hi * a_hi[None]
+        o_ref[n, :] = jnp.sum(jnp.sum(y, axis=2), axis=1)
+
+
+def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
+    N, M, K = ac2.shape[0], wc.shape[0], 2 * ac2.shape[1]
+    S, H = t.split, G // 2
+    Mp, Kp = pl.cdiv(M, t.bm) * t.bm, pl.cdiv(K, t.bk * S) * t.bk * S
+    ng = t.bk // G                                                     # groups per program
+    a3 = _pad2(ac2, N, Kp // 2).reshape(N, Kp // G, H)
+    w3 = _pad2(wc, Mp, Kp // 2).reshape(Mp, Kp // G, H)
+    as2, ws2 = _pad2(as2, N, Kp // G), _pad2(ws, Mp, Kp // G)
+    kernel = functools.partial(_gemv_kernel, n_rows=N, dta=dta, dtw=dtw, interpret=interpret)
+    out = pl.pallas_call(
+        kernel, grid=(Mp // t.bm, S * (Kp // S // t.bk)),
+        in_specs=[pl.BlockSpec((N, ng, H), lambda j, s: (0, s, 0)),
+                  pl.BlockSpec((N, ng), lambda j, s: (0, s)),
+                  pl.BlockSpec((t.bm, ng, H), lambda j, s: (j, s, 0)),
+                  pl.BlockSpec((t.bm, ng), lambda j, s: (j, s))],
+        out_specs=pl.BlockSpec((None, N, t.bm), lambda j, s: (s, 0, j)),
+        out_shape=jax.ShapeDtypeStruct((Kp // t.bk, N, Mp), F32),
+        interpret=interpret, **_params(interpret, t.warps, t.stages),
+    )(a3, as2, w3, ws2)
+    return (out.sum(axis=0) * alpha[0])[:, :M]
+
+
 # ---- dequant: decode kernel + dense dot --------------------------------------------------
 
 def _decode_kernel(c_ref, s_ref, o_ref, *, scale_dtype, interpret):
@@ -250,6 +297,11 @@ def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False)
     alpha = SF.mul(gsa, gsw).reshape(1)
     if t.dequant:
         y = _dequant(ac2, as2, wc, ws, alpha, dta, dtw, t.dequant, interpret)
+    elif t.gemv:
+        if Ga != Gw or N > 16:
+            raise ValueError(f"tiling.gemv needs equal group sizes and N <= 16, got "
+                             f"groups {Ga}/{Gw}, N={N}")
+        y = _gemv(ac2, as2, wc, ws, alpha, dta, dtw, Ga, t, interpret)
     else:
         y = _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t, interpret)
     return y.reshape(lead + (M,))

@@ -43,12 +43,7 @@ from . import formats as FM
 from . import softfloat as SF
 from . import pallas_matmul as _mm
 from . import xla as _xla
-from .pallas_matmul import MatmulTiling, matmul_tiling
-
-try:  # jax >= 0.10: Triton-specific pieces live under pallas.triton
-    from jax.experimental.pallas import triton as _pltriton
-except ImportError:  # pragma: no cover
-    _pltriton = None
+from .pallas_matmul import MatmulTiling, _mul, _params, matmul_tiling
 
 __all__ = ["quantize", "quantize_fused", "dequantize", "matmul", "block_transform",
            "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling", "matmul_tiling"]
@@ -90,18 +85,7 @@ def _interpret() -> bool:
     return not on_gpu()
 
 
-def _params(interpret, warps, stages=1):
-    if interpret or _pltriton is None:
-        return {}
-    return {"compiler_params": _pltriton.CompilerParams(num_warps=warps, num_stages=stages)}
-
-
-# ---- exact float32 ops inside a kernel ------------------------------------------------
-
-def _mul(a, b, interpret):
-    """IEEE float32 product (subnormals kept): integer softfloat off GPU, PTX on it."""
-    return SF.mul(a, b) if interpret else PtxMath.mul(a, b)
-
+# ---- exact float32 ops inside a kernel (``_mul``, ``_params``: see pallas_matmul) -------
 
 def _div(a, b, interpret):
     """IEEE float32 quotient (subnormals kept)."""

@@ -1,6 +1,8 @@
 """Sharded fp4 quantize / matmul / QuantLinear: same bits as unsharded, outputs left
 distributed (SPEC.md section 9; issue 7). 4 host devices on CPU (conftest sets
 XLA_FLAGS); Pallas cases run interpreted there and compiled on the GPU machine."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +24,13 @@ def _mesh():
 
 def _put(x, mesh, *spec):
     return jax.device_put(x, NamedSharding(mesh, P(*spec)))
+
+
+def _shard(t, mesh, spec):
+    """An FP4Tensor with codes and scales placed as ``spec`` (sharded quantize is
+    tested on its own; this saves compiling it per matmul case)."""
+    return dataclasses.replace(t, codes=_put(t.codes, mesh, *spec),
+                               scales=_put(t.scales, mesh, *spec))
 
 
 def _values(shape, seed):
@@ -64,21 +73,37 @@ def test_quantize_sharded_same_bits(impl, preset, spec):
     (("x", None), (None, None), (8, 128)),
     ((None, None), (("x", "y"), None), (4, 128)),
     (("x", "y", None), (None, None), (2, 6, 128)),          # batch and rows of a
-    (("x", None, None), ("y", None), (2, 5, 128)),          # 3D a, w rows
+    (("x", None, None), ("y", None), (2, 5, 512)),          # 3D a, w rows; Pallas split-K
 ])
 def test_matmul_sharded_same_bits(impl, a_spec, w_spec, a_shape):
     mesh = _mesh()
-    xa, xw = _values(a_shape, 2), _values((12, 128), 3)
+    xa, xw = _values(a_shape, 2), _values((12, a_shape[-1]), 3)
     a = fp4.quantize(xa, "nvfp4", global_scale=0.25)
     w = fp4.quantize(xw, "mxfp4")
     ref = fp4.matmul(a, w, implementation=impl)
-    sa = fp4.quantize(_put(xa, mesh, *a_spec), "nvfp4", global_scale=0.25)
-    sw = fp4.quantize(_put(xw, mesh, *w_spec), "mxfp4")
-    y = fp4.matmul(sa, sw, implementation=impl)
+    y = fp4.matmul(_shard(a, mesh, a_spec), _shard(w, mesh, w_spec), implementation=impl)
     assert np.array_equal(_bits(y), _bits(ref))
     want = NamedSharding(mesh, P(*a_spec[:-1], w_spec[0]))
     assert y.sharding.is_equivalent_to(want, len(a_shape))
     assert np.isnan(np.asarray(y)).any() and np.isfinite(np.asarray(y)).any()
+
+
+@needs4
+@pytest.mark.parametrize("impl", IMPLS)
+def test_quantize_sharded_with_transform(impl):
+    """A shared (g, g) transform with rows and K sharded (whole blocks per shard),
+    a per-block (K/g, g, g) one with rows sharded (XLA only: the kernel runs the
+    same per-shard program for both): same bits."""
+    mesh = _mesh()
+    r = np.random.default_rng(11)
+    x = _values((8, 128), 12)
+    t2 = np.linalg.qr(r.standard_normal((32, 32)))[0].astype(F32)
+    t3 = np.stack([np.linalg.qr(r.standard_normal((16, 16)))[0] for _ in range(8)]).astype(F32)
+    for t, spec in ((t2, ("x", "y")),) + (((t3, (("x", "y"), None)),) if impl == "xla" else ()):
+        ref = fp4.quantize(x, "nvfp4", transform=t, implementation=impl)
+        q = fp4.quantize(_put(x, mesh, *spec), "nvfp4", transform=t, implementation=impl)
+        _same_tensor(q, ref)
+        assert q.codes.sharding.is_equivalent_to(NamedSharding(mesh, P(*spec)), 2)
 
 
 @needs4
@@ -95,12 +120,26 @@ def test_matmul_inside_jit_explicit_mesh():
 
 
 @needs4
+def test_matmul_weights_committed_to_one_device():
+    """Weights committed to one device next to a row-sharded activation are
+    copied to the planned (replicated) layout instead of failing in jit."""
+    mesh = _mesh()
+    xa, xw = _values((8, 64), 13), _values((6, 64), 14)
+    w = fp4.quantize(jax.device_put(xw, jax.devices()[0]), "mxfp4")
+    assert w.codes.committed
+    ref = fp4.matmul(fp4.quantize(xa, "mxfp4"), fp4.quantize(xw, "mxfp4"))
+    y = fp4.matmul(fp4.quantize(_put(xa, mesh, ("x", "y"), None), "mxfp4"), w)
+    assert np.array_equal(_bits(y), _bits(ref))
+    assert y.sharding.is_equivalent_to(NamedSharding(mesh, P(("x", "y"), None)), 2)
+
+
+@needs4
 @pytest.mark.parametrize("impl", IMPLS)
 def test_quant_linear_row_sharded(impl):
     mesh = _mesh()
     r = np.random.default_rng(6)
-    w = (r.standard_normal((16, 128)) * 0.05).astype(F32)
-    x = r.standard_normal((8, 128)).astype(F32)
+    w = (r.standard_normal((16, 256)) * 0.05).astype(F32)
+    x = r.standard_normal((8, 256)).astype(F32)      # the quantize tests' shape: compiled once
     mod, v = QuantLinear.from_dense(jnp.asarray(w), "mxfp4", quant_impl=impl, matmul_impl=impl)
     ref = mod.apply(v, x)
     y = mod.apply(v, _put(x, mesh, ("x", "y"), None))
@@ -117,10 +156,14 @@ def test_bad_layouts():
     with pytest.raises(ValueError, match="K/g, g, g"):
         t = np.tile(np.eye(16, dtype=F32), (4, 1, 1))
         fp4.quantize(_put(x, mesh, None, "x"), "nvfp4", transform=t)
+    with pytest.raises(ValueError, match="whole transform blocks"):   # 64/4 = 16 < g 32
+        fp4.quantize(_put(x, mesh, None, ("x", "y")), "nvfp4", transform=np.eye(32, dtype=F32))
     a = fp4.quantize(_put(x, mesh, None, "x"), "nvfp4")       # K sharded: fine to quantize
     w = fp4.quantize(x, "nvfp4")
-    with pytest.raises(ValueError, match="inner dim K"):
+    with pytest.raises(ValueError, match="a: the inner dim K"):
         fp4.matmul(a, w)
+    with pytest.raises(ValueError, match="w: the inner dim K"):
+        fp4.matmul(w, a)
     a = fp4.quantize(_put(x, mesh, "x", None), "nvfp4")
     w = fp4.quantize(_put(x, mesh, "x", None), "nvfp4")
     with pytest.raises(ValueError, match="different mesh axes"):

@@ -176,8 +176,8 @@ def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=N
     args = (x, np.float32(cfg.scale_scale), gs, transform,
             np.int32(ROUNDINGS.index(cfg.rounding)))
     static = (cfg.group_size, cfg.scale_dtype, impl)
-    shard = _sharding.plan_quantize(x, cfg.group_size, np.ndim(transform)
-                                    if transform is not None else 0)
+    shard = _sharding.plan_quantize(x, cfg.group_size, None if transform is None
+                                    else tuple(np.shape(transform)))
     if shard is not None:
         codes, scales = _sharding.quantize(_quantize, *args, static, shard)
     else:
@@ -245,7 +245,7 @@ def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
     if hasattr(IMPLEMENTATIONS[impl], "matmul_tiling"):   # the global shape's tiling per shard
         K, N = a.shape[-1], int(np.prod(a.shape[:-1]))
         tiling = IMPLEMENTATIONS[impl].matmul_tiling(N, w.shape[0], K, a.group_size,
-                                                     w.group_size, not on_gpu())
+                                                     w.group_size, interpret=not on_gpu())
     return _sharding.matmul(_matmul, *ops, (a.scale_dtype, w.scale_dtype, impl, tiling), shard)
 
 

@@ -3,7 +3,8 @@ shard under ``jax.shard_map``, outputs left distributed, same bits as unsharded.
 
 * ``quantize``: ``x (..., K)`` sharded on any dims. No communication (the
   global scale is an input). K may be sharded when each shard holds whole
-  groups (and no per-block ``(K/g, g, g)`` transform is given). ``codes`` and
+  groups and, with a shared ``(g, g)`` transform, whole transform blocks; a
+  per-block ``(K/g, g, g)`` transform needs K unsharded. ``codes`` and
   ``scales`` keep ``x``'s sharding.
 * ``matmul``: ``a (..., N, K)`` sharded on its leading / row dims, ``w (M, K)``
   on its rows (mesh axes disjoint from a's), K unsharded -> out ``(..., N, M)``
@@ -15,7 +16,8 @@ shard under ``jax.shard_map``, outputs left distributed, same bits as unsharded.
 
 Concrete arrays and, inside a user's jit, tracers under explicit-axis meshes
 are recognised (as in ``scmp_jax.sc.sharding``); replicated or unsharded
-inputs take the ordinary path.
+inputs take the ordinary path. Concrete operands committed elsewhere (e.g.
+weights on one device) are first copied to the planned sharding.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import functools
 from typing import NamedTuple, Optional
 
 import jax
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ..sc.sharding import _axes, _spec
 
@@ -48,8 +50,9 @@ def _sharded(x, nd):
     return (m, s) if m is not None and m.size > 1 else (None, None)
 
 
-def plan_quantize(x, group_size: int, transform_ndim: int) -> Optional[Plan]:
-    """Layout for a sharded ``x``, or None. ValueError for K splits that cut groups."""
+def plan_quantize(x, group_size: int, transform_shape=None) -> Optional[Plan]:
+    """Layout for a sharded ``x``, or None. ValueError for K splits that cut groups
+    or transform blocks."""
     nd = len(x.shape)
     mesh, spec = _sharded(x, nd)
     if mesh is None:
@@ -60,9 +63,12 @@ def plan_quantize(x, group_size: int, transform_ndim: int) -> Optional[Plan]:
         if K % n or (K // n) % group_size:
             raise ValueError(f"x: K={K} sharded {n} ways must give each shard whole groups "
                              f"of group_size={group_size}")
-        if transform_ndim == 3:
+        if transform_shape is not None and len(transform_shape) == 3:
             raise ValueError("transform: a per-block (K/g, g, g) transform needs x's last "
                              "axis K unsharded")
+        if transform_shape is not None and (K // n) % transform_shape[-1]:
+            raise ValueError(f"transform: x's K={K} sharded {n} ways must give each shard "
+                             f"whole transform blocks of g={transform_shape[-1]}")
     for d, e in enumerate(spec[:-1]):
         if x.shape[d] % _shards(mesh, e):
             raise ValueError(f"x: dim {d} of size {x.shape[d]} does not split evenly over "
@@ -83,8 +89,10 @@ def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
         raise ValueError("a and w must be sharded over the same mesh")
     sa = sa or (None,) * nd
     sw = sw or (None, None)
-    if sa[-1] is not None or sw[-1] is not None:
-        raise ValueError("the inner dim K of a and w must not be sharded")
+    for name, s in (("a", sa), ("w", sw)):
+        if s[-1] is not None:
+            raise ValueError(f"{name}: the inner dim K must not be sharded (got "
+                             f"{P(*s)}); shard rows or leading dims")
     used = [ax for e in sa[:-1] for ax in _axes(e)]
     if set(used) & set(_axes(sw[0])) or len(set(used)) != len(used):
         raise ValueError("a's dims and w's rows must be sharded over different mesh axes "
@@ -96,6 +104,17 @@ def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
                                  f"over {_shards(mesh, e)} shards")
     # scales (..., K/G) share the codes' spec (K unsharded)
     return Plan(mesh, (P(*sa), P(*sw)), P(*sa[:-1], sw[0]))
+
+
+def _place(x, mesh, spec):
+    """A concrete array committed to other devices or another layout -> ``spec``
+    on ``mesh`` (jit would refuse it); tracers and uncommitted arrays unchanged."""
+    if (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+            and getattr(x, "committed", False)):
+        want = NamedSharding(mesh, spec)
+        if not x.sharding.is_equivalent_to(want, x.ndim):
+            return jax.device_put(x, want)
+    return x
 
 
 @functools.lru_cache(maxsize=64)
@@ -113,8 +132,9 @@ def quantize(fn, x, scale_scale, global_scale, transform, rounding, static, pl_:
     (the transform, if any, replicated)."""
     prog = _quantize_program(fn, pl_.mesh, pl_.specs[0], pl_.out, static,
                              transform is not None)
-    return prog(x, scale_scale, global_scale, rounding,
-                *(() if transform is None else (transform,)))
+    m, rep = pl_.mesh, P()
+    return prog(_place(x, m, pl_.specs[0]), scale_scale, _place(global_scale, m, rep), rounding,
+                *(() if transform is None else (_place(transform, m, rep),)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -131,4 +151,5 @@ def _matmul_program(fn, mesh, spec_a, spec_w, out, static):
 def matmul(fn, a, w, static, pl_: Plan):
     """``fn(a, w, *static)`` per shard; ``a``, ``w`` = (codes, scales, global scale)."""
     prog = _matmul_program(fn, pl_.mesh, pl_.specs[0], pl_.specs[1], pl_.out, static)
-    return prog(*a, *w)
+    m, (sa, sw), rep = pl_.mesh, pl_.specs, P()
+    return prog(*(_place(v, m, s) for v, s in zip(a + w, (sa, sa, rep, sw, sw, rep))))

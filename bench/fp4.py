@@ -98,7 +98,7 @@ def _linear_rows(n, k, m, repeats, rng, impls, tag, tilings=()):
 _MT = P.MatmulTiling
 PREFILL_SWEEP = [_MT(256, 128, 128, 8, 3), _MT(256, 128, 128, 8, 3, grouped=True),
                  _MT(128, 256, 128, 8, 3, grouped=True), _MT(128, 128, 128, 8, 3, grouped=True),
-                 _MT(128, 128, 128, dequant="kernel"), _MT(128, 128, 128, dequant="xla")]
+                 _MT(128, 128, 128, dequant=True)]
 DECODE_SWEEP = [_MT(16, 128, 256, 4, 3, 16, grouped=True)] + [
     _MT(1, bm, bk, w, 3, gemv=True) for bm, bk, w in
     [(16, 256, 4), (32, 256, 4), (32, 512, 4), (64, 256, 4), (64, 512, 8), (16, 512, 4),

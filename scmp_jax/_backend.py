@@ -3,13 +3,25 @@ from __future__ import annotations
 
 import jax
 
-__all__ = ["IMPLEMENTATIONS", "on_gpu", "resolve_implementation"]
+__all__ = ["IMPLEMENTATIONS", "on_gpu", "resolve_implementation", "triton_params"]
 
 IMPLEMENTATIONS = (None, "xla", "pallas")
 
 
 def on_gpu() -> bool:
     return jax.default_backend() == "gpu"
+
+
+def triton_params(interpret: bool, warps: int = 4, stages: int = 1) -> dict:
+    """``pallas_call`` keyword arguments for a compiled Triton kernel (none in
+    interpret mode, or where jax has no Pallas Triton module)."""
+    if interpret:
+        return {}
+    try:  # jax >= 0.10: Triton-specific pieces live under pallas.triton
+        from jax.experimental.pallas import triton as pltriton
+    except ImportError:  # pragma: no cover
+        return {}
+    return {"compiler_params": pltriton.CompilerParams(num_warps=warps, num_stages=stages)}
 
 
 def resolve_implementation(implementation, *, pallas_ready: bool) -> str:

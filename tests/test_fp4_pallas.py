@@ -168,9 +168,7 @@ def test_decode_bf16_exact(preset, shape):
                                     MM.MatmulTiling(32, 16, 256, split=2),
                                     MM.MatmulTiling(16, 32, 128, split=2, grouped=True),
                                     MM.MatmulTiling(32, 16, 256, grouped=True),
-                                    MM.MatmulTiling(16, 16, 128, dequant="kernel"),
-
-                                    MM.MatmulTiling(16, 16, 128, dequant="xla")])
+                                    MM.MatmulTiling(16, 16, 128, dequant=True)])
 def test_matmul_schedules(tiling):
     """split-K and dequant schedules: close to float64, NaN rows propagate."""
     r = np.random.default_rng(9)

@@ -226,9 +226,9 @@ def _dequantize(codes, scales, global_scale, scale_dtype, impl):
 
 def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
     """Quantized linear without bias: activations ``a`` (..., N, K) times weights
-    ``w`` (M, K) -> float32 (..., N, M) = ``dequant(a) @ dequant(w)^T``, each global
-    scale folded into its dequantization (``alpha = gs_a * gs_w``); float32
-    accumulation, so close to (not bit-equal with) a float64 reference."""
+    ``w`` (M, K) -> float32 (..., N, M) = ``dequant(a) @ dequant(w)^T``: group-scaled
+    products summed in float32, then times ``alpha = gs_a * gs_w``; close to (not
+    bit-equal with) a float64 reference."""
     _check_tensor(a, "a")
     _check_tensor(w, "w")
     if len(w.shape) != 2:

@@ -64,9 +64,10 @@ def e2m1_encode(x, rounding: str = "even"):
 def e2m1_decode(codes):
     """uint8 codes (low 4 bits) -> float32 (code 8 is -0)."""
     c = codes.astype(I32) & 15
-    e, m = (c >> 1) & 3, c & 1
-    mag = jnp.where(e == 0, m * I32(126 << 23), ((e + 126) << 23) | (m << 22))
-    return from_bits(mag | ((c >> 3) << 31))
+    t = c & 7                                            # e << 1 | m
+    # t = 1 -> 0.5 (126 << 23); t >= 2 -> 2^(e-1) (1 + m/2) = (126 << 23) + (t << 22)
+    mag = jnp.where(t == 0, I32(0), I32(126 << 23) + ((t - (t == 1).astype(I32)) << 22))
+    return from_bits(mag | ((c & 8) << 28))
 
 
 def e8m0_encode(x):

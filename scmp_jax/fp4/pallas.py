@@ -37,13 +37,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .._backend import on_gpu
+from .._backend import on_gpu, triton_params
 from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 from . import pallas_matmul as _mm
 from . import xla as _xla
-from .pallas_matmul import MatmulTiling, _mul, _params, matmul_tiling
+from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
 __all__ = ["quantize", "quantize_fused", "dequantize", "matmul", "block_transform",
            "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling", "matmul_tiling"]
@@ -85,7 +85,7 @@ def _interpret() -> bool:
     return not on_gpu()
 
 
-# ---- exact float32 ops inside a kernel (``_mul``, ``_params``: see pallas_matmul) -------
+# ---- exact float32 ops inside a kernel (``_mul``: see pallas_matmul) -------
 
 def _div(a, b, interpret):
     """IEEE float32 quotient (subnormals kept)."""
@@ -182,7 +182,7 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret):
                    pl.BlockSpec((BR, NG), lambda i, j: (i, j))],
         out_shape=[jax.ShapeDtypeStruct((Rp, NGp, H), U8),
                    jax.ShapeDtypeStruct((Rp, NGp), U8)],
-        interpret=interpret, **_params(interpret, tiling.warps))(x3, params)
+        interpret=interpret, **triton_params(interpret, tiling.warps))(x3, params)
     return codes[:R, :ng].reshape(R, K // 2), scales[:R, :ng]
 
 
@@ -260,7 +260,7 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
                                scale_dtype=scale_dtype, interpret=interpret)
     outs = pl.pallas_call(kernel, grid=(Rp // BR, Kp // W), in_specs=specs,
                           out_specs=out_specs, out_shape=shapes, interpret=interpret,
-                          **_params(interpret, tiling.warps))(*args)
+                          **triton_params(interpret, tiling.warps))(*args)
     codes, scales = outs[0][:R, :K // 2], outs[1][:R, :K // G]
     return (codes, scales, outs[2][:R, :K]) if emit_y else (codes, scales)
 

@@ -34,14 +34,10 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from .._backend import triton_params
 from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
-
-try:  # jax >= 0.10: Triton-specific pieces live under pallas.triton
-    from jax.experimental.pallas import triton as _pltriton
-except ImportError:  # pragma: no cover
-    _pltriton = None
 
 __all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16"]
 
@@ -59,7 +55,7 @@ class MatmulTiling:
     warps: int = 4
     stages: int = 3
     split: int = 1          # K ranges (fused); partial sums added by XLA
-    dequant: str = ""       # "kernel" / "xla": decode to bfloat16 (Pallas / jnp) + XLA dot
+    dequant: bool = False   # decode both operands to bfloat16 (kernel) + XLA's dense dot
     grouped: bool = False   # fused: code tiles as (rows, groups, G/2), scales broadcast per group
     gemv: bool = False      # decode rows without a dot: multiply + reduce per activation row
 
@@ -80,16 +76,10 @@ def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = Fa
         bk = max(bk, 256)
         return MatmulTiling(16, 128, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)
     if N >= 256 and not interpret:
-        return MatmulTiling(128, 128, bk, dequant="kernel")
+        return MatmulTiling(128, 128, bk, dequant=True)
     if N <= 64 or interpret:
         return MatmulTiling(64, 64, bk, 4, 3)
     return MatmulTiling(256, 128, bk, 8, 3)
-
-
-def _params(interpret, warps, stages=1):
-    if interpret or _pltriton is None:
-        return {}
-    return {"compiler_params": _pltriton.CompilerParams(num_warps=warps, num_stages=stages)}
 
 
 def _mul(a, b, interpret):
@@ -97,17 +87,9 @@ def _mul(a, b, interpret):
     return SF.mul(a, b) if interpret else PtxMath.mul(a, b)
 
 
-def _value(c):
-    """int32 nibbles -> float32 e2m1 values, from the bits: ``t = c & 7``,
-    1 -> 0.5 (``126 << 23``), t >= 2 -> ``(126 << 23) + (t << 22)``."""
-    t = c & 7
-    mag = jnp.where(t == 0, I32(0), I32(126 << 23) + ((t - (t == 1).astype(I32)) << 22))
-    return SF.from_bits(mag | ((c & 8) << 28))
-
-
 def _scaled(c, s, interpret):
     """nibbles (..., h), float32 scales broadcastable -> float32 ``v * s`` (exact)."""
-    return _mul(_value(c), s, interpret)
+    return _mul(FM.e2m1_decode(c), s, interpret)
 
 
 # ---- fused kernel ----------------------------------------------------------------------
@@ -181,7 +163,7 @@ def _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t: MatmulTiling, interpret
                   pl.BlockSpec((1,), lambda i, j, s: (0,))],
         out_specs=pl.BlockSpec((None, t.bn, t.bm), lambda i, j, s: (s, i, j)),
         out_shape=jax.ShapeDtypeStruct((S, Np, Mp), F32),
-        interpret=interpret, **_params(interpret, t.warps, t.stages),
+        interpret=interpret, **triton_params(interpret, t.warps, t.stages),
     )(ac2, as2, wc2, ws2, alpha)
     y = out[0] if S == 1 else out.sum(axis=0) * alpha[0]
     return y[:N, :M]
@@ -221,7 +203,7 @@ def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
                   pl.BlockSpec((t.bm, ng), lambda j, s: (j, s))],
         out_specs=pl.BlockSpec((None, N, t.bm), lambda j, s: (s, 0, j)),
         out_shape=jax.ShapeDtypeStruct((Kp // t.bk, N, Mp), F32),
-        interpret=interpret, **_params(interpret, t.warps, t.stages),
+        interpret=interpret, **triton_params(interpret, t.warps, t.stages),
     )(a3, as2, w3, ws2)
     return (out.sum(axis=0) * alpha[0])[:, :M]
 
@@ -256,28 +238,15 @@ def decode_bf16(codes, scale_bytes, scale_dtype: str, *, rows: int = 16, cols: i
                   pl.BlockSpec((rows, NG), lambda i, j: (i, j))],
         out_specs=pl.BlockSpec((rows, NG, H), lambda i, j: (i, j, 0)),
         out_shape=jax.ShapeDtypeStruct((Rp, NGp, H), I32),
-        interpret=interpret, **_params(interpret, warps),
+        interpret=interpret, **triton_params(interpret, warps),
     )(c3, s2)
     words = out[:R, :ng].reshape(R, K // 2)
     return lax.bitcast_convert_type(words, BF16).reshape(R, K)
 
 
-def _decode_xla(codes, scale_bytes, scale_dtype):
-    """jnp version of ``decode_bf16`` (XLA may fuse it into its GEMM); a plain
-    float32 product (XLA GPU keeps subnormals; exact as in the kernel)."""
-    R, K = codes.shape[0], 2 * codes.shape[1]
-    c = jnp.stack([codes & 15, codes >> 4], axis=-1).astype(I32).reshape(R, -1, K // (
-        scale_bytes.shape[1]))
-    s = FM.decode_scale(scale_bytes.astype(I32), scale_dtype)[:, :, None]
-    return (_value(c) * s).astype(BF16).reshape(R, K)
-
-
-def _dequant(ac2, as2, wc, ws, alpha, dta, dtw, how, interpret):
-    if how == "xla":
-        a, w = _decode_xla(ac2, as2, dta), _decode_xla(wc, ws, dtw)
-    else:
-        a = decode_bf16(ac2, as2, dta, interpret=interpret)
-        w = decode_bf16(wc, ws, dtw, interpret=interpret)
+def _dequant(ac2, as2, wc, ws, alpha, dta, dtw, interpret):
+    a = decode_bf16(ac2, as2, dta, interpret=interpret)
+    w = decode_bf16(wc, ws, dtw, interpret=interpret)
     y = lax.dot_general(a, w, (((1,), (1,)), ((), ())), preferred_element_type=F32)
     return y * alpha[0]
 
@@ -296,7 +265,7 @@ def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False)
     t = tiling or matmul_tiling(N, M, K, Ga, Gw, interpret)
     alpha = SF.mul(gsa, gsw).reshape(1)
     if t.dequant:
-        y = _dequant(ac2, as2, wc, ws, alpha, dta, dtw, t.dequant, interpret)
+        y = _dequant(ac2, as2, wc, ws, alpha, dta, dtw, interpret)
     elif t.gemv:
         if Ga != Gw or N > 16:
             raise ValueError(f"tiling.gemv needs equal group sizes and N <= 16, got "

@@ -22,25 +22,15 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from .._backend import triton_params
 from .._kernel_math import kernel_math
 from . import xla as QX
-
-try:
-    from jax.experimental.pallas import triton as _pltriton
-except ImportError:  # pragma: no cover
-    _pltriton = None
 
 __all__ = ["stats", "encode_codes", "encode_index", "quantize", "col_absmax"]
 
 F32 = jnp.float32
 I32 = jnp.int32
 BR, BC = 32, 64          # row and column block
-
-
-def _params(interpret, warps=4):
-    if interpret or _pltriton is None:
-        return {}
-    return {"compiler_params": _pltriton.CompilerParams(num_warps=warps, num_stages=1)}
 
 
 def _pad3(x, R, C):
@@ -110,7 +100,7 @@ def stats(x, smooth: Optional[jax.Array], *, interpret: bool, smooth_mul: bool =
         out_shape=[jax.ShapeDtypeStruct((H, Rp, nC), F32)] * 2
         + [jax.ShapeDtypeStruct((H, Rp, nC), I32)],
         interpret=interpret,
-        **_params(interpret),
+        **triton_params(interpret),
     )(*args)
     fl = jnp.max(fl[:, :R], axis=-1)
     nan = (fl & 2) != 0
@@ -202,7 +192,7 @@ def encode_codes(x, smooth, prm: QX.Params, *, sch: QX.Scheme, interpret: bool,
         out_specs=[blk] * len(shapes),
         out_shape=shapes,
         interpret=interpret,
-        **_params(interpret),
+        **triton_params(interpret),
     )(*args)
     outs = [o[:, :R, :C] for o in outs]
     return outs[0], outs[1], outs[2] if sch.mode == "bipolar" else None
@@ -235,7 +225,7 @@ def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
         out_specs=out_specs,
         out_shape=shapes,
         interpret=interpret,
-        **_params(interpret),
+        **triton_params(interpret),
     )(*args)
     idx = outs[0][:, :C, :R]
     rowsum = jnp.sum(outs[1][:, :R], axis=-1, dtype=I32) if sch.mode == "unipolar" else None
@@ -275,6 +265,6 @@ def col_absmax(x, *, interpret: bool):
         out_specs=pl.BlockSpec((None, 1, BC), lambda i, j: (i, 0, j)),
         out_shape=jax.ShapeDtypeStruct((Rp // BR, 1, Cp), x.dtype),
         interpret=interpret,
-        **_params(interpret),
+        **triton_params(interpret),
     )(xp)
     return jnp.max(part[:, 0, :C], axis=0)

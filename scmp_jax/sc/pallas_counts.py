@@ -21,10 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-try:  # jax >= 0.10: Triton-specific pieces live under pallas.triton
-    from jax.experimental.pallas import triton as _pltriton
-except ImportError:  # pragma: no cover
-    _pltriton = None
+from .._backend import triton_params
 
 __all__ = ["Tiling", "tiling", "accumulate"]
 
@@ -91,9 +88,6 @@ def accumulate(ro, co, table, *, interpret: bool, tile: Tiling | None = None):
     ro = _pad(ro, (H, S * Ds, Np)).reshape(H, S, Ds, Np)
     co = _pad(co, (H, S * Ds, Mp)).reshape(H, S, Ds, Mp)
     T = table.shape[0]
-    params = {}
-    if not interpret and _pltriton is not None:
-        params["compiler_params"] = _pltriton.CompilerParams(num_warps=t.warps, num_stages=1)
     out = pl.pallas_call(
         functools.partial(_kernel, n_steps=Ds // U, unroll=U),
         grid=(H * S, Np // bn, Mp // bm),
@@ -105,7 +99,7 @@ def accumulate(ro, co, table, *, interpret: bool, tile: Tiling | None = None):
         out_specs=pl.BlockSpec((None, None, bn, bm), lambda g, i, j: (g // S, g % S, i, j)),
         out_shape=jax.ShapeDtypeStruct((H, S, Np, Mp), I32),
         interpret=interpret,
-        **params,
+        **triton_params(interpret, t.warps),
     )(ro, co, table)
     out = out[:, :, :N, :M]
     return out[:, 0] if S == 1 else jnp.sum(out, axis=1, dtype=I32)

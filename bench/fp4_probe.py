@@ -85,14 +85,34 @@ def quant_rows(n, repeats):
     return rows
 
 
+def decode_rows(n, repeats):
+    """``decode_bf16`` of an (n, n) MXFP4 tensor: bytes moved vs a copy."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((n, n)), BF16)
+    t = fp4.quantize(x, "mxfp4")
+    rows = []
+    for case, fn, args in [("copy bf16 (-x)", lambda v: -v, (x,)),
+                           ("decode_bf16 16x1024/4", lambda c, s: MM.decode_bf16(
+                               c, s, "e8m0", interpret=jax.default_backend() != "gpu"), (t.codes, t.scale_bytes))]:
+        sec = device_time(fn, args, repeats)
+        moved = sum(a.nbytes for a in args) + x.nbytes
+        rows.append(dict(case=case, ms=sec * 1e3, gbs=moved / sec / 1e9))
+        print(f"{case:<40} {sec * 1e3:8.4f} ms {moved / sec / 1e9:7.0f} GB/s", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4_probe", description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
+    p.add_argument("--cases", default="quant,decode")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
-    write_json(args.out, quant=quant_rows(n, args.repeats))
+    cases = args.cases.split(",")
+    write_json(args.out, quant=quant_rows(n, args.repeats) if "quant" in cases else [],
+               decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [])
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ truncated to its top 16 bits, exact in bfloat16: the dots take bfloat16 with
 float32 accumulation. Three schedules (``MatmulTiling.gemv`` / ``.dequant``):
 
 * gemv (N <= 8, equal group sizes): no dot; each program decodes a (rows,
-  groups, G/2) weight tile once and, per activation row, multiplies and
-  tree-sums it (products exact in float32); partials per K range added by XLA.
+  groups, G/2) weight tile once and, per activation row, multiplies it by the
+  decoded activation, sums each group and scales it by the weight's group
+  scale; partials per K range added by XLA.
 * fused (default): one kernel decodes code tiles in registers and dots them,
   grid ``(N/bn, M/bm, split)``; ``split > 1`` cuts K into ``split`` ranges
   whose float32 partials XLA adds (decode-sized N: more programs than output
@@ -87,19 +88,38 @@ def _mul(a, b, interpret):
     return SF.mul(a, b) if interpret else PtxMath.mul(a, b)
 
 
-def _scaled(c, s, interpret):
-    """nibbles (..., h), float32 scales broadcastable -> float32 ``v * s`` (exact)."""
-    return _mul(FM.e2m1_decode(c), s, interpret)
+_TWO126 = 2.0 ** 126
+
+
+def _value(c, high: bool, interpret):
+    """bytes (int32 0..255) -> float32 e2m1 value of the low (or high) nibble, exact.
+
+    The nibble ``s e e m`` placed at float32 bits 31 and 24..22 is the float
+    ``v * 2^-126`` (e = 0: the subnormal ``m * 2^-127``), so one exact multiply by
+    2^126 gives ``v``: 5 integer ops instead of the decoder's 12 (IEEE ``_mul``,
+    so the subnormal is not flushed; interpret mode multiplies bit patterns)."""
+    if high:
+        b = ((c & 0x70) << 18) | ((c & 0x80) << 24)
+    else:
+        b = ((c & 7) << 22) | ((c & 8) << 28)
+    return _mul(SF.from_bits(b), F32(_TWO126), interpret)
+
+
+def _scaled(c, high, s, interpret):
+    """bytes (..., h), float32 scales broadcastable -> float32 ``v * s`` of one nibble
+    (exact but for the one overflow ``6 * 2^127`` -> Inf)."""
+    return _mul(_value(c, high, interpret), s, interpret)
 
 
 # ---- fused kernel ----------------------------------------------------------------------
 
-def _decode_tile(c, s, G, scale_dtype, interpret):
-    """nibbles (b, h) int32, scale bytes (b, h/(G/2)) -> bfloat16 ``v * s`` (b, h)."""
+def _decode_tile(c, high, s, G, scale_dtype, interpret):
+    """bytes (b, h) int32, scale bytes (b, h/(G/2)) -> bfloat16 ``v * s`` (b, h) of
+    the low or high nibbles."""
     b, h = c.shape
     sd = FM.decode_scale(s, scale_dtype)
     sd = jnp.broadcast_to(sd[:, :, None], (b, h // (G // 2), G // 2)).reshape(b, h)
-    return _scaled(c, sd, interpret).astype(BF16)
+    return _scaled(c, high, sd, interpret).astype(BF16)
 
 
 def _fused_kernel(ac_ref, as_ref, wc_ref, ws_ref, alpha_ref, o_ref, *, steps, bk, Ga, Gw,
@@ -113,10 +133,10 @@ def _fused_kernel(ac_ref, as_ref, wc_ref, ws_ref, alpha_ref, o_ref, *, steps, bk
         if grouped:                                     # (rows, bk/G, G/2) bytes
             c = c_ref[:, pl.ds(k * (bk // G), bk // G), :].astype(I32)
             sd = FM.decode_scale(s, dtype)[:, :, None]
-            return [_scaled((c >> sh) & 15, sd, interpret).astype(BF16).reshape(rows, h)
-                    for sh in (0, 4)]
+            return [_scaled(c, hi, sd, interpret).astype(BF16).reshape(rows, h)
+                    for hi in (False, True)]
         c = c_ref[:, pl.ds(k * h, h)].astype(I32)
-        return [_decode_tile((c >> sh) & 15, s, G, dtype, interpret) for sh in (0, 4)]
+        return [_decode_tile(c, hi, s, G, dtype, interpret) for hi in (False, True)]
 
     def step(k, acc):
         a = tile(ac_ref, as_ref, k, Ga, dtype_a, bn)
@@ -173,17 +193,18 @@ def _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t: MatmulTiling, interpret
 
 def _gemv_kernel(ac_ref, as_ref, wc_ref, ws_ref, o_ref, *, n_rows, dta, dtw, interpret):
     """(bm, ng, H) weight bytes, (n_rows, ng, H) activation bytes of one K range:
-    out[n, m] = sum over the range of (v_a s_a)(v_w s_w) (each product exact in
-    float32: <= 12 significant bits), tree-summed."""
+    out[n, m] = sum over groups g of s_w[m, g] * sum_{k in g} v_w[m, k] (v_a s_a)[n, k]
+    (the weight scale applied once per group; each inner product and group sum
+    is exact in float32 but for underflow), tree-summed."""
     c = wc_ref[...].astype(I32)
-    s = FM.decode_scale(ws_ref[...].astype(I32), dtw)[:, :, None]
-    w_lo, w_hi = _scaled(c & 15, s, interpret), _scaled(c >> 4, s, interpret)
+    s = FM.decode_scale(ws_ref[...].astype(I32), dtw)                 # (bm, ng)
+    w_lo, w_hi = _value(c, False, interpret), _value(c, True, interpret)
     for n in range(n_rows):
         ca = ac_ref[n].astype(I32)                                     # (ng, H)
         sa = FM.decode_scale(as_ref[n].astype(I32), dta)[:, None]
-        a_lo, a_hi = _scaled(ca & 15, sa, interpret), _scaled(ca >> 4, sa, interpret)
-        y = w_lo * a_lo[None] + w_hi * a_hi[None]
-        o_ref[n, :] = jnp.sum(jnp.sum(y, axis=2), axis=1)
+        a_lo, a_hi = _scaled(ca, False, sa, interpret), _scaled(ca, True, sa, interpret)
+        y = jnp.sum(w_lo * a_lo[None] + w_hi * a_hi[None], axis=2)    # (bm, ng)
+        o_ref[n, :] = jnp.sum(y * s, axis=1)
 
 
 def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
@@ -213,8 +234,8 @@ def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
 def _decode_kernel(c_ref, s_ref, o_ref, *, scale_dtype, interpret):
     c = c_ref[...].astype(I32)                                   # (BR, NG, H) bytes
     s = FM.decode_scale(s_ref[...].astype(I32), scale_dtype)[:, :, None]
-    lo = SF.bits(_scaled(c & 15, s, interpret))
-    hi = SF.bits(_scaled(c >> 4, s, interpret))
+    lo = SF.bits(_scaled(c, False, s, interpret))
+    hi = SF.bits(_scaled(c, True, s, interpret))
     # each product is exact in bfloat16: its float32 bits end in 16 zeros
     o_ref[...] = lax.shift_right_logical(lo, I32(16)) | (hi & I32(-65536))
 

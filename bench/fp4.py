@@ -6,7 +6,8 @@
 * ``QuantLinear`` forward, MXFP4, x (4096, 4096) bf16, weight (4096, 4096)
   (activation quantize + fp4 matmul) vs bf16 ``jnp.matmul``; also the
   matmul alone on pre-quantized activations;
-* decode rows N in {1, 8, 16} (K = M = 4096) vs bf16 ``jnp.matmul``.
+* decode rows N in {1, 8, 16} (K = M = 4096) vs bf16 ``jnp.matmul`` (with
+  ``--sweep`` also N = 2, 4).
 
 Default implementation (Pallas on GPU), plus the XLA path for comparison.
 Times are device times (``bench.device_time``: 10 calls unrolled in one jitted
@@ -99,10 +100,9 @@ _MT = P.MatmulTiling
 PREFILL_SWEEP = [_MT(256, 128, 128, 8, 3), _MT(256, 128, 128, 8, 3, grouped=True),
                  _MT(128, 256, 128, 8, 3, grouped=True), _MT(128, 128, 128, 8, 3, grouped=True),
                  _MT(128, 128, 128, dequant=True)]
-DECODE_SWEEP = [_MT(16, 128, 256, 4, 3, 16, grouped=True)] + [
-    _MT(1, bm, bk, w, 3, gemv=True) for bm, bk, w in
-    [(16, 256, 4), (32, 256, 4), (32, 512, 4), (64, 256, 4), (64, 512, 8), (16, 512, 4),
-     (32, 1024, 8), (128, 256, 8)]]
+DECODE_SWEEP = [_MT(16, 128, 256, 4, 3, 16, grouped=True), _MT(16, 64, 256, 4, 3, 16, grouped=True),
+                _MT(16, 128, 512, 4, 3, 8, grouped=True)] + [
+    _MT(1, bm, bk, w, 3, gemv=True) for bm, bk, w in [(32, 256, 4), (16, 512, 4), (64, 256, 4)]]
 
 
 def _print_row(r):
@@ -133,7 +133,7 @@ def run(repeats=5, sweep=False, cases=("quantize", "prefill", "decode")):
         rows += _linear_rows(lin, lin, lin, repeats, rng, impls, "prefill",
                              PREFILL_SWEEP if sweep else ())
     if "decode" in cases:
-        for n in (1, 8, 16):
+        for n in (1, 2, 4, 8, 16) if sweep else (1, 8, 16):
             rows += _linear_rows(n, lin, lin, repeats, rng, impls, f"decode N={n}",
                                  DECODE_SWEEP if sweep else ())
     return rows

@@ -4,9 +4,11 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
 * ``copy``: XLA ``-x`` (the bandwidth ceiling the issue measures against);
 * ``skeleton``: a kernel with the quantize kernel's blocks that only loads the
   words and stores bytes (the layout's own ceiling);
-* ``int encoder``: the quantize kernel with the integer e2m1 encoder for every
-  rounding mode (the encoder before ``formats.e2m1_encode_even``);
-* the default kernel at several tilings.
+* the quantize kernel with e2m1 codes by thresholds (e8m0 scales, any global
+  scale) vs its older forms: one multiply per element (power-of-two divisors)
+  or IEEE ``div.rn`` per element (``QuantTiling(thresholds=False)``), for
+  gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3: division either way);
+* the threshold kernel at several tilings.
 
 Notes for each version (prediction, outcome) live in BENCHMARKS.md.
 """
@@ -22,7 +24,6 @@ from jax.experimental import pallas as pl
 
 from bench.__main__ import device_time, write_json
 from scmp_jax._backend import triton_params
-from scmp_jax.fp4 import formats as FM
 from scmp_jax.fp4 import pallas as P
 
 BF16, I32, U8 = jnp.bfloat16, jnp.int32, jnp.uint8
@@ -50,9 +51,9 @@ def _skeleton(x, rows=8, cols=512):
         interpret=interp, **triton_params(interp, 4))(w)
 
 
-def _quant(tiling=None):
-    return lambda v: P.quantize_fused(v, np.float32(6.0), np.float32(1.0), group_size=32,
-                                      scale_dtype="e8m0", rounding=0, tiling=tiling)
+def _quant(tiling=None, gs=1.0, scale_dtype="e8m0", group=32, ss=6.0):
+    return lambda v: P.quantize_fused(v, np.float32(ss), np.float32(gs), group_size=group,
+                                      scale_dtype=scale_dtype, rounding=0, tiling=tiling)
 
 
 def quant_rows(n, repeats):
@@ -66,22 +67,23 @@ def quant_rows(n, repeats):
         r = dict(case=case, ms=t * 1e3, gbs=moved / t / 1e9)
         if rows:
             r["pct_of_copy"] = 100 * r["gbs"] / rows[0]["gbs"]
-        print(f"{case:<40} {r['ms']:8.4f} ms {r['gbs']:7.0f} GB/s "
+        print(f"{case:<44} {r['ms']:8.4f} ms {r['gbs']:7.0f} GB/s "
               f"{r.get('pct_of_copy', 100):6.1f} %", flush=True)
         rows.append(r)
 
     row("copy (-x)", lambda v: -v)
     row("skeleton 8x512/4", _skeleton)
-    row("default", _quant())
-    orig = P._encode
-    P._encode = lambda body, r: body(lambda q: FM.e2m1_encode(q, r).astype(I32))
-    try:
-        row("int encoder 8x512/4", _quant(P.QuantTiling(8, 512, 4)))
-    finally:
-        P._encode = orig
-    for r_, c_, w_ in [(8, 512, 4), (4, 1024, 4), (16, 512, 4), (8, 1024, 4), (16, 256, 4),
-                       (8, 512, 8), (16, 1024, 8), (32, 512, 8), (4, 512, 2)]:
-        row(f"fast {r_}x{c_}/{w_}", _quant(P.QuantTiling(r_, c_, w_)))
+    mx = dict(gs=1 / 3, ss=4.0)                  # the MXFP4 preset: p = 2^k / 3
+    nv = dict(gs=1.0, ss=6.0, scale_dtype="e4m3", group=16)
+    off = P.QuantTiling(thresholds=False)
+    row("mxfp4 gs=1 thresholds", _quant())
+    row("mxfp4 gs=1 power-of-two multiply", _quant(off))
+    row("mxfp4 gs=1/3 thresholds", _quant(**mx))
+    row("mxfp4 gs=1/3 div.rn", _quant(off, **mx))
+    row("nvfp4 gs=1 div.rn (thresholds do not apply)", _quant(**nv))
+    row("nvfp4 gs=1 div.rn, no threshold branch", _quant(off, **nv))
+    for r_, c_, w_ in [(4, 1024, 4), (8, 512, 4), (4, 512, 4), (8, 1024, 8), (2, 1024, 2)]:
+        row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(P.QuantTiling(r_, c_, w_), **mx))
     return rows
 
 
@@ -102,17 +104,51 @@ def decode_rows(n, repeats):
     return rows
 
 
+def prefill_rows(n, repeats):
+    """Where the QuantLinear prefill time goes (M = K = N = n, MXFP4): the dense
+    dots alone (bf16 out, float32 out, float32 out times a runtime scalar), the
+    weight decode and the one-pass activation quantize-dequant."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(2)
+    x = jnp.asarray(r.standard_normal((n, n)), BF16)
+    w = jnp.asarray(r.standard_normal((n, n)) * 0.02, BF16)
+    t = fp4.quantize(w, "mxfp4")
+    alpha = jnp.float32(1 / 9)
+    dims = (((1,), (1,)), ((), ()))
+    f32dot = lambda a, b: jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+    cases = [("bf16 matmul (bf16 out)", lambda a, b: jnp.matmul(a, b.T), (x, w)),
+             ("dot bf16 -> f32", f32dot, (x, w)),
+             ("dot bf16 -> f32, * alpha", lambda a, b, s: f32dot(a, b) * s, (x, w, alpha)),
+             ("decode_bf16 weight", lambda c, s: MM.decode_bf16(
+                 c, s, "e8m0", interpret=jax.default_backend() != "gpu"),
+              (t.codes, t.scale_bytes)),
+             ("quantize_dequant activation", lambda v: P.quantize_dequant(
+                 v, np.float32(4.0), np.float32(1 / 3), group_size=32, scale_dtype="e8m0",
+                 rounding=0), (x,)),
+             ("quantized_matmul (one pass)", lambda v, c, s, g: fp4.quantized_matmul(
+                 v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (n, n)), "mxfp4"),
+              (x, t.codes, t.scales, t.global_scale))]
+    rows = []
+    for case, fn, args in cases:
+        sec = device_time(fn, args, repeats)
+        rows.append(dict(case=case, ms=sec * 1e3))
+        print(f"{case:<40} {sec * 1e3:8.4f} ms", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4_probe", description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
-    p.add_argument("--cases", default="quant,decode")
+    p.add_argument("--cases", default="quant,decode,prefill")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
     cases = args.cases.split(",")
     write_json(args.out, quant=quant_rows(n, args.repeats) if "quant" in cases else [],
-               decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [])
+               decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
+               prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ subnormal scales, saturation, NaN/Inf groups, huge/tiny values); with a
 transform, against golden applied to the kernel's own transformed values.
 Matmul: relative L2 error vs the float64 reference < 1e-5, decode-sized rows.
 """
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -65,6 +68,77 @@ def test_quantize_16bit_input(preset, dtype):
     assert np.array_equal(np.asarray(t.scale_bytes), ref["scales"])
 
 
+# (scale_scale, global_scale, scale_dtype, group): divisors p = scale * gs whose
+# float32 mantissas are not powers of two (1/3, e4m3 mantissas, all-ones, 1 + ulp)
+QUOTIENTS = [(4.0, 1 / 3, "e8m0", 32), (6.0, 1.0, "e4m3", 16), (6.0, 0.7, "e4m3", 16),
+             (4.0, float(F32(2 - 2 ** -23)), "e8m0", 32), (4.0, float(F32(1 + 2 ** -23)), "e8m0", 32),
+             (4.0, 0.1, "e8m0", 32)]
+THRESHOLDS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)   # e2m1 rounding boundaries (ties)
+
+
+def _divisor(ss, gs, scale_dtype):
+    """A group maximum ``A`` whose divisor ``p`` has a non-power-of-two mantissa and
+    ``A / p`` just above 5 (so the group's other elements can reach every threshold)."""
+    prod = F32(ss) * F32(gs)
+    best = None
+    for c in np.linspace(1.0, 8.0, 449):
+        A = F32(c * prod)
+        s = G.encode_scale(np.array([A / prod], F32), scale_dtype)
+        p = F32(G.decode_scale(s, scale_dtype)[0]) * F32(gs)
+        if p.view(np.uint32) & 0x7FFFFF and 5.05 < A / p < 6.5 and (best is None or A / p < best[2]):
+            best = (A, p, A / p)
+    assert best is not None
+    return best[:2]
+
+
+def _quotient_input(ss, gs, scale_dtype, group, exhaustive):
+    """float32 (R, 64 * group): each group is ``A`` then ``group - 1`` values, odd
+    groups negated. Exhaustive: every float32 in [A/64, A) (quotients
+    0.08..5.x); else windows of 81 consecutive floats around ``t * p`` for each
+    threshold (the only quotients where a wrong rounding changes a code)."""
+    A, p = _divisor(ss, gs, scale_dtype)
+    if exhaustive:
+        v = np.arange(F32(A / 64).view(np.int32), A.view(np.int32), dtype=np.int32).view(F32)
+    else:
+        mid = np.array([F32(t * p) for t in THRESHOLDS], F32).view(np.int32)
+        v = (mid[:, None] + np.arange(-40, 41, dtype=np.int32)).ravel().view(F32)
+    q = v / p
+    assert q.min() < 0.25 and q.max() > 5.0                  # every threshold is reached
+    n = -(-len(v) // (group - 1))
+    n = -(-n // 64) * 64
+    v = np.resize(v, n * (group - 1)).reshape(n, group - 1)
+    x = np.concatenate([np.full((n, 1), A, F32), v], axis=1)
+    x[1::2] *= -1
+    return x.reshape(n // 64, 64 * group), p
+
+
+@pytest.mark.parametrize("ss,gs,scale_dtype,group", QUOTIENTS)
+def test_codes_near_thresholds(ss, gs, scale_dtype, group, monkeypatch):
+    """Codes where a quotient ``x / p`` sits next to an e2m1 midpoint equal golden's
+    (the kernel's two exact forms: e8m0 blocks by thresholds ``c_i`` in ``x``,
+    others by IEEE division). On the GPU, every float32 in 6 binades: the
+    threshold codes == the division codes (``QuantTiling(thresholds=False)``).
+    With the per-element division poisoned, e8m0 codes do not change (the
+    threshold branch is the one taken) and the division-only kernel's do."""
+    gpu = not P._interpret()
+    x, _ = _quotient_input(ss, gs, scale_dtype, group, exhaustive=gpu)
+    kw = dict(group_size=group, scale_dtype=scale_dtype, rounding=0)
+    run = lambda **t: np.asarray(P.quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
+                                                  tiling=P.QuantTiling(**t), **kw)[0])
+    codes, scales = (np.asarray(v) for v in P.quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
+                                                             **kw))
+    rows = np.random.default_rng(0).choice(len(x), min(len(x), 256), replace=False)
+    ref = G.quantize(x[rows], scale_scale=ss, global_scale=gs, **kw | {"rounding": "even"})
+    assert np.array_equal(codes[rows], ref["codes"]) and np.array_equal(scales[rows], ref["scales"])
+    assert np.array_equal(run(thresholds=False), codes)
+    div = P._div
+    monkeypatch.setattr(P, "_div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
+                        jnp.ndim(b) < 3 else jnp.full(jnp.shape(b), jnp.nan, F32))
+    jax.clear_caches()
+    assert not np.array_equal(run(thresholds=False), codes)              # the poison bites
+    assert np.array_equal(run(), codes) == (scale_dtype == "e8m0")
+
+
 def _hadamard(g):
     h = np.ones((1, 1))
     while h.shape[0] < g:
@@ -97,6 +171,43 @@ def test_transform_fused(kind, g, preset):
     assert np.array_equal(np.asarray(scales), ref["scales"])
     t = fp4.quantize(x, preset, transform=T, implementation="pallas")   # API path: same kernel
     assert np.array_equal(np.asarray(t.codes), np.asarray(codes))
+
+
+def _ops(t):
+    return (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
+
+
+@pytest.mark.parametrize("preset,dtype,rounding", [("mxfp4", jnp.bfloat16, "even"),
+                                                   ("nvfp4", jnp.float32, "up"),
+                                                   ("mxfp4", jnp.float16, "zero")])
+def test_quantize_dequant_one_pass(preset, dtype, rounding):
+    """``quantize_dequant`` (quantize and decode in one kernel) == ``decode_bf16`` of
+    the quantize kernel's codes, bit for bit (NaN groups, -0, ties, saturation);
+    ``linear_dequant`` == the dequant matmul schedule on those codes, bit for bit;
+    ``fp4.quantized_matmul`` == ``matmul(quantize(x), w)`` (one pass on the GPU for
+    N = 256, two calls elsewhere)."""
+    r = np.random.default_rng(11)
+    x = (r.standard_normal((256, 192)) * 3).astype(F32)
+    x[1, :32] = np.nan
+    x[2, 5], x[3] = -np.inf, -0.0
+    x[4, :16] = np.arange(16) * 0.25                           # exact e2m1 ties (scale 1)
+    x[5, :8] = [6e30, -1e-30, 0.0, 1e-40, -5.0, 5.0, 3.5, -2.5]
+    xx = jnp.asarray(x, dtype)
+    cfg = fp4.PRESETS[preset]
+    kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=rounding)
+    args = (xx, F32(cfg.scale_scale), F32(cfg.global_scale))
+    t = fp4.quantize(xx, preset, rounding=rounding, implementation="pallas")
+    ref = MM.decode_bf16(t.codes, t.scale_bytes, t.scale_dtype, interpret=P._interpret())
+    got = P.quantize_dequant(*args, **kw)
+    assert got.dtype == jnp.bfloat16 and got.shape == x.shape
+    assert np.array_equal(np.asarray(got).view(np.uint16), np.asarray(ref).view(np.uint16))
+    w = fp4.quantize(r.standard_normal((40, 192)).astype(F32), "mxfp4", global_scale=0.25)
+    y = np.asarray(P.linear_dequant(*args, _ops(w), **kw))
+    y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=MM.MatmulTiling(16, 16, 64, dequant=True)))
+    assert np.isnan(y[1]).all() and np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
+    y_api = np.asarray(fp4.quantized_matmul(xx, w, dataclasses.replace(cfg, rounding=rounding)))
+    y_two = np.asarray(fp4.matmul(t, w))
+    assert np.array_equal(y_api.view(np.uint32), y_two.view(np.uint32))
 
 
 def _ref_err(y, a, w):

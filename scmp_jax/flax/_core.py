@@ -11,8 +11,9 @@ casts of params leave it alone):
   activations and (by ``quantize_weight``) to the weight before quantization,
   so an orthogonal transform leaves ``x @ w^T`` unchanged.
 
-Forward: ``fp4.matmul(fp4.quantize(x, act config, transform), W)`` -> float32
-(..., M). Quantization and matmul backends are independent (``None`` |
+Forward: ``fp4.quantized_matmul(x, W, act config, transform)`` (=
+``fp4.matmul(fp4.quantize(x, ...), W)``, one pass for the activation where it
+can) -> float32 (..., M). Quantization and matmul backends are independent (``None`` |
 ``"xla"`` | ``"pallas"``).
 """
 from __future__ import annotations
@@ -113,7 +114,7 @@ def forward(x, state, cfg, act_cfg, quant_impl, matmul_impl):
     scales = jax.lax.bitcast_convert_type(state["scales"], SCALE_TYPES[cfg.scale_dtype])
     w = FP4Tensor(codes, scales, state["global_scale"], cfg.group_size, cfg.scale_dtype,
                   cfg.rounding, (M, K))
-    a = fp4.quantize(x, act_cfg, global_scale=state["act_global_scale"],
-                     transform=state.get("transform"), implementation=quant_impl)
-    y = fp4.matmul(a, w, implementation=matmul_impl)
+    y = fp4.quantized_matmul(x, w, act_cfg, global_scale=state["act_global_scale"],
+                             transform=state.get("transform"), quant_implementation=quant_impl,
+                             matmul_implementation=matmul_impl)
     return y[0] if squeeze else y

@@ -26,7 +26,7 @@ from . import xla as _xla
 from .config import PRESETS, FP4Config, check_positive, check_product
 from .formats import ROUNDINGS
 
-__all__ = ["FP4Tensor", "quantize", "dequantize", "matmul", "block_transform",
+__all__ = ["FP4Tensor", "quantize", "dequantize", "matmul", "quantized_matmul", "block_transform",
            "IMPLEMENTATIONS", "register_implementation", "SCALE_TYPES"]
 
 F32 = jnp.float32
@@ -148,16 +148,9 @@ def _check_transform(transform, K):
     return transform
 
 
-def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=None,
-             global_scale=None, rounding=None, transform=None, implementation=None) -> FP4Tensor:
-    """Quantize float ``x`` (..., K) along its last axis to an ``FP4Tensor``.
-
-    Settings come from ``config`` (``FP4Config``, ``MXFP4``, ``NVFP4``, or
-    "mxfp4" / "nvfp4"), overridden by any keyword given; without a config,
-    ``group_size``, ``scale_dtype`` and ``scale_scale`` are required
-    (``global_scale`` defaults to 1, ``rounding`` to "even"). ``global_scale``
-    may be a traced float32 scalar. ``transform`` (``(g, g)`` or
-    ``(K/g, g, g)``) is applied first: block ``c`` becomes ``x_c @ T_c^T``."""
+def _quantize_args(x, config, group_size, scale_dtype, scale_scale, global_scale, rounding,
+                   transform, implementation):
+    """Validated (x, config, transform, global scale, implementation) for ``quantize``."""
     impl = _resolve_impl(implementation)
     cfg = _config(config, group_size, scale_dtype, scale_scale, rounding)
     x = _check_float(x, "x")
@@ -172,7 +165,22 @@ def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=N
     transform = _check_transform(transform, K)
     impl = _check_supported(impl, implementation, "unsupported", cfg.group_size,
                             None if transform is None else np.shape(transform))
-    gs = _global_scale(global_scale, cfg)
+    return x, cfg, transform, _global_scale(global_scale, cfg), impl
+
+
+def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=None,
+             global_scale=None, rounding=None, transform=None, implementation=None) -> FP4Tensor:
+    """Quantize float ``x`` (..., K) along its last axis to an ``FP4Tensor``.
+
+    Settings come from ``config`` (``FP4Config``, ``MXFP4``, ``NVFP4``, or
+    "mxfp4" / "nvfp4"), overridden by any keyword given; without a config,
+    ``group_size``, ``scale_dtype`` and ``scale_scale`` are required
+    (``global_scale`` defaults to 1, ``rounding`` to "even"). ``global_scale``
+    may be a traced float32 scalar. ``transform`` (``(g, g)`` or
+    ``(K/g, g, g)``) is applied first: block ``c`` becomes ``x_c @ T_c^T``."""
+    x, cfg, transform, gs, impl = _quantize_args(x, config, group_size, scale_dtype, scale_scale,
+                                                 global_scale, rounding, transform, implementation)
+    shape = tuple(np.shape(x))
     args = (x, np.float32(cfg.scale_scale), gs, transform,
             np.int32(ROUNDINGS.index(cfg.rounding)))
     static = (cfg.group_size, cfg.scale_dtype, impl)
@@ -184,6 +192,49 @@ def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=N
         codes, scales = _quantize(*args, *static)
     scales = jax.lax.bitcast_convert_type(scales, SCALE_TYPES[cfg.scale_dtype])
     return FP4Tensor(codes, scales, gs, cfg.group_size, cfg.scale_dtype, cfg.rounding, shape)
+
+
+def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, transform=None,
+                     quant_implementation=None, matmul_implementation=None):
+    """``matmul(quantize(x, config, global_scale=, transform=), w)``: float
+    activations (..., N, K) times fp4 weights (M, K) -> float32 (..., N, M).
+
+    When both implementations are Pallas on the GPU, without a transform or
+    sharded operands, and ``matmul`` would take its dequant schedule (prefill
+    sized N), one kernel quantizes ``x`` and writes its bfloat16 values for the
+    dense dot directly (``pallas.linear_dequant``: no activation codes, no
+    second decode pass), with the same bits as the two calls."""
+    _check_tensor(w, "w")
+    x, cfg, transform, gs, qi = _quantize_args(x, config, None, None, None, global_scale, None,
+                                               transform, quant_implementation)
+    mi = _resolve_impl(matmul_implementation)
+    if _one_pass(x, w, cfg, transform, qi, mi):
+        return _linear_dequant(x, np.float32(cfg.scale_scale), gs,
+                               (w.codes, w.scales, w.global_scale), cfg.group_size,
+                               cfg.scale_dtype, np.int32(ROUNDINGS.index(cfg.rounding)),
+                               w.scale_dtype)
+    a = quantize(x, cfg, global_scale=gs, transform=transform, implementation=quant_implementation)
+    return matmul(a, w, implementation=matmul_implementation)
+
+
+def _one_pass(x, w, cfg, transform, qi, mi) -> bool:
+    shape = tuple(np.shape(x))
+    if not (qi == mi == "pallas" and on_gpu() and transform is None and len(shape) >= 2
+            and len(w.shape) == 2 and shape[-1] == w.shape[-1] and cfg.group_size >= 2
+            and _pallas.unsupported_matmul(cfg.group_size, w.group_size) is None):
+        return False
+    if (_sharding.plan_quantize(x, cfg.group_size) is not None
+            or _sharding._sharded(w.codes, 2)[0] is not None):
+        return False
+    N = int(np.prod(shape[:-1]))
+    return _pallas.matmul_tiling(N, w.shape[0], shape[-1], cfg.group_size, w.group_size).dequant
+
+
+@partial(jax.jit, static_argnums=(4, 5, 7))
+def _linear_dequant(x, scale_scale, global_scale, w, group_size, scale_dtype, rounding, dtype_w):
+    return _pallas.linear_dequant(x, scale_scale, global_scale,
+                                  (w[0], _u8(w[1]), w[2], dtype_w), group_size=group_size,
+                                  scale_dtype=scale_dtype, rounding=rounding)
 
 
 @partial(jax.jit, static_argnums=(5, 6, 7))

@@ -45,7 +45,7 @@ from . import pallas_matmul as _mm
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
-__all__ = ["quantize", "quantize_fused", "dequantize", "matmul", "block_transform",
+__all__ = ["quantize", "quantize_fused", "quantize_dequant", "linear_dequant", "dequantize", "matmul", "block_transform",
            "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling", "matmul_tiling"]
 
 F32 = jnp.float32
@@ -100,6 +100,7 @@ class QuantTiling:
     cols: int = 512         # 4 x 1024 / 4 79 %, 8 x 512 / 4 74 %); elements along K per
     warps: int = 2          # program (whole groups)
     transform_rows: int = 32  # BR of the transform kernel (its W is the (W, W) block size)
+    thresholds: bool = True  # e8m0-style blocks: codes by 7 thresholds (no division)
 
 
 def _group_scales(amax, p_ref, scale_dtype, interpret):
@@ -128,11 +129,10 @@ def _halves(x_ref, kind, H):
 def _quotients(lo, hi, p, interpret):
     """``lo / p``, ``hi / p`` (p (BR, NG) broadcast over groups), IEEE-rounded.
 
-    When every ``p`` of the block is a power of two ``2^k`` with ``2^-k`` normal
-    (MXFP4 with a power-of-two global scale: always), ``x * 2^-k`` is the same
-    real number as ``x / 2^k``, so its rounded product is the rounded quotient:
-    one multiply per element instead of an IEEE division (a scalar branch, so
-    only one side runs)."""
+    When every ``p`` of the block is a power of two ``2^k`` with ``2^-k`` normal,
+    ``x * 2^-k`` is the same real number as ``x / 2^k``, so its rounded product
+    is the rounded quotient: one multiply per element instead of an IEEE
+    division (a scalar branch, so only one side runs)."""
     pb_ = SF.bits(p)
     e = pb_ >> 23
     pow2 = ((pb_ & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 253)
@@ -144,6 +144,72 @@ def _quotients(lo, hi, p, interpret):
                     lambda: (_div(lo, pb, interpret), _div(hi, pb, interpret)))
 
 
+# ---- e2m1 codes by thresholds (ties to even, p = 2^k * gs) -----------------------------
+#
+# With ``p = 2^k * gs`` exactly (e8m0 scales: every group), ``RN(x / p)`` is
+# ``RN(z / gs)`` for ``z = |x| * 2^-k`` (exact), and the code of a quotient is
+# monotone in ``z``: code = #{i : z >= c_i} for the 7 smallest ``c_i`` whose
+# quotient rounds past the i-th e2m1 midpoint (reaching it, where the tie goes
+# up). The ``c_i`` depend on ``gs`` only: found once per call, outside the
+# kernel, by exact (softfloat) division of the floats around ``t_i * gs``.
+
+_MIDS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+_TIE_UP = (False, True, False, True, False, True, False)   # even: up iff the lower code is odd
+_WINDOW = 4
+_PARAMS = 16            # params vector: prod, gs, rounding, 0, thresholds ok, c_0..c_6, pad
+
+
+def _thresholds(gs, rounding):
+    """float32 scalar ``gs``, rounding index -> int32 (8,): [ok, c_0..c_6] (bit
+    patterns of positive floats). ok = 1 when rounding is even, every ``c_i``
+    was bracketed by its window (first candidate below, last at or above) and
+    ``c_0`` above the least normal and ``c_6`` finite (then ``z`` underflowing or overflowing
+    cannot change a code)."""
+    mids = jnp.asarray(_MIDS, F32)
+    base = SF.bits(SF.mul(mids, jnp.broadcast_to(gs, mids.shape)))
+    cand = base[:, None] + jnp.arange(-_WINDOW, _WINDOW + 1, dtype=I32)[None, :]
+    cand = jnp.clip(cand, 0, I32(_INF))
+    q = SF.bits(SF.div(SF.from_bits(cand), jnp.broadcast_to(gs, cand.shape)))
+    mb = SF.bits(mids)[:, None]
+    past = jnp.where(jnp.asarray(_TIE_UP)[:, None], q >= mb, q > mb)       # monotone in cand
+    c = jnp.min(jnp.where(past, cand, I32(_INF)), axis=1)
+    ok = ((rounding == 0) & jnp.all(~past[:, 0] & past[:, -1]) & (c[0] > I32(1 << 23))
+          & (c[-1] < I32(_INF)))
+    return jnp.concatenate([ok.astype(I32)[None], c])
+
+
+def _threshold_codes(lo, hi, p, p_ref, interpret):
+    """(codes lo, codes hi) int32 by thresholds, for a block whose every ``p`` is
+    ``2^k * gs`` with ``2^-k`` normal (the caller's check)."""
+    e = SF.bits(p) >> 23
+    shape = lo.shape
+    k = jnp.clip(I32(127) + (p_ref[1] >> 23) - e, 1, 254)
+    down = jnp.broadcast_to(SF.from_bits(k << 23)[:, :, None], shape)        # 2^-k
+    c = [p_ref[5 + i] for i in range(7)]
+
+    def code(v):
+        b = SF.bits(v)
+        z = SF.bits(_mul(SF.from_bits(b & I32(0x7FFFFFFF)), down, interpret))
+        s2 = z >= c[3]
+        s1 = z >= jnp.where(s2, c[5], c[1])
+        s0 = z >= jnp.where(s2, jnp.where(s1, c[6], c[4]), jnp.where(s1, c[2], c[0]))
+        n = (s2.astype(I32) << 2) | (s1.astype(I32) << 1) | s0.astype(I32)
+        return n | ((b >> 28) & I32(8))
+
+    return code(lo), code(hi)
+
+
+def _use_thresholds(p, amax, p_ref):
+    """Scalar bool: thresholds found (``p_ref[4]``) and every ``p`` of the block is
+    ``gs`` times a power of two ``2^k`` with ``2^-k`` normal, but for all-zero
+    groups (any divisor gives them code 0; ``_threshold_codes`` clamps their ``k``)."""
+    pb, gb = SF.bits(p), p_ref[1]
+    e, eg = pb >> 23, gb >> 23
+    k = I32(127) + eg - e
+    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
+    return (p_ref[4] == 1) & (jnp.min((fit | (amax == 0)).astype(I32)) == 1)
+
+
 def _encode(body, rounding):
     """``body(enc)`` with ``enc`` float32 -> int32 e2m1 codes for the rounding index:
     ties to even (the default) by ``formats.e2m1_encode_even`` (one float add; a
@@ -152,20 +218,43 @@ def _encode(body, rounding):
     return lax.cond(rounding == 0, lambda: body(FM.e2m1_encode_even), lambda: body(general))
 
 
-def _pair_kernel(x_ref, p_ref, codes_ref, scales_ref, *, kind, scale_dtype, interpret):
-    """One (BR, NG) block of groups; codes written as (BR, NG, G/2) bytes (no interleave)."""
-    H = codes_ref.shape[-1]
+def _pair_kernel(x_ref, p_ref, *out_refs, kind, scale_dtype, interpret, thresholds=True,
+                 dequant=False):
+    """One (BR, NG) block of groups; codes written as (BR, NG, G/2) bytes (no
+    interleave) with the scale bytes, or with ``dequant`` the bfloat16 values
+    ``v * scale`` as (BR, NG, G/2) int32 words holding a pair (no codes)."""
+    H = out_refs[0].shape[-1]
     lo, hi = _halves(x_ref, kind, H)
     mag = lambda v: jnp.max(SF.bits(v) & I32(0x7FFFFFFF), axis=2)
     amax = jnp.maximum(mag(lo), mag(hi))                               # (BR, NG) int32
     scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
-    q_lo, q_hi = _quotients(lo, hi, p, interpret)
-    codes_ref[...] = _encode(lambda enc: enc(q_lo) | (enc(q_hi) << 4), p_ref[2]).astype(U8)
+
+    def general(body):
+        q_lo, q_hi = _quotients(lo, hi, p, interpret)
+        return _encode(lambda enc: body(enc(q_lo), enc(q_hi)), p_ref[2])
+
+    def codes(body):
+        if not thresholds:
+            return general(body)
+        return lax.cond(_use_thresholds(p, amax, p_ref),
+                        lambda: body(*_threshold_codes(lo, hi, p, p_ref, interpret)),
+                        lambda: general(body))
+
+    if dequant:
+        sd = FM.decode_scale(scales, scale_dtype)[:, :, None]
+        value = lambda c: SF.bits(_mm._scaled(c, False, sd, interpret))
+        # each product is exact in bfloat16 (pallas_matmul): its low 16 bits are 0
+        out_refs[0][...] = codes(lambda c_lo, c_hi: lax.shift_right_logical(
+            value(c_lo), I32(16)) | (value(c_hi) & I32(-65536)))
+        return
+    codes_ref, scales_ref = out_refs
+    codes_ref[...] = codes(lambda c_lo, c_hi: c_lo | (c_hi << 4)).astype(U8)
     scales_ref[...] = scales.astype(U8)
 
 
-def _pair_call(x2, params, G, scale_dtype, tiling, interpret):
-    """x2 (R, K) float32/bf16/f16, G >= 2 -> (codes (R, K/2), scale bytes (R, K/G))."""
+def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
+    """x2 (R, K) float32/bf16/f16, G >= 2 -> (codes (R, K/2), scale bytes (R, K/G)),
+    or with ``dequant`` bfloat16 (R, K) ``v * scale``."""
     R, K = x2.shape
     ng, H = K // G, G // 2
     kind = {F32: "f32", BF16: "bf16", jnp.float16: "f16"}[x2.dtype.type]
@@ -180,16 +269,23 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret):
     if (Rp, NGp) != (R, ng):
         x3 = jnp.pad(x3, ((0, Rp - R), (0, NGp - ng), (0, 0)))
     kernel = functools.partial(_pair_kernel, kind=kind, scale_dtype=scale_dtype,
-                               interpret=interpret)
-    codes, scales = pl.pallas_call(
+                               interpret=interpret, thresholds=tiling.thresholds, dequant=dequant)
+    block = pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0))
+    if dequant:
+        out_specs, out_shape = block, jax.ShapeDtypeStruct((Rp, NGp, H), I32)
+    else:
+        out_specs = [block, pl.BlockSpec((BR, NG), lambda i, j: (i, j))]
+        out_shape = [jax.ShapeDtypeStruct((Rp, NGp, H), U8), jax.ShapeDtypeStruct((Rp, NGp), U8)]
+    out = pl.pallas_call(
         kernel, grid=(Rp // BR, NGp // NG),
         in_specs=[pl.BlockSpec((BR, NG, inner), lambda i, j: (i, j, 0)),
-                  pl.BlockSpec((4,), lambda i, j: (0,))],
-        out_specs=[pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0)),
-                   pl.BlockSpec((BR, NG), lambda i, j: (i, j))],
-        out_shape=[jax.ShapeDtypeStruct((Rp, NGp, H), U8),
-                   jax.ShapeDtypeStruct((Rp, NGp), U8)],
+                  pl.BlockSpec((_PARAMS,), lambda i, j: (0,))],
+        out_specs=out_specs, out_shape=out_shape,
         interpret=interpret, **triton_params(interpret, tiling.warps))(x3, params)
+    if dequant:
+        words = out[:R, :ng].reshape(R, K // 2)
+        return lax.bitcast_convert_type(words, BF16).reshape(R, K)
+    codes, scales = out
     return codes[:R, :ng].reshape(R, K // 2), scales[:R, :ng]
 
 
@@ -247,7 +343,7 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
         x2 = jnp.pad(x2, ((0, Rp - R), (0, Kp - K)))
     args = [x2, params]
     specs = [pl.BlockSpec((BR, W), lambda i, j: (i, j)),
-             pl.BlockSpec((4,), lambda i, j: (0,))]
+             pl.BlockSpec((_PARAMS,), lambda i, j: (0,))]
     if g:
         t = transform
         if t.ndim == 3 and Kp != K:
@@ -291,9 +387,7 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     if x.dtype not in (F32, BF16, jnp.float16):
         x = x.astype(F32)
     x2 = x.reshape(-1, K)
-    prod = SF.mul(scale_scale, global_scale)
-    params = jnp.stack([SF.bits(prod), SF.bits(global_scale), jnp.asarray(rounding, I32),
-                        I32(0)])
+    params = _params(scale_scale, global_scale, rounding)
     tiling = tiling or QuantTiling()
     if transform is None and group_size >= 2 and not return_transformed:
         out = _pair_call(x2, params, group_size, scale_dtype, tiling, interpret)
@@ -309,6 +403,55 @@ def quantize(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
     """Same contract as ``xla.quantize`` (x already transformed)."""
     return quantize_fused(x, scale_scale, global_scale, None, group_size=group_size,
                           scale_dtype=scale_dtype, rounding=rounding)
+
+
+def _params(scale_scale, global_scale, rounding):
+    """int32 (16,): bits of ``scale_scale * gs`` and ``gs``, the rounding index, 0,
+    then ``_thresholds`` (ok flag, c_0..c_6), zero padding."""
+    prod = SF.mul(scale_scale, global_scale)
+    rounding = jnp.asarray(rounding, I32)
+    head = jnp.stack([SF.bits(prod), SF.bits(global_scale), rounding, I32(0)])
+    tail = _thresholds(jnp.asarray(global_scale, F32), rounding)
+    return jnp.concatenate([head, tail, jnp.zeros(_PARAMS - 12, I32)])
+
+
+def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
+                     rounding, tiling: QuantTiling | None = None, interpret: bool | None = None):
+    """float (..., K) (f32 / bf16 / f16), float32 scalars -> bfloat16 (..., K): each
+    element's e2m1 value times its decoded group scale (no global scale), i.e.
+    ``decode_bf16`` of ``quantize_fused``'s codes and scales, in one pass that
+    writes no codes (the activation operand of the dequant matmul schedule).
+    Needs a power-of-two ``group_size >= 2``."""
+    why = unsupported(group_size)
+    if why or group_size < 2:
+        raise ValueError(why or f"group_size must be >= 2 here, got {group_size}")
+    if interpret is None:
+        interpret = _interpret()
+    if isinstance(rounding, str):
+        rounding = FM.ROUNDINGS.index(rounding)
+    K = x.shape[-1]
+    if x.dtype not in (F32, BF16, jnp.float16):
+        x = x.astype(F32)
+    y = _pair_call(x.reshape(-1, K), _params(scale_scale, global_scale, rounding), group_size,
+                   scale_dtype, tiling or QuantTiling(), interpret, dequant=True)
+    return y.reshape(x.shape)
+
+
+def linear_dequant(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype: str,
+                   rounding, interpret: bool | None = None):
+    """float activations (..., N, K) quantized with these settings (no transform)
+    times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale, scale
+    dtype) -> float32 (..., N, M): the dequant schedule of ``matmul(quantize(x),
+    w)`` with the activation decoded in its quantize pass; the same bits as
+    ``matmul`` with ``MatmulTiling(dequant=True)`` on ``quantize_fused``'s output."""
+    if interpret is None:
+        interpret = _interpret()
+    a = quantize_dequant(x, scale_scale, global_scale, group_size=group_size,
+                         scale_dtype=scale_dtype, rounding=rounding, interpret=interpret)
+    K = x.shape[-1]
+    y = _mm.dense_times_codes(a.reshape(-1, K), w, SF.mul(global_scale, w[2]).reshape(1),
+                              interpret)
+    return y.reshape(x.shape[:-1] + (w[0].shape[0],))
 
 
 # ---- matmul ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ give exact float32 subnormals; only ``6 * 2^127`` overflows, to Inf) and so,
 truncated to its top 16 bits, exact in bfloat16: the dots take bfloat16 with
 float32 accumulation. Three schedules (``MatmulTiling.gemv`` / ``.dequant``):
 
-* gemv (N <= 8, equal group sizes): no dot; each program decodes a (rows,
+* gemv (N <= 2 by default, equal group sizes): no dot; each program decodes a (rows,
   groups, G/2) weight tile once and, per activation row, multiplies it by the
   decoded activation, sums each group and scales it by the weight's group
   scale; partials per K range added by XLA.
@@ -40,7 +40,7 @@ from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 
-__all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16"]
+__all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -63,19 +63,20 @@ class MatmulTiling:
 
 def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False
                   ) -> MatmulTiling:
-    """Shape heuristic from the H100 sweep (``python -m bench.fp4 --sweep``, BENCHMARKS.md):
-    N <= 8 with equal group sizes: the dot-free gemv kernel, 32 weight rows x 256
-    (N = 1: 15 us at K = M = 4096 vs 31 us fused; N = 8: 31 vs 32 us); other
-    decode-sized N (<= 16): grouped fused kernel, 16 x 128 tiles, K split in up to
-    16 ranges of 256 (31-35 us vs 90 us unsplit); N >= 256 on GPU:
-    decode once + dense GEMM (0.235 ms at 4096^3 vs 0.84 ms for the best fused
-    tiling); in between the fused kernel (off GPU: always, it runs interpreted)."""
+    """Shape heuristic from the H100 sweeps (``python -m bench.fp4 --sweep``,
+    BENCHMARKS.md), K = M = 4096: N <= 2 with equal group sizes: the dot-free
+    gemv kernel (N = 1: 9 us, 32 weight rows x 256; N = 2: 11 us with 64 rows,
+    vs 15 us split-K); other decode-sized N (<= 16): grouped fused kernel,
+    16 x 64 tiles, K split in up to 16 ranges of 256 (15 us at N = 4 and 8, where
+    gemv takes 17 and 27 us); N >= 256 on GPU: decode once + dense GEMM (0.230 ms
+    at 4096^3 vs 0.57 ms for the best fused tiling); in between the fused kernel
+    (off GPU: always, it runs interpreted)."""
     bk = max(128, Ga, Gw)
-    if N <= 8 and Ga == Gw and not interpret:
-        return MatmulTiling(1, 32, max(256, Ga), 4, 3, gemv=True)
+    if N <= 2 and Ga == Gw and not interpret:
+        return MatmulTiling(1, 32 * N, max(256, Ga), 4, 3, gemv=True)
     if N <= 16:
         bk = max(bk, 256)
-        return MatmulTiling(16, 128, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)
+        return MatmulTiling(16, 64, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)
     if N >= 256 and not interpret:
         return MatmulTiling(128, 128, bk, dequant=True)
     if N <= 64 or interpret:
@@ -265,11 +266,18 @@ def decode_bf16(codes, scale_bytes, scale_dtype: str, *, rows: int = 16, cols: i
     return lax.bitcast_convert_type(words, BF16).reshape(R, K)
 
 
+def dense_times_codes(a, w, alpha, interpret: bool = False):
+    """bfloat16 activations (N, K) (``v * s`` values) x weights ``w`` = (codes,
+    scale bytes, global scale, scale dtype) -> float32 (N, M): the weight decoded
+    once (``decode_bf16``), XLA's dot with float32 accumulation, times ``alpha`` (1,)."""
+    wd = decode_bf16(w[0], w[1], w[3], interpret=interpret)
+    y = lax.dot_general(a, wd, (((1,), (1,)), ((), ())), preferred_element_type=F32)
+    return y * alpha[0]
+
+
 def _dequant(ac2, as2, wc, ws, alpha, dta, dtw, interpret):
     a = decode_bf16(ac2, as2, dta, interpret=interpret)
-    w = decode_bf16(wc, ws, dtw, interpret=interpret)
-    y = lax.dot_general(a, w, (((1,), (1,)), ((), ())), preferred_element_type=F32)
-    return y * alpha[0]
+    return dense_times_codes(a, (wc, ws, None, dtw), alpha, interpret)
 
 
 def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False):

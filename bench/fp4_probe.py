@@ -8,7 +8,13 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   scale) vs its older forms: one multiply per element (power-of-two divisors)
   or IEEE ``div.rn`` per element (``QuantTiling(thresholds=False)``), for
   gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3: division either way);
-* the threshold kernel at several tilings.
+* the threshold kernel at several tilings (``quant_sweep``: those rows only);
+* ``gemv``: decode rows N = 1, 2: quantize + gemv matmul vs ``linear_gemv``
+  (activation quantized inside the gemv kernel) at several tilings.
+
+On the H200 (2026-12-01) rows that build a quantize kernel inside the 10-call
+timing program hit XLA's "very slow compile" alarm and ran past 250 s; see
+BENCHMARKS.md before spending device time on this probe.
 
 Notes for each version (prediction, outcome) live in BENCHMARKS.md.
 """
@@ -56,7 +62,7 @@ def _quant(tiling=None, gs=1.0, scale_dtype="e8m0", group=32, ss=6.0):
                                       scale_dtype=scale_dtype, rounding=0, tiling=tiling)
 
 
-def quant_rows(n, repeats):
+def quant_rows(n, repeats, sweep_only=False):
     x = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), BF16)
     rows = []
 
@@ -76,14 +82,53 @@ def quant_rows(n, repeats):
     mx = dict(gs=1 / 3, ss=4.0)                  # the MXFP4 preset: p = 2^k / 3
     nv = dict(gs=1.0, ss=6.0, scale_dtype="e4m3", group=16)
     off = P.QuantTiling(thresholds=False)
-    row("mxfp4 gs=1 thresholds", _quant())
-    row("mxfp4 gs=1 power-of-two multiply", _quant(off))
+    if not sweep_only:
+        row("mxfp4 gs=1 thresholds", _quant())
+        row("mxfp4 gs=1 power-of-two multiply", _quant(off))
+        row("mxfp4 gs=1/3 div.rn", _quant(off, **mx))
     row("mxfp4 gs=1/3 thresholds", _quant(**mx))
-    row("mxfp4 gs=1/3 div.rn", _quant(off, **mx))
-    row("nvfp4 gs=1 div.rn (thresholds do not apply)", _quant(**nv))
-    row("nvfp4 gs=1 div.rn, no threshold branch", _quant(off, **nv))
-    for r_, c_, w_ in [(4, 1024, 4), (8, 512, 4), (4, 512, 4), (8, 1024, 8), (2, 1024, 2)]:
-        row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(P.QuantTiling(r_, c_, w_), **mx))
+    row("nvfp4 gs=1 div.rn (e4m3: no threshold branch)", _quant(**nv))
+    for r_, c_, w_ in [(4, 1024, 4), (8, 512, 4), (4, 1024, 2), (8, 1024, 4), (2, 1024, 2),
+                       (16, 512, 4), (8, 256, 2)]:
+        til = P.QuantTiling(r_, c_, w_)
+        row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(til, **mx))
+        row(f"nvfp4 gs=1 {r_}x{c_}/{w_}", _quant(til, **nv))
+    return rows
+
+
+def gemv_rows(repeats, k=4096):
+    """Decode rows N = 1, 2 (K = M = k, MXFP4): bf16 matmul vs quantize + gemv
+    matmul (two launches) vs ``linear_gemv`` (activation quantized in the gemv
+    kernel, one launch + the split-K sum) at several tilings (bm, bk, split)."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(3)
+    w = jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16)
+    wt = fp4.quantize(w, "mxfp4")
+    ops = (wt.codes, wt.scale_bytes, wt.global_scale, "e8m0")
+    cfg = fp4.MXFP4
+    rows = []
+
+    def row(case, fn, args):
+        sec = device_time(fn, args, repeats)
+        rows.append(dict(case=case, ms=sec * 1e3))
+        print(f"{case:<48} {sec * 1e3:8.4f} ms", flush=True)
+
+    for n, tilings in [(1, [(32, 256, 16), (32, 256, 4), (32, 256, 1), (16, 256, 16),
+                            (16, 256, 4), (16, 512, 8), (64, 256, 16), (64, 512, 4)]),
+                       (2, [(64, 256, 16), (32, 256, 16), (64, 256, 4), (32, 512, 8)])]:
+        x = jnp.asarray(r.standard_normal((n, k)), BF16)
+        row(f"N={n} bf16 matmul", lambda a, b: jnp.matmul(a, b.T), (x, w))
+        row(f"N={n} QuantLinear path (fp4.quantized_matmul)",
+            lambda a: fp4.quantized_matmul(a, wt, cfg), (x,))
+        for bm, bk, sp in tilings:
+            t = MM.MatmulTiling(1, bm, bk, 4, 3, sp, gemv=True)
+            row(f"N={n} quantize + matmul gemv {bm}x{bk} s{sp}", lambda a, t=t: P.matmul(
+                (lambda q: (q.codes, q.scale_bytes, q.global_scale, "e8m0"))(
+                    fp4.quantize(a, cfg)), ops, tiling=t), (x,))
+            row(f"N={n} linear_gemv {bm}x{bk} s{sp}", lambda a, t=t: P.linear_gemv(
+                a, np.float32(cfg.scale_scale), np.float32(cfg.global_scale), ops,
+                group_size=32, scale_dtype="e8m0", rounding=0, tiling=t), (x,))
     return rows
 
 
@@ -141,12 +186,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4_probe", description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
-    p.add_argument("--cases", default="quant,decode,prefill")
+    p.add_argument("--cases", default="quant,decode,prefill",
+                   help="comma-separated: quant | quant_sweep (tilings only), decode, prefill, gemv")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
     cases = args.cases.split(",")
-    write_json(args.out, quant=quant_rows(n, args.repeats) if "quant" in cases else [],
+    write_json(args.out, quant=quant_rows(n, args.repeats, "quant_sweep" in cases)
+               if "quant" in cases or "quant_sweep" in cases else [],
+               gemv=gemv_rows(args.repeats, n // 2) if "gemv" in cases else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
                prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])
 

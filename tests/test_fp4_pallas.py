@@ -210,6 +210,41 @@ def test_quantize_dequant_one_pass(preset, dtype, rounding):
     assert np.array_equal(y_api.view(np.uint32), y_two.view(np.uint32))
 
 
+@pytest.mark.parametrize("preset,dtype,n,tiling", [
+    ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 16, 64, split=2, gemv=True)),
+    ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 64, gemv=True)),     # K loop, K padded
+    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 128, split=3, gemv=True))])
+def test_linear_gemv_one_pass(preset, dtype, n, tiling):
+    """``linear_gemv`` (the activation quantized inside the gemv kernel) == the gemv
+    schedule on ``quantize_fused``'s codes, bit for bit (NaN group -> NaN row, -0,
+    ties, saturation, huge and tiny groups), and close to float64."""
+    r = np.random.default_rng(21)
+    K = 224
+    x = (r.standard_normal((n, K)) * 3).astype(F32)
+    x[0, :16] = np.arange(16) * 0.25                           # exact e2m1 ties (scale 1)
+    x[-1, 32:40] = [6e30 if dtype != jnp.float16 else 6e4, -1e-30, 0.0, 1e-40, -5.0, 5.0,
+                    3.5, -2.5]
+    x[-1, 64:96] = -0.0
+    if n > 1:
+        x[1, 100] = np.nan
+    xx = jnp.asarray(x, dtype)
+    cfg = fp4.PRESETS[preset]
+    kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=0)
+    w = fp4.quantize(r.standard_normal((48, K)).astype(F32), preset, global_scale=0.25)
+    y = np.asarray(P.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
+                                 tiling=tiling, **kw))
+    t = fp4.quantize(xx, preset, implementation="pallas")
+    y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
+    assert y.shape == (n, 48) and np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
+    assert (n == 1) or np.isnan(y[1]).all()
+    ok = [i for i in range(n) if i != 1]
+    assert _ref_err(y[ok], fp4.quantize(xx[np.array(ok)], preset), w) < 1e-5
+    other = fp4.quantize(r.standard_normal((48, K)).astype(F32),
+                         "nvfp4" if preset == "mxfp4" else "mxfp4")
+    with pytest.raises(ValueError, match="group size"):
+        P.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
+
+
 def _ref_err(y, a, w):
     ref = G.matmul_reference(np.asarray(a.codes), np.asarray(a.scale_bytes), a.global_scale,
                              np.asarray(w.codes), np.asarray(w.scale_bytes), w.global_scale,

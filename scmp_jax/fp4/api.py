@@ -200,44 +200,49 @@ def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, trans
     activations (..., N, K) times fp4 weights (M, K) -> float32 (..., N, M).
 
     When both implementations are Pallas on the GPU, without a transform or
-    sharded operands, and ``matmul`` would take its dequant schedule (prefill
-    sized N), one kernel quantizes ``x`` and writes its bfloat16 values for the
-    dense dot directly (``pallas.linear_dequant``: no activation codes, no
-    second decode pass), with the same bits as the two calls."""
+    sharded operands, the activation is quantized inside ``matmul``'s schedule
+    with the same bits as the two calls: for the dequant schedule (prefill sized
+    N) one kernel quantizes ``x`` and writes its bfloat16 values for the dense
+    dot (``pallas.linear_dequant``: no activation codes, no second decode pass);
+    for the gemv schedule (N <= 2) the gemv kernel quantizes its slice of ``x``
+    itself (``pallas.linear_gemv``: one launch)."""
     _check_tensor(w, "w")
     x, cfg, transform, gs, qi = _quantize_args(x, config, None, None, None, global_scale, None,
                                                transform, quant_implementation)
     mi = _resolve_impl(matmul_implementation)
-    if _one_pass(x, w, cfg, transform, qi, mi):
-        return _linear_dequant(x, np.float32(cfg.scale_scale), gs,
-                               (w.codes, w.scales, w.global_scale), cfg.group_size,
-                               cfg.scale_dtype, np.int32(ROUNDINGS.index(cfg.rounding)),
-                               w.scale_dtype)
+    one = _one_pass(x, w, cfg, transform, qi, mi)
+    if one is not None:
+        return _linear_one_pass(x, np.float32(cfg.scale_scale), gs,
+                                (w.codes, w.scales, w.global_scale), cfg.group_size,
+                                cfg.scale_dtype, np.int32(ROUNDINGS.index(cfg.rounding)),
+                                w.scale_dtype, one)
     a = quantize(x, cfg, global_scale=gs, transform=transform, implementation=quant_implementation)
     return matmul(a, w, implementation=matmul_implementation)
 
 
-def _one_pass(x, w, cfg, transform, qi, mi) -> bool:
+def _one_pass(x, w, cfg, transform, qi, mi):
+    """The fused schedule of ``quantized_matmul`` ("dequant" | "gemv"), or None."""
     shape = tuple(np.shape(x))
     if not (qi == mi == "pallas" and on_gpu() and transform is None and len(shape) >= 2
             and len(w.shape) == 2 and shape[-1] == w.shape[-1] and cfg.group_size >= 2
             and _pallas.unsupported_matmul(cfg.group_size, w.group_size) is None):
-        return False
+        return None
     if (_sharding.plan_quantize(x, cfg.group_size) is not None
             or _sharding._sharded(w.codes, 2)[0] is not None):
-        return False
+        return None
     N = int(np.prod(shape[:-1]))
-    return _pallas.matmul_tiling(N, w.shape[0], shape[-1], cfg.group_size, w.group_size).dequant
+    t = _pallas.matmul_tiling(N, w.shape[0], shape[-1], cfg.group_size, w.group_size)
+    return "dequant" if t.dequant else "gemv" if t.gemv else None
 
 
-@partial(jax.jit, static_argnums=(4, 5, 7))
-def _linear_dequant(x, scale_scale, global_scale, w, group_size, scale_dtype, rounding, dtype_w):
-    return _pallas.linear_dequant(x, scale_scale, global_scale,
-                                  (w[0], _u8(w[1]), w[2], dtype_w), group_size=group_size,
-                                  scale_dtype=scale_dtype, rounding=rounding)
+@partial(jax.jit, static_argnums=(4, 5, 7, 8))
+def _linear_one_pass(x, scale_scale, global_scale, w, group_size, scale_dtype, rounding,
+                     dtype_w, schedule):
+    fn = _pallas.linear_dequant if schedule == "dequant" else _pallas.linear_gemv
+    return fn(x, scale_scale, global_scale, (w[0], _u8(w[1]), w[2], dtype_w),
+              group_size=group_size, scale_dtype=scale_dtype, rounding=rounding)
 
 
-@partial(jax.jit, static_argnums=(5, 6, 7))
 def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, scale_dtype, impl):
     """scale_scale, global_scale and the rounding index are operands (one program
     for every value); group size, scale format and implementation are static."""

@@ -45,7 +45,7 @@ from . import pallas_matmul as _mm
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
-__all__ = ["quantize", "quantize_fused", "quantize_dequant", "linear_dequant", "dequantize", "matmul", "block_transform",
+__all__ = ["quantize", "quantize_fused", "quantize_dequant", "linear_dequant", "linear_gemv", "dequantize", "matmul", "block_transform",
            "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling", "matmul_tiling"]
 
 F32 = jnp.float32
@@ -100,7 +100,8 @@ class QuantTiling:
     cols: int = 512         # 4 x 1024 / 4 79 %, 8 x 512 / 4 74 %); elements along K per
     warps: int = 2          # program (whole groups)
     transform_rows: int = 32  # BR of the transform kernel (its W is the (W, W) block size)
-    thresholds: bool = True  # e8m0-style blocks: codes by 7 thresholds (no division)
+    thresholds: bool = True  # e8m0 scales: codes by 7 thresholds (no division); e4m3
+                             # scales never try it (their products are rarely 2^k * gs)
 
 
 def _group_scales(amax, p_ref, scale_dtype, interpret):
@@ -113,13 +114,15 @@ def _group_scales(amax, p_ref, scale_dtype, interpret):
     return scales, _mul(FM.decode_scale(scales, scale_dtype), gs, interpret)
 
 
-def _halves(x_ref, kind, H):
+def _halves(x_ref, kind, H, lead=None):
     """Even and odd elements of each group as float32 (BR, NG, H): 16-bit inputs
     arrive as int32 words holding a pair (low half = the even element), float32
-    by two stride-2 loads."""
+    by two stride-2 loads. ``lead`` indexes the ref's first two axes (None: the
+    whole block, loaded as ``x_ref[...]``)."""
     if kind == "f32":
-        return x_ref[:, :, pl.ds(0, H, stride=2)], x_ref[:, :, pl.ds(1, H, stride=2)]
-    w = x_ref[...]
+        lead = (slice(None), slice(None)) if lead is None else lead
+        return x_ref[lead + (pl.ds(0, H, stride=2),)], x_ref[lead + (pl.ds(1, H, stride=2),)]
+    w = x_ref[...] if lead is None else x_ref[lead + (slice(None),)]
     if kind == "bf16":
         return SF.from_bits(w << 16), SF.from_bits(w & I32(-65536))
     f16 = lambda v: lax.bitcast_convert_type(v.astype(jnp.uint16), jnp.float16).astype(F32)
@@ -218,13 +221,11 @@ def _encode(body, rounding):
     return lax.cond(rounding == 0, lambda: body(FM.e2m1_encode_even), lambda: body(general))
 
 
-def _pair_kernel(x_ref, p_ref, *out_refs, kind, scale_dtype, interpret, thresholds=True,
-                 dequant=False):
-    """One (BR, NG) block of groups; codes written as (BR, NG, G/2) bytes (no
-    interleave) with the scale bytes, or with ``dequant`` the bfloat16 values
-    ``v * scale`` as (BR, NG, G/2) int32 words holding a pair (no codes)."""
-    H = out_refs[0].shape[-1]
-    lo, hi = _halves(x_ref, kind, H)
+def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds):
+    """Float32 halves (BR, NG, H) of each group -> (scale bytes int32 (BR, NG),
+    ``run``): ``run(body)`` is ``body(codes lo, codes hi)`` (int32 e2m1 codes), the
+    codes by thresholds where ``_use_thresholds`` holds, else by quotients (a
+    scalar branch per block, so only one side runs)."""
     mag = lambda v: jnp.max(SF.bits(v) & I32(0x7FFFFFFF), axis=2)
     amax = jnp.maximum(mag(lo), mag(hi))                               # (BR, NG) int32
     scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
@@ -233,23 +234,53 @@ def _pair_kernel(x_ref, p_ref, *out_refs, kind, scale_dtype, interpret, threshol
         q_lo, q_hi = _quotients(lo, hi, p, interpret)
         return _encode(lambda enc: body(enc(q_lo), enc(q_hi)), p_ref[2])
 
-    def codes(body):
+    def run(body):
         if not thresholds:
             return general(body)
         return lax.cond(_use_thresholds(p, amax, p_ref),
                         lambda: body(*_threshold_codes(lo, hi, p, p_ref, interpret)),
                         lambda: general(body))
+    return scales, run
 
+
+def _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds):
+    """Float32 halves (BR, NG, H) -> float32 ``v * scale`` of each (e2m1 value times
+    its decoded group scale, no global scale; exact but for the one overflow
+    ``6 * 2^127``)."""
+    scales, run = _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds)
+    sd = FM.decode_scale(scales, scale_dtype)[:, :, None]
+    value = lambda c: _mm._scaled(c, False, sd, interpret)
+    return run(lambda c_lo, c_hi: (value(c_lo), value(c_hi)))
+
+
+def _pair_kernel(x_ref, p_ref, *out_refs, kind, scale_dtype, interpret, thresholds=True,
+                 dequant=False):
+    """One (BR, NG) block of groups; codes written as (BR, NG, G/2) bytes (no
+    interleave) with the scale bytes, or with ``dequant`` the bfloat16 values
+    ``v * scale`` as (BR, NG, G/2) int32 words holding a pair (no codes)."""
+    H = out_refs[0].shape[-1]
+    lo, hi = _halves(x_ref, kind, H)
     if dequant:
-        sd = FM.decode_scale(scales, scale_dtype)[:, :, None]
-        value = lambda c: SF.bits(_mm._scaled(c, False, sd, interpret))
+        v_lo, v_hi = _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds)
         # each product is exact in bfloat16 (pallas_matmul): its low 16 bits are 0
-        out_refs[0][...] = codes(lambda c_lo, c_hi: lax.shift_right_logical(
-            value(c_lo), I32(16)) | (value(c_hi) & I32(-65536)))
+        out_refs[0][...] = (lax.shift_right_logical(SF.bits(v_lo), I32(16))
+                            | (SF.bits(v_hi) & I32(-65536)))
         return
+    scales, run = _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds)
     codes_ref, scales_ref = out_refs
-    codes_ref[...] = codes(lambda c_lo, c_hi: c_lo | (c_hi << 4)).astype(U8)
+    codes_ref[...] = run(lambda c_lo, c_hi: c_lo | (c_hi << 4)).astype(U8)
     scales_ref[...] = scales.astype(U8)
+
+
+def _group_view(x2, G):
+    """float (R, K) -> ((R, K/G, G) float32 or (R, K/G, G/2) int32 words holding
+    pairs of 16-bit elements, kind "f32" | "bf16" | "f16")."""
+    R, K = x2.shape
+    kind = {F32: "f32", BF16: "bf16", jnp.float16: "f16"}[x2.dtype.type]
+    if kind == "f32":
+        return x2.reshape(R, K // G, G), kind
+    words = lax.bitcast_convert_type(x2.reshape(R, K // 2, 2), I32)
+    return words.reshape(R, K // G, G // 2), kind
 
 
 def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
@@ -257,19 +288,16 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
     or with ``dequant`` bfloat16 (R, K) ``v * scale``."""
     R, K = x2.shape
     ng, H = K // G, G // 2
-    kind = {F32: "f32", BF16: "bf16", jnp.float16: "f16"}[x2.dtype.type]
-    if kind == "f32":
-        x3, inner = x2.reshape(R, ng, G), G
-    else:
-        words = lax.bitcast_convert_type(x2.reshape(R, K // 2, 2), I32)
-        x3, inner = words.reshape(R, ng, H), H
+    x3, kind = _group_view(x2, G)
+    inner = x3.shape[-1]
     BR = tiling.rows
     NG = max(1, min(tiling.cols // G, pl.next_power_of_2(ng)))
     Rp, NGp = pl.cdiv(R, BR) * BR, pl.cdiv(ng, NG) * NG
     if (Rp, NGp) != (R, ng):
         x3 = jnp.pad(x3, ((0, Rp - R), (0, NGp - ng), (0, 0)))
     kernel = functools.partial(_pair_kernel, kind=kind, scale_dtype=scale_dtype,
-                               interpret=interpret, thresholds=tiling.thresholds, dequant=dequant)
+                               interpret=interpret, dequant=dequant,
+                               thresholds=tiling.thresholds and scale_dtype == "e8m0")
     block = pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0))
     if dequant:
         out_specs, out_shape = block, jax.ShapeDtypeStruct((Rp, NGp, H), I32)
@@ -452,6 +480,51 @@ def linear_dequant(x, scale_scale, global_scale, w, *, group_size: int, scale_dt
     y = _mm.dense_times_codes(a.reshape(-1, K), w, SF.mul(global_scale, w[2]).reshape(1),
                               interpret)
     return y.reshape(x.shape[:-1] + (w[0].shape[0],))
+
+
+def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype: str,
+                rounding, tiling: MatmulTiling | None = None, interpret: bool | None = None):
+    """float activations (..., N, K) (few rows) quantized with these settings (no
+    transform) times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale,
+    scale dtype) with the same group size -> float32 (..., N, M): the gemv
+    schedule of ``matmul(quantize(x), w)`` with the activation quantized inside
+    the matmul kernel (one launch, no activation codes); the same bits as
+    ``matmul`` with the same ``tiling`` on ``quantize_fused``'s output."""
+    if interpret is None:
+        interpret = _interpret()
+    if isinstance(rounding, str):
+        rounding = FM.ROUNDINGS.index(rounding)
+    K, M = x.shape[-1], w[0].shape[0]
+    G = group_size
+    why = unsupported_matmul(G, K // w[1].shape[-1])
+    if why or K // w[1].shape[-1] != G:
+        raise ValueError(why or f"linear_gemv needs the weight's group size {G}, got "
+                         f"{K // w[1].shape[-1]}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    if x2.dtype not in (F32, BF16, jnp.float16):
+        x2 = x2.astype(F32)
+    N, H = x2.shape[0], G // 2
+    t = tiling or matmul_tiling(N, M, K, G, G, interpret)
+    if not t.gemv:
+        raise ValueError(f"linear_gemv needs a gemv tiling, got {t}")
+    Kp = _mm.gemv_padding(K, G, t)
+    x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
+    inner, ng = x3.shape[-1], t.bk // G
+    thresholds = QuantTiling().thresholds and scale_dtype == "e8m0"
+
+    def act(refs, n, s):
+        x_ref, p_ref = refs
+        lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
+        v_lo, v_hi = _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds)
+        return v_lo.reshape(ng, H), v_hi.reshape(ng, H)
+
+    specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)),
+                          pl.BlockSpec((_PARAMS,), lambda j, s: (0,))]
+    alpha = SF.mul(global_scale, w[2]).reshape(1)
+    y = _mm.gemv_call((x3, _params(scale_scale, global_scale, rounding)), specs, act,
+                      w[0], w[1], alpha, N, K, G, w[3], t, interpret)
+    return y.reshape(lead + (M,))
 
 
 # ---- matmul ----------------------------------------------------------------------------

@@ -8,10 +8,12 @@ give exact float32 subnormals; only ``6 * 2^127`` overflows, to Inf) and so,
 truncated to its top 16 bits, exact in bfloat16: the dots take bfloat16 with
 float32 accumulation. Three schedules (``MatmulTiling.gemv`` / ``.dequant``):
 
-* gemv (N <= 2 by default, equal group sizes): no dot; each program decodes a (rows,
-  groups, G/2) weight tile once and, per activation row, multiplies it by the
-  decoded activation, sums each group and scales it by the weight's group
-  scale; partials per K range added by XLA.
+* gemv (N <= 2 by default, equal group sizes): no dot; each program loops over
+  its K range in steps, decodes a (rows, groups, G/2) weight tile once per step
+  and, per activation row, multiplies it by the activation's ``v * s``, sums
+  each group and scales it by the weight's group scale; with ``split > 1`` the
+  partials per K range are added by XLA. The activation comes as codes or, in
+  ``pallas.linear_gemv``, as floats quantized inside the kernel (same bits).
 * fused (default): one kernel decodes code tiles in registers and dots them,
   grid ``(N/bn, M/bm, split)``; ``split > 1`` cuts K into ``split`` ranges
   whose float32 partials XLA adds (decode-sized N: more programs than output
@@ -40,7 +42,8 @@ from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 
-__all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes"]
+__all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes",
+           "gemv_call", "gemv_padding"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -66,14 +69,16 @@ def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = Fa
     """Shape heuristic from the H100 sweeps (``python -m bench.fp4 --sweep``,
     BENCHMARKS.md), K = M = 4096: N <= 2 with equal group sizes: the dot-free
     gemv kernel (N = 1: 9 us, 32 weight rows x 256; N = 2: 11 us with 64 rows,
-    vs 15 us split-K); other decode-sized N (<= 16): grouped fused kernel,
+    vs 15 us split-K), one program per 256-element K step (split = K / 256, at
+    most 16: the layout those numbers were measured with); other decode-sized N (<= 16): grouped fused kernel,
     16 x 64 tiles, K split in up to 16 ranges of 256 (15 us at N = 4 and 8, where
     gemv takes 17 and 27 us); N >= 256 on GPU: decode once + dense GEMM (0.230 ms
     at 4096^3 vs 0.57 ms for the best fused tiling); in between the fused kernel
     (off GPU: always, it runs interpreted)."""
     bk = max(128, Ga, Gw)
     if N <= 2 and Ga == Gw and not interpret:
-        return MatmulTiling(1, 32 * N, max(256, Ga), 4, 3, gemv=True)
+        bk = max(256, Ga)
+        return MatmulTiling(1, 32 * N, bk, 4, 3, max(1, min(16, K // bk)), gemv=True)
     if N <= 16:
         bk = max(bk, 256)
         return MatmulTiling(16, 64, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)
@@ -192,42 +197,79 @@ def _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t: MatmulTiling, interpret
 
 # ---- gemv: few activation rows, no tensor-core dot ---------------------------------------
 
-def _gemv_kernel(ac_ref, as_ref, wc_ref, ws_ref, o_ref, *, n_rows, dta, dtw, interpret):
-    """(bm, ng, H) weight bytes, (n_rows, ng, H) activation bytes of one K range:
+def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
+    """Weight rows (bm, K_s/G, H) bytes of one K range, looped over in ``steps``
+    steps of ``ng`` groups; ``act(act_refs, n, s)`` -> the float32 ``v_a s_a``
+    (ng, H) of activation row ``n`` at step ``s`` (low nibbles, high nibbles):
     out[n, m] = sum over groups g of s_w[m, g] * sum_{k in g} v_w[m, k] (v_a s_a)[n, k]
-    (the weight scale applied once per group; each inner product and group sum
-    is exact in float32 but for underflow), tree-summed."""
-    c = wc_ref[...].astype(I32)
-    s = FM.decode_scale(ws_ref[...].astype(I32), dtw)                 # (bm, ng)
-    w_lo, w_hi = _value(c, False, interpret), _value(c, True, interpret)
+    (the weight scale applied once per group), accumulated step by step, times
+    ``alpha`` (when the K range is whole)."""
+    act_refs, (wc_ref, ws_ref, alpha_ref, o_ref) = refs[:n_act], refs[n_act:]
+    n_rows, bm = o_ref.shape[-2:]
+
+    def step(s, accs):
+        c = wc_ref[:, pl.ds(s * ng, ng), :].astype(I32)
+        sw = FM.decode_scale(ws_ref[:, pl.ds(s * ng, ng)].astype(I32), dtw)      # (bm, ng)
+        w_lo, w_hi = _value(c, False, interpret), _value(c, True, interpret)
+        out = []
+        for n in range(n_rows):
+            a_lo, a_hi = act(act_refs, n, s)
+            y = jnp.sum(w_lo * a_lo[None] + w_hi * a_hi[None], axis=2)         # (bm, ng)
+            out.append(accs[n] + jnp.sum(y * sw, axis=1))
+        return tuple(out)
+
+    accs = lax.fori_loop(0, steps, step, tuple(jnp.zeros((bm,), F32) for _ in range(n_rows)))
     for n in range(n_rows):
-        ca = ac_ref[n].astype(I32)                                     # (ng, H)
-        sa = FM.decode_scale(as_ref[n].astype(I32), dta)[:, None]
-        a_lo, a_hi = _scaled(ca, False, sa, interpret), _scaled(ca, True, sa, interpret)
-        y = jnp.sum(w_lo * a_lo[None] + w_hi * a_hi[None], axis=2)    # (bm, ng)
-        o_ref[n, :] = jnp.sum(y * s, axis=1)
+        o_ref[n, :] = _mul(accs[n], alpha_ref[0], interpret) if scale_in_kernel else accs[n]
+
+
+def gemv_call(act_args, act_specs, act, wc, ws, alpha, N, K, G, dtw, t: MatmulTiling,
+              interpret):
+    """Runs ``_gemv_kernel`` over weights (M, K/2) codes / (M, K/G) scale bytes with
+    activation operands ``act_args`` (already padded to ``Kp``; ``act_specs(ng_s)``
+    their BlockSpecs for a K range of ``ng_s`` groups) -> float32 (N, M)."""
+    M, S, H = wc.shape[0], t.split, G // 2
+    Mp, Kp = pl.cdiv(M, t.bm) * t.bm, pl.cdiv(K, t.bk * S) * t.bk * S
+    ng, ng_s = t.bk // G, Kp // S // G                   # groups per step, per K range
+    w3 = _pad2(wc, Mp, Kp // 2).reshape(Mp, Kp // G, H)
+    ws2 = _pad2(ws, Mp, Kp // G)
+    kernel = functools.partial(_gemv_kernel, n_act=len(act_args), act=act, steps=ng_s // ng,
+                               ng=ng, dtw=dtw, scale_in_kernel=S == 1, interpret=interpret)
+    out = pl.pallas_call(
+        kernel, grid=(Mp // t.bm, S),
+        in_specs=list(act_specs(ng_s)) + [
+            pl.BlockSpec((t.bm, ng_s, H), lambda j, s: (j, s, 0)),
+            pl.BlockSpec((t.bm, ng_s), lambda j, s: (j, s)),
+            pl.BlockSpec((1,), lambda j, s: (0,))],
+        out_specs=pl.BlockSpec((None, N, t.bm), lambda j, s: (s, 0, j)),
+        out_shape=jax.ShapeDtypeStruct((S, N, Mp), F32),
+        interpret=interpret, **triton_params(interpret, t.warps, t.stages),
+    )(*act_args, w3, ws2, alpha)
+    y = out[0] if S == 1 else out.sum(axis=0) * alpha[0]
+    return y[:, :M]
+
+
+def gemv_padding(K, G, t: MatmulTiling):
+    """Padded K of the gemv schedule."""
+    return pl.cdiv(K, t.bk * t.split) * t.bk * t.split
 
 
 def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
-    N, M, K = ac2.shape[0], wc.shape[0], 2 * ac2.shape[1]
-    S, H = t.split, G // 2
-    Mp, Kp = pl.cdiv(M, t.bm) * t.bm, pl.cdiv(K, t.bk * S) * t.bk * S
-    ng = t.bk // G                                                     # groups per program
+    N, K = ac2.shape[0], 2 * ac2.shape[1]
+    H, Kp = G // 2, gemv_padding(K, G, t)
     a3 = _pad2(ac2, N, Kp // 2).reshape(N, Kp // G, H)
-    w3 = _pad2(wc, Mp, Kp // 2).reshape(Mp, Kp // G, H)
-    as2, ws2 = _pad2(as2, N, Kp // G), _pad2(ws, Mp, Kp // G)
-    kernel = functools.partial(_gemv_kernel, n_rows=N, dta=dta, dtw=dtw, interpret=interpret)
-    out = pl.pallas_call(
-        kernel, grid=(Mp // t.bm, S * (Kp // S // t.bk)),
-        in_specs=[pl.BlockSpec((N, ng, H), lambda j, s: (0, s, 0)),
-                  pl.BlockSpec((N, ng), lambda j, s: (0, s)),
-                  pl.BlockSpec((t.bm, ng, H), lambda j, s: (j, s, 0)),
-                  pl.BlockSpec((t.bm, ng), lambda j, s: (j, s))],
-        out_specs=pl.BlockSpec((None, N, t.bm), lambda j, s: (s, 0, j)),
-        out_shape=jax.ShapeDtypeStruct((Kp // t.bk, N, Mp), F32),
-        interpret=interpret, **triton_params(interpret, t.warps, t.stages),
-    )(a3, as2, w3, ws2)
-    return (out.sum(axis=0) * alpha[0])[:, :M]
+    as2 = _pad2(as2, N, Kp // G)
+    ng = t.bk // G
+
+    def act(refs, n, s):
+        ac_ref, as_ref = refs
+        ca = ac_ref[n, pl.ds(s * ng, ng), :].astype(I32)                  # (ng, H)
+        sa = FM.decode_scale(as_ref[n, pl.ds(s * ng, ng)].astype(I32), dta)[:, None]
+        return _scaled(ca, False, sa, interpret), _scaled(ca, True, sa, interpret)
+
+    specs = lambda ng_s: [pl.BlockSpec((N, ng_s, H), lambda j, s: (0, s, 0)),
+                          pl.BlockSpec((N, ng_s), lambda j, s: (0, s))]
+    return gemv_call((a3, as2), specs, act, wc, ws, alpha, N, K, G, dtw, t, interpret)
 
 
 # ---- dequant: decode kernel + dense dot --------------------------------------------------

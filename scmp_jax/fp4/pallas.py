@@ -17,8 +17,17 @@ section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
   subnormals kept) and ``softfloat`` (integer, exact) in interpret mode, where
   XLA CPU would flush subnormals; a block whose divisors are all powers of two
   multiplies by the exact reciprocal instead (same bits).
-* ``matmul``: see ``pallas_matmul`` (fused decode+dot kernel, split-K for
-  decode-sized N, decode-to-bfloat16 + dense GEMM for large N).
+* ``matmul``: see ``pallas_matmul`` (gemv for one or two rows, fused
+  decode+dot kernel with split-K for other decode-sized N, decode-to-bfloat16
+  + dense GEMM for large N).
+* ``quantize_dequant`` / ``linear_dequant`` (the activation quantized straight
+  to its bfloat16 ``v * s`` for the dense GEMM) and ``linear_gemv`` (the
+  activation quantized inside the gemv kernel): ``quantize`` + ``matmul`` in
+  fewer passes, the same bits.
+* e2m1 codes: e8m0 blocks whose ``scale_deq * gs`` are all ``2^k * gs``
+  compare ``|x| * 2^-k`` with 7 thresholds found once per global scale by
+  exact division (``pallas_thresholds``); other blocks divide (``div.rn``) or, for
+  power-of-two divisors, multiply by the exact reciprocal.
 * ``dequantize``, ``block_transform``: the XLA functions (elementwise /
   einsum; no kernel needed).
 
@@ -42,6 +51,7 @@ from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 from . import pallas_matmul as _mm
+from . import pallas_thresholds as TH
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
@@ -147,70 +157,7 @@ def _quotients(lo, hi, p, interpret):
                     lambda: (_div(lo, pb, interpret), _div(hi, pb, interpret)))
 
 
-# ---- e2m1 codes by thresholds (ties to even, p = 2^k * gs) -----------------------------
-#
-# With ``p = 2^k * gs`` exactly (e8m0 scales: every group), ``RN(x / p)`` is
-# ``RN(z / gs)`` for ``z = |x| * 2^-k`` (exact), and the code of a quotient is
-# monotone in ``z``: code = #{i : z >= c_i} for the 7 smallest ``c_i`` whose
-# quotient rounds past the i-th e2m1 midpoint (reaching it, where the tie goes
-# up). The ``c_i`` depend on ``gs`` only: found once per call, outside the
-# kernel, by exact (softfloat) division of the floats around ``t_i * gs``.
-
-_MIDS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
-_TIE_UP = (False, True, False, True, False, True, False)   # even: up iff the lower code is odd
-_WINDOW = 4
 _PARAMS = 16            # params vector: prod, gs, rounding, 0, thresholds ok, c_0..c_6, pad
-
-
-def _thresholds(gs, rounding):
-    """float32 scalar ``gs``, rounding index -> int32 (8,): [ok, c_0..c_6] (bit
-    patterns of positive floats). ok = 1 when rounding is even, every ``c_i``
-    was bracketed by its window (first candidate below, last at or above) and
-    ``c_0`` above the least normal and ``c_6`` finite (then ``z`` underflowing or overflowing
-    cannot change a code)."""
-    mids = jnp.asarray(_MIDS, F32)
-    base = SF.bits(SF.mul(mids, jnp.broadcast_to(gs, mids.shape)))
-    cand = base[:, None] + jnp.arange(-_WINDOW, _WINDOW + 1, dtype=I32)[None, :]
-    cand = jnp.clip(cand, 0, I32(_INF))
-    q = SF.bits(SF.div(SF.from_bits(cand), jnp.broadcast_to(gs, cand.shape)))
-    mb = SF.bits(mids)[:, None]
-    past = jnp.where(jnp.asarray(_TIE_UP)[:, None], q >= mb, q > mb)       # monotone in cand
-    c = jnp.min(jnp.where(past, cand, I32(_INF)), axis=1)
-    ok = ((rounding == 0) & jnp.all(~past[:, 0] & past[:, -1]) & (c[0] > I32(1 << 23))
-          & (c[-1] < I32(_INF)))
-    return jnp.concatenate([ok.astype(I32)[None], c])
-
-
-def _threshold_codes(lo, hi, p, p_ref, interpret):
-    """(codes lo, codes hi) int32 by thresholds, for a block whose every ``p`` is
-    ``2^k * gs`` with ``2^-k`` normal (the caller's check)."""
-    e = SF.bits(p) >> 23
-    shape = lo.shape
-    k = jnp.clip(I32(127) + (p_ref[1] >> 23) - e, 1, 254)
-    down = jnp.broadcast_to(SF.from_bits(k << 23)[:, :, None], shape)        # 2^-k
-    c = [p_ref[5 + i] for i in range(7)]
-
-    def code(v):
-        b = SF.bits(v)
-        z = SF.bits(_mul(SF.from_bits(b & I32(0x7FFFFFFF)), down, interpret))
-        s2 = z >= c[3]
-        s1 = z >= jnp.where(s2, c[5], c[1])
-        s0 = z >= jnp.where(s2, jnp.where(s1, c[6], c[4]), jnp.where(s1, c[2], c[0]))
-        n = (s2.astype(I32) << 2) | (s1.astype(I32) << 1) | s0.astype(I32)
-        return n | ((b >> 28) & I32(8))
-
-    return code(lo), code(hi)
-
-
-def _use_thresholds(p, amax, p_ref):
-    """Scalar bool: thresholds found (``p_ref[4]``) and every ``p`` of the block is
-    ``gs`` times a power of two ``2^k`` with ``2^-k`` normal, but for all-zero
-    groups (any divisor gives them code 0; ``_threshold_codes`` clamps their ``k``)."""
-    pb, gb = SF.bits(p), p_ref[1]
-    e, eg = pb >> 23, gb >> 23
-    k = I32(127) + eg - e
-    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
-    return (p_ref[4] == 1) & (jnp.min((fit | (amax == 0)).astype(I32)) == 1)
 
 
 def _encode(body, rounding):
@@ -224,7 +171,7 @@ def _encode(body, rounding):
 def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds):
     """Float32 halves (BR, NG, H) of each group -> (scale bytes int32 (BR, NG),
     ``run``): ``run(body)`` is ``body(codes lo, codes hi)`` (int32 e2m1 codes), the
-    codes by thresholds where ``_use_thresholds`` holds, else by quotients (a
+    codes by thresholds where ``pallas_thresholds.use_thresholds`` holds, else by quotients (a
     scalar branch per block, so only one side runs)."""
     mag = lambda v: jnp.max(SF.bits(v) & I32(0x7FFFFFFF), axis=2)
     amax = jnp.maximum(mag(lo), mag(hi))                               # (BR, NG) int32
@@ -237,8 +184,8 @@ def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds):
     def run(body):
         if not thresholds:
             return general(body)
-        return lax.cond(_use_thresholds(p, amax, p_ref),
-                        lambda: body(*_threshold_codes(lo, hi, p, p_ref, interpret)),
+        return lax.cond(TH.use_thresholds(p, amax, p_ref),
+                        lambda: body(*TH.threshold_codes(lo, hi, p, p_ref, interpret)),
                         lambda: general(body))
     return scales, run
 
@@ -435,11 +382,11 @@ def quantize(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
 
 def _params(scale_scale, global_scale, rounding):
     """int32 (16,): bits of ``scale_scale * gs`` and ``gs``, the rounding index, 0,
-    then ``_thresholds`` (ok flag, c_0..c_6), zero padding."""
+    then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6), zero padding."""
     prod = SF.mul(scale_scale, global_scale)
     rounding = jnp.asarray(rounding, I32)
     head = jnp.stack([SF.bits(prod), SF.bits(global_scale), rounding, I32(0)])
-    tail = _thresholds(jnp.asarray(global_scale, F32), rounding)
+    tail = TH.thresholds(jnp.asarray(global_scale, F32), rounding)
     return jnp.concatenate([head, tail, jnp.zeros(_PARAMS - 12, I32)])
 
 

@@ -317,3 +317,23 @@ def test_e2m1_encode_even_equals_integer_encoder():
     assert np.array_equal(slow.astype(np.int64), gold.astype(np.int64))
     bad = np.flatnonzero(fast.astype(np.int64) != gold.astype(np.int64))
     assert bad.size == 0, (x[bad[:5]], fast[bad[:5]], gold[bad[:5]])
+
+
+def test_quantized_matmul_bad_input():
+    """``quantized_matmul``'s errors name its own arguments."""
+    w = fp4.quantize(np.ones((8, 64), F32), "mxfp4")
+    with pytest.raises(ValueError, match="x must be .* K=64"):
+        fp4.quantized_matmul(np.ones((2, 32), F32), w, "mxfp4")
+    with pytest.raises(ValueError, match="x must be"):
+        fp4.quantized_matmul(np.ones(64, F32), w, "mxfp4")
+    with pytest.raises(TypeError, match="x must be a float array"):
+        fp4.quantized_matmul(np.ones((2, 64), np.int32), w, "mxfp4")
+    with pytest.raises(TypeError, match="w must be an FP4Tensor"):
+        fp4.quantized_matmul(np.ones((2, 64), F32), np.ones((8, 64), F32), "mxfp4")
+    with pytest.raises(ValueError, match="matmul_implementation|implementation"):
+        fp4.quantized_matmul(np.ones((2, 64), F32), w, "mxfp4", matmul_implementation="cuda")
+    with pytest.raises(ValueError, match="global_scale"):
+        fp4.quantized_matmul(np.ones((2, 64), F32), w, "mxfp4", global_scale=0.0)
+    y = fp4.quantized_matmul(np.ones((2, 64), F32), w, "mxfp4")
+    assert np.array_equal(np.asarray(y), np.asarray(fp4.matmul(fp4.quantize(np.ones((2, 64), F32),
+                                                                            "mxfp4"), w)))

@@ -210,6 +210,9 @@ def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, trans
     x, cfg, transform, gs, qi = _quantize_args(x, config, None, None, None, global_scale, None,
                                                transform, quant_implementation)
     mi = _resolve_impl(matmul_implementation)
+    if len(np.shape(x)) < 2 or np.shape(x)[-1] != w.shape[-1]:
+        raise ValueError(f"x must be (..., N, K) with w's K={w.shape[-1]}, got shape "
+                         f"{tuple(np.shape(x))}")
     one = _one_pass(x, w, cfg, transform, qi, mi)
     if one is not None:
         return _linear_one_pass(x, np.float32(cfg.scale_scale), gs,

@@ -139,6 +139,23 @@ def test_codes_near_thresholds(ss, gs, scale_dtype, group, monkeypatch):
     assert np.array_equal(run(), codes) == (scale_dtype == "e8m0")
 
 
+@pytest.mark.parametrize("gs", [1 / 3, 0.1, float(F32(2 - 2 ** -23))])
+def test_threshold_codes_every_binade(gs):
+    """The near-threshold windows scaled by every power of two 2^-150 .. 2^127
+    (every e8m0 scale byte, subnormal and overflowing groups included): codes and
+    scales == golden, with the threshold branch and with division only."""
+    x0, _ = _quotient_input(4.0, gs, "e8m0", 32, exhaustive=False)
+    with np.errstate(over="ignore", under="ignore"):
+        x = np.concatenate([x0 * F32(2.0 ** j) for j in range(-150, 128)]).astype(F32)
+    kw = dict(group_size=32, scale_dtype="e8m0", rounding=0)
+    ref = G.quantize(x, scale_scale=4.0, global_scale=gs, **kw | {"rounding": "even"})
+    for on in (True, False):
+        codes, scales = P.quantize_fused(jnp.asarray(x), F32(4.0), F32(gs),
+                                         tiling=P.QuantTiling(thresholds=on), **kw)
+        assert np.array_equal(np.asarray(scales), ref["scales"])
+        assert np.array_equal(np.asarray(codes), ref["codes"]), on
+
+
 def _hadamard(g):
     h = np.ones((1, 1))
     while h.shape[0] < g:

@@ -24,9 +24,9 @@ section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
   to its bfloat16 ``v * s`` for the dense GEMM) and ``linear_gemv`` (the
   activation quantized inside the gemv kernel): ``quantize`` + ``matmul`` in
   fewer passes, the same bits.
-* e2m1 codes: e8m0 blocks whose ``scale_deq * gs`` are all ``2^k * gs``
-  compare ``|x| * 2^-k`` with 7 thresholds found once per global scale by
-  exact division (``pallas_thresholds``); other blocks divide (``div.rn``) or, for
+* e2m1 codes: e8m0 blocks whose ``scale_deq * gs`` are all ``2^d * gs``
+  compare ``|x|`` with 7 thresholds per group (exponent-shifted from 7 found
+  once per global scale by exact division, ``pallas_thresholds``); other blocks divide (``div.rn``) or, for
   power-of-two divisors, multiply by the exact reciprocal.
 * ``dequantize``, ``block_transform``: the XLA functions (elementwise /
   einsum; no kernel needed).
@@ -185,7 +185,7 @@ def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds):
         if not thresholds:
             return general(body)
         return lax.cond(TH.use_thresholds(p, amax, p_ref),
-                        lambda: body(*TH.threshold_codes(lo, hi, p, p_ref, interpret)),
+                        lambda: body(*TH.threshold_codes(lo, hi, p, p_ref)),
                         lambda: general(body))
     return scales, run
 

@@ -1,12 +1,13 @@
 """e2m1 codes by thresholds instead of a division per element (SPEC.md section 9,
 ties to even), for the fp4 quantize kernels of ``pallas``.
 
-With ``p = 2^k * gs`` exactly (e8m0 scales: every group), ``RN(x / p)`` is
-``RN(z / gs)`` for ``z = |x| * 2^-k`` (exact), and the code of a quotient is
-monotone in ``z``: code = #{i : z >= c_i} for the 7 smallest ``c_i`` whose
-quotient rounds past the i-th e2m1 midpoint (reaching it, where the tie goes
-up). The ``c_i`` depend on ``gs`` only: found once per call, outside the
-kernel, by exact (softfloat) division of the floats around ``t_i * gs``.
+With ``p = 2^d * gs`` exactly (e8m0 scales: every group), the code of
+``RN(|x| / p)`` is monotone in ``|x|``: code = #{i : |x| >= c_i * 2^d} for the
+7 smallest floats ``c_i`` whose quotient ``RN(c_i / gs)`` passes the i-th e2m1
+midpoint (reaching it, where the tie goes up). The ``c_i`` depend on ``gs``
+only: found once per call, outside the kernel, by exact (softfloat) division
+of the floats around ``t_i * gs``; in the kernel each group shifts their
+exponents by ``d`` and compares integer bit patterns.
 
 ``p_ref`` is the kernels' int32 params vector (``pallas._params``): [1] the
 bits of ``gs``, [4] the ok flag and [5:12] ``c_0..c_6`` of ``thresholds``.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from . import softfloat as SF
-from .pallas_matmul import _mul
 
 __all__ = ["thresholds", "threshold_codes", "use_thresholds"]
 
@@ -48,21 +48,29 @@ def thresholds(gs, rounding):
     return jnp.concatenate([ok.astype(I32)[None], c])
 
 
-def threshold_codes(lo, hi, p, p_ref, interpret):
-    """(codes lo, codes hi) int32 by thresholds, for a block whose every ``p`` is
-    ``2^k * gs`` with ``2^-k`` normal (the caller's check)."""
-    e = SF.bits(p) >> 23
-    shape = lo.shape
-    k = jnp.clip(I32(127) + (p_ref[1] >> 23) - e, 1, 254)
-    down = jnp.broadcast_to(SF.from_bits(k << 23)[:, :, None], shape)        # 2^-k
-    c = [p_ref[5 + i] for i in range(7)]
+def _shift(e, p_ref):
+    """``d = e - e_gs`` (p = 2^d * gs), clamped so that every ``c_i * 2^d`` stays a
+    positive normal float (groups outside that range are not eligible, but for
+    all-zero groups, whose codes are 0 against any positive threshold)."""
+    c0, c6 = p_ref[5], p_ref[11]
+    return e - (p_ref[1] >> 23), I32(1) - (c0 >> 23), I32(254) - (c6 >> 23)
+
+
+def threshold_codes(lo, hi, p, p_ref):
+    """(codes lo, codes hi) int32 by thresholds, for a block where ``use_thresholds``
+    holds: ``|x| >= c_i * 2^d`` on integer bit patterns (``c_i * 2^d`` is exact:
+    the exponent of ``c_i`` plus ``d``), one set of 7 thresholds per group, no
+    float operation per element."""
+    d, lo_d, hi_d = _shift(SF.bits(p) >> 23, p_ref)
+    sh = (jnp.clip(d, lo_d, hi_d) << 23)[:, :, None]                      # (BR, NG, 1)
+    t = [p_ref[5 + i] + sh for i in range(7)]
 
     def code(v):
         b = SF.bits(v)
-        z = SF.bits(_mul(SF.from_bits(b & I32(0x7FFFFFFF)), down, interpret))
-        s2 = z >= c[3]
-        s1 = z >= jnp.where(s2, c[5], c[1])
-        s0 = z >= jnp.where(s2, jnp.where(s1, c[6], c[4]), jnp.where(s1, c[2], c[0]))
+        a = b & I32(0x7FFFFFFF)
+        s2 = a >= t[3]
+        s1 = a >= jnp.where(s2, t[5], t[1])
+        s0 = a >= jnp.where(s2, jnp.where(s1, t[6], t[4]), jnp.where(s1, t[2], t[0]))
         n = (s2.astype(I32) << 2) | (s1.astype(I32) << 1) | s0.astype(I32)
         return n | ((b >> 28) & I32(8))
 
@@ -71,10 +79,15 @@ def threshold_codes(lo, hi, p, p_ref, interpret):
 
 def use_thresholds(p, amax, p_ref):
     """Scalar bool: thresholds found (``p_ref[4]``) and every ``p`` of the block is
-    ``gs`` times a power of two ``2^k`` with ``2^-k`` normal, but for all-zero
-    groups (any divisor gives them code 0; ``threshold_codes`` clamps their ``k``)."""
+    a normal ``2^d * gs`` (same significand as ``gs``) with every ``c_i * 2^d``
+    normal, but for all-zero groups (any divisor gives them code 0).
+
+    Then for every float ``X >= 0``: ``RN(X / p)`` passes the i-th midpoint iff
+    ``X >= c_i * 2^d`` (``X / p`` and ``(X * 2^-d) / gs`` are the same real for the
+    floats around ``c_i * 2^d``, which scale exactly, and the quotient is
+    monotone in ``X``)."""
     pb, gb = SF.bits(p), p_ref[1]
-    e, eg = pb >> 23, gb >> 23
-    k = I32(127) + eg - e
-    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
+    e = pb >> 23
+    d, lo_d, hi_d = _shift(e, p_ref)
+    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (d >= lo_d) & (d <= hi_d)
     return (p_ref[4] == 1) & (jnp.min((fit | (amax == 0)).astype(I32)) == 1)

@@ -48,10 +48,14 @@ def write_json(path, **payload):
     print(f"wrote {path}")
 
 
-def _median_time(fn, repeats, sync=jax.block_until_ready):
+def _median_time(fn, repeats, sync=jax.block_until_ready, info=None):
     """Median seconds per call; each sample runs enough back-to-back calls
-    (one sync at the end) to last >= ~20 ms, so launch gaps overlap."""
+    (one sync at the end) to last >= ~20 ms, so launch gaps overlap. With a dict
+    ``info``, ``info["first_s"]`` = seconds of the first call (compile included)."""
+    t0 = time.perf_counter()
     sync(fn())
+    if info is not None:
+        info["first_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     sync(fn())
     once = max(time.perf_counter() - t0, 1e-6)
@@ -66,14 +70,15 @@ def _median_time(fn, repeats, sync=jax.block_until_ready):
     return float(np.median(ts))
 
 
-def device_time(fn, args, repeats=5, reps=10):
+def device_time(fn, args, repeats=5, reps=10, info=None):
     """Median seconds per ``fn(*args)`` measured on the device: ``reps`` calls
     unrolled inside ONE jitted program (each call's inputs pass through an
     ``optimization_barrier`` with a loop-carried scalar, so XLA can neither
     hoist nor merge them, and each output passes a barrier, so no slice of it is
     pushed into the computation), so host dispatch and launch gaps between programs
     do not count. For kernels shorter than Python's dispatch (decode-sized
-    matmuls) this is the time a jitted model pays; ``_median_time`` is not."""
+    matmuls) this is the time a jitted model pays; ``_median_time`` is not.
+    ``info``: see ``_median_time`` (the compile of all ``reps`` copies)."""
     def body(*a):
         c = jnp.float32(0)
         for _ in range(reps):
@@ -83,7 +88,7 @@ def device_time(fn, args, repeats=5, reps=10):
             c = c + leaf.reshape(-1)[0].astype(jnp.float32)
         return c
     loop = jax.jit(body)
-    return _median_time(lambda: loop(*args), repeats) / reps
+    return _median_time(lambda: loop(*args), repeats, info=info) / reps
 
 
 class _Reference:

@@ -11,8 +11,9 @@
 
 Default implementation (Pallas on GPU), plus the XLA path for comparison.
 Times are device times (``bench.device_time``: 10 calls unrolled in one jitted
-program, median of ``--repeats``), so decode-sized calls are not measured as
-Python dispatch. ``--sweep`` adds kernel tilings (the data behind the
+program (3 for the ~0.1 ms quantize calls), median of ``--repeats``), so
+decode-sized calls are not measured as Python dispatch. "1st s": seconds of
+the first call of the timing program (its compile), to spot slow compiles. ``--sweep`` adds kernel tilings (the data behind the
 heuristics in ``scmp_jax.fp4.pallas_matmul.matmul_tiling`` / ``QuantTiling``).
 Off GPU the shapes shrink to 512 (smoke test only).
 """
@@ -40,11 +41,12 @@ def _quantize_rows(n, repeats, rng, impls, sweep):
     rows.append(dict(case="copy (-x)", shape=[n, n], ms=t_copy * 1e3, gbs=copy_bw / 1e9))
 
     def row(case, fn):
-        t = device_time(fn, (x,), repeats)
+        info = {}
+        t = device_time(fn, (x,), repeats, reps=3, info=info)     # ~0.1 ms calls: 3 suffice
         codes, scales = jax.jit(fn)(x)
         moved = x.nbytes + codes.nbytes + scales.nbytes
         return dict(case=case, shape=[n, n], ms=t * 1e3, gbs=moved / t / 1e9,
-                    pct_of_copy=100 * moved / t / copy_bw)
+                    pct_of_copy=100 * moved / t / copy_bw, first_s=info["first_s"])
 
     for preset in ("mxfp4", "nvfp4"):
         for impl in impls:
@@ -72,14 +74,16 @@ def _linear_rows(n, k, m, repeats, rng, impls, tag, tilings=()):
     for impl in impls:
         mod, v = QuantLinear.from_dense(jnp.asarray(w), "mxfp4", quant_impl=impl,
                                         matmul_impl=impl)
-        t = device_time(mod.apply, (v, x), repeats)
+        info = {}
+        t = device_time(mod.apply, (v, x), repeats, info=info)
         wt = fp4.FP4Tensor(v["fp4"]["codes"], jax.lax.bitcast_convert_type(
             v["fp4"]["scales"], jnp.float8_e8m0fnu), v["fp4"]["global_scale"], 32, "e8m0",
             "even", (m, k))
         tm = device_time(lambda a_, w_, i=impl: fp4.matmul(a_, w_, implementation=i),
                          (a, wt), repeats)
         rows.append(dict(case=f"{tag} QuantLinear mxfp4 [{impl}]", shape=[n, k, m], ms=t * 1e3,
-                         over_bf16=t / t16, matmul_only_ms=tm * 1e3, matmul_over_bf16=tm / t16))
+                         over_bf16=t / t16, matmul_only_ms=tm * 1e3, matmul_over_bf16=tm / t16,
+                         first_s=info["first_s"]))
     if tilings:
         wt4 = fp4.quantize(jnp.asarray(w), "mxfp4")
         ops = lambda t_: (t_.codes, t_.scale_bytes, t_.global_scale, t_.scale_dtype)
@@ -109,7 +113,8 @@ def _print_row(r):
     f = lambda k, fmt: format(r[k], fmt) if r.get(k) is not None else ""
     print(f"{r['case'][:60]:<36} {str(tuple(r['shape'])):>18} {r['ms']:>9.3f} "
           f"{f('gbs', '8.0f'):>8} {f('pct_of_copy', '6.1f'):>6} {f('over_bf16', '7.2f'):>7} "
-          f"{f('matmul_only_ms', '8.3f'):>8} {f('matmul_over_bf16', '8.2f'):>8}", flush=True)
+          f"{f('matmul_only_ms', '8.3f'):>8} {f('matmul_over_bf16', '8.2f'):>8} "
+          f"{f('first_s', '7.1f'):>7}", flush=True)
 
 
 class _Rows(list):
@@ -150,7 +155,7 @@ def main(argv=None):
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})")
     print(f"{'case':<36} {'shape':>18} {'ms':>9} {'GB/s':>8} {'%copy':>6} {'/bf16':>7} "
-          f"{'mm ms':>8} {'mm/bf16':>8}", flush=True)
+          f"{'mm ms':>8} {'mm/bf16':>8} {'1st s':>7}", flush=True)
     rows = run(args.repeats, args.sweep, tuple(args.cases.split(",")))
     write_json(args.out, results=rows)
 

@@ -13,8 +13,9 @@ Default implementation (Pallas on GPU), plus the XLA path for comparison.
 Times are device times (``bench.device_time``: 10 calls unrolled in one jitted
 program (3 for the ~0.1 ms quantize calls), median of ``--repeats``), so
 decode-sized calls are not measured as Python dispatch. "1st s": seconds of
-the first call of the timing program (its compile), to spot slow compiles. ``--sweep`` adds kernel tilings (the data behind the
-heuristics in ``scmp_jax.fp4.pallas_matmul.matmul_tiling`` / ``QuantTiling``).
+the first call of the timing program (its compile), to spot slow compiles.
+``--sweep`` adds kernel tilings (the data behind the heuristics in
+``scmp_jax.fp4.pallas_matmul.matmul_tiling`` / ``QuantTiling``).
 Off GPU the shapes shrink to 512 (smoke test only).
 """
 from __future__ import annotations
@@ -104,7 +105,8 @@ _MT = P.MatmulTiling
 PREFILL_SWEEP = [_MT(256, 128, 128, 8, 3), _MT(256, 128, 128, 8, 3, grouped=True),
                  _MT(128, 256, 128, 8, 3, grouped=True), _MT(128, 128, 128, 8, 3, grouped=True),
                  _MT(128, 128, 128, dequant=True)]
-DECODE_SWEEP = [_MT(16, 128, 256, 4, 3, 16, grouped=True), _MT(16, 64, 256, 4, 3, 16, grouped=True),
+DECODE_SWEEP = [_MT(16, 128, 256, 4, 3, 16, grouped=True),
+                _MT(16, 64, 256, 4, 3, 16, grouped=True),
                 _MT(16, 128, 512, 4, 3, 8, grouped=True)] + [
     _MT(1, bm, bk, w, 3, gemv=True) for bm, bk, w in [(32, 256, 4), (16, 512, 4), (64, 256, 4)]]
 

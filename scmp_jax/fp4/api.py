@@ -224,10 +224,11 @@ def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, trans
 
 
 def _one_pass(x, w, cfg, transform, qi, mi):
-    """The fused schedule of ``quantized_matmul`` ("dequant" | "gemv"), or None."""
+    """The fused schedule of ``quantized_matmul`` ("dequant" | "gemv"), or None
+    (``x``'s shape against ``w`` is checked by the caller)."""
     shape = tuple(np.shape(x))
-    if not (qi == mi == "pallas" and on_gpu() and transform is None and len(shape) >= 2
-            and len(w.shape) == 2 and shape[-1] == w.shape[-1] and cfg.group_size >= 2
+    if not (qi == mi == "pallas" and on_gpu() and transform is None
+            and len(w.shape) == 2 and cfg.group_size >= 2
             and _pallas.unsupported_matmul(cfg.group_size, w.group_size) is None):
         return None
     if (_sharding.plan_quantize(x, cfg.group_size) is not None

@@ -26,8 +26,9 @@ section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
   fewer passes, the same bits.
 * e2m1 codes: e8m0 blocks whose ``scale_deq * gs`` are all ``2^d * gs``
   compare ``|x|`` with 7 thresholds per group (exponent-shifted from 7 found
-  once per global scale by exact division, ``pallas_thresholds``); other blocks divide (``div.rn``) or, for
-  power-of-two divisors, multiply by the exact reciprocal.
+  once per global scale by exact division, ``pallas_thresholds``); other
+  blocks divide (``div.rn``) or, for power-of-two divisors, multiply by the
+  exact reciprocal.
 * ``dequantize``, ``block_transform``: the XLA functions (elementwise /
   einsum; no kernel needed).
 
@@ -55,8 +56,9 @@ from . import pallas_thresholds as TH
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
-__all__ = ["quantize", "quantize_fused", "quantize_dequant", "linear_dequant", "linear_gemv", "dequantize", "matmul", "block_transform",
-           "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling", "matmul_tiling"]
+__all__ = ["quantize", "quantize_fused", "quantize_dequant", "linear_dequant", "linear_gemv",
+           "dequantize", "matmul", "block_transform", "unsupported", "unsupported_matmul",
+           "QuantTiling", "MatmulTiling", "matmul_tiling"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -112,6 +114,10 @@ class QuantTiling:
     transform_rows: int = 32  # BR of the transform kernel (its W is the (W, W) block size)
     thresholds: bool = True  # e8m0 scales: codes by 7 thresholds (no division); e4m3
                              # scales never try it (their products are rarely 2^k * gs)
+
+    def use_thresholds(self, scale_dtype: str) -> bool:
+        """Whether kernels for this scale format try the threshold branch (static)."""
+        return self.thresholds and scale_dtype == "e8m0"
 
 
 def _group_scales(amax, p_ref, scale_dtype, interpret):
@@ -171,8 +177,8 @@ def _encode(body, rounding):
 def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds):
     """Float32 halves (BR, NG, H) of each group -> (scale bytes int32 (BR, NG),
     ``run``): ``run(body)`` is ``body(codes lo, codes hi)`` (int32 e2m1 codes), the
-    codes by thresholds where ``pallas_thresholds.use_thresholds`` holds, else by quotients (a
-    scalar branch per block, so only one side runs)."""
+    codes by thresholds where ``pallas_thresholds.use_thresholds`` holds, else by
+    quotients (a scalar branch per block, so only one side runs)."""
     mag = lambda v: jnp.max(SF.bits(v) & I32(0x7FFFFFFF), axis=2)
     amax = jnp.maximum(mag(lo), mag(hi))                               # (BR, NG) int32
     scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
@@ -244,7 +250,7 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
         x3 = jnp.pad(x3, ((0, Rp - R), (0, NGp - ng), (0, 0)))
     kernel = functools.partial(_pair_kernel, kind=kind, scale_dtype=scale_dtype,
                                interpret=interpret, dequant=dequant,
-                               thresholds=tiling.thresholds and scale_dtype == "e8m0")
+                               thresholds=tiling.use_thresholds(scale_dtype))
     block = pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0))
     if dequant:
         out_specs, out_shape = block, jax.ShapeDtypeStruct((Rp, NGp, H), I32)
@@ -343,6 +349,16 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
     return (codes, scales, outs[2][:R, :K]) if emit_y else (codes, scales)
 
 
+def _prologue(x, rounding, interpret):
+    """(x as float32 / bfloat16 / float16, rounding index, interpret flag) from the
+    entry points' arguments (rounding by name or index; interpret None: off GPU)."""
+    if x.dtype not in (F32, BF16, jnp.float16):
+        x = x.astype(F32)
+    if isinstance(rounding, str):
+        rounding = FM.ROUNDINGS.index(rounding)
+    return x, rounding, _interpret() if interpret is None else interpret
+
+
 def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: int,
                    scale_dtype: str, rounding, tiling: QuantTiling | None = None,
                    return_transformed: bool = False, interpret: bool | None = None):
@@ -353,17 +369,12 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     why = unsupported(group_size, None if transform is None else transform.shape)
     if why:
         raise ValueError(why)
-    if interpret is None:
-        interpret = _interpret()
-    if isinstance(rounding, str):
-        rounding = FM.ROUNDINGS.index(rounding)
+    x, rounding, interpret = _prologue(x, rounding, interpret)
     shape = x.shape
     K = shape[-1]
-    if x.dtype not in (F32, BF16, jnp.float16):
-        x = x.astype(F32)
     x2 = x.reshape(-1, K)
-    params = _params(scale_scale, global_scale, rounding)
     tiling = tiling or QuantTiling()
+    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype))
     if transform is None and group_size >= 2 and not return_transformed:
         out = _pair_call(x2, params, group_size, scale_dtype, tiling, interpret)
     else:
@@ -380,13 +391,16 @@ def quantize(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
                           scale_dtype=scale_dtype, rounding=rounding)
 
 
-def _params(scale_scale, global_scale, rounding):
+def _params(scale_scale, global_scale, rounding, thresholds: bool):
     """int32 (16,): bits of ``scale_scale * gs`` and ``gs``, the rounding index, 0,
-    then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6), zero padding."""
+    then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
+    without ``thresholds``: kernels that never try the branch skip finding them),
+    zero padding."""
     prod = SF.mul(scale_scale, global_scale)
     rounding = jnp.asarray(rounding, I32)
     head = jnp.stack([SF.bits(prod), SF.bits(global_scale), rounding, I32(0)])
-    tail = TH.thresholds(jnp.asarray(global_scale, F32), rounding)
+    tail = (TH.thresholds(jnp.asarray(global_scale, F32), rounding) if thresholds
+            else jnp.zeros(8, I32))
     return jnp.concatenate([head, tail, jnp.zeros(_PARAMS - 12, I32)])
 
 
@@ -400,15 +414,12 @@ def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dty
     why = unsupported(group_size)
     if why or group_size < 2:
         raise ValueError(why or f"group_size must be >= 2 here, got {group_size}")
-    if interpret is None:
-        interpret = _interpret()
-    if isinstance(rounding, str):
-        rounding = FM.ROUNDINGS.index(rounding)
+    x, rounding, interpret = _prologue(x, rounding, interpret)
     K = x.shape[-1]
-    if x.dtype not in (F32, BF16, jnp.float16):
-        x = x.astype(F32)
-    y = _pair_call(x.reshape(-1, K), _params(scale_scale, global_scale, rounding), group_size,
-                   scale_dtype, tiling or QuantTiling(), interpret, dequant=True)
+    tiling = tiling or QuantTiling()
+    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype))
+    y = _pair_call(x.reshape(-1, K), params, group_size, scale_dtype, tiling, interpret,
+                   dequant=True)
     return y.reshape(x.shape)
 
 
@@ -437,10 +448,7 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     schedule of ``matmul(quantize(x), w)`` with the activation quantized inside
     the matmul kernel (one launch, no activation codes); the same bits as
     ``matmul`` with the same ``tiling`` on ``quantize_fused``'s output."""
-    if interpret is None:
-        interpret = _interpret()
-    if isinstance(rounding, str):
-        rounding = FM.ROUNDINGS.index(rounding)
+    x, rounding, interpret = _prologue(x, rounding, interpret)
     K, M = x.shape[-1], w[0].shape[0]
     G = group_size
     why = unsupported_matmul(G, K // w[1].shape[-1])
@@ -449,16 +457,14 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
                          f"{K // w[1].shape[-1]}")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, K)
-    if x2.dtype not in (F32, BF16, jnp.float16):
-        x2 = x2.astype(F32)
     N, H = x2.shape[0], G // 2
     t = tiling or matmul_tiling(N, M, K, G, G, interpret)
     if not t.gemv:
         raise ValueError(f"linear_gemv needs a gemv tiling, got {t}")
-    Kp = _mm.gemv_padding(K, G, t)
+    Kp = _mm.gemv_padding(K, t)
     x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
     inner, ng = x3.shape[-1], t.bk // G
-    thresholds = QuantTiling().thresholds and scale_dtype == "e8m0"
+    thresholds = QuantTiling().use_thresholds(scale_dtype)
 
     def act(refs, n, s):
         x_ref, p_ref = refs
@@ -469,7 +475,7 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)),
                           pl.BlockSpec((_PARAMS,), lambda j, s: (0,))]
     alpha = SF.mul(global_scale, w[2]).reshape(1)
-    y = _mm.gemv_call((x3, _params(scale_scale, global_scale, rounding)), specs, act,
+    y = _mm.gemv_call((x3, _params(scale_scale, global_scale, rounding, thresholds)), specs, act,
                       w[0], w[1], alpha, N, K, G, w[3], t, interpret)
     return y.reshape(lead + (M,))
 

@@ -70,11 +70,11 @@ def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = Fa
     BENCHMARKS.md), K = M = 4096: N <= 2 with equal group sizes: the dot-free
     gemv kernel (N = 1: 9 us, 32 weight rows x 256; N = 2: 11 us with 64 rows,
     vs 15 us split-K), one program per 256-element K step (split = K / 256, at
-    most 16: the layout those numbers were measured with); other decode-sized N (<= 16): grouped fused kernel,
-    16 x 64 tiles, K split in up to 16 ranges of 256 (15 us at N = 4 and 8, where
-    gemv takes 17 and 27 us); N >= 256 on GPU: decode once + dense GEMM (0.230 ms
-    at 4096^3 vs 0.57 ms for the best fused tiling); in between the fused kernel
-    (off GPU: always, it runs interpreted)."""
+    most 16: the layout those numbers were measured with); other decode-sized N
+    (<= 16): grouped fused kernel, 16 x 64 tiles, K split in up to 16 ranges of
+    256 (15 us at N = 4 and 8, where gemv takes 17 and 27 us); N >= 256 on GPU:
+    decode once + dense GEMM (0.230 ms at 4096^3 vs 0.57 ms for the best fused
+    tiling); in between the fused kernel (off GPU: always, it runs interpreted)."""
     bk = max(128, Ga, Gw)
     if N <= 2 and Ga == Gw and not interpret:
         bk = max(256, Ga)
@@ -229,7 +229,7 @@ def gemv_call(act_args, act_specs, act, wc, ws, alpha, N, K, G, dtw, t: MatmulTi
     activation operands ``act_args`` (already padded to ``Kp``; ``act_specs(ng_s)``
     their BlockSpecs for a K range of ``ng_s`` groups) -> float32 (N, M)."""
     M, S, H = wc.shape[0], t.split, G // 2
-    Mp, Kp = pl.cdiv(M, t.bm) * t.bm, pl.cdiv(K, t.bk * S) * t.bk * S
+    Mp, Kp = pl.cdiv(M, t.bm) * t.bm, gemv_padding(K, t)
     ng, ng_s = t.bk // G, Kp // S // G                   # groups per step, per K range
     w3 = _pad2(wc, Mp, Kp // 2).reshape(Mp, Kp // G, H)
     ws2 = _pad2(ws, Mp, Kp // G)
@@ -249,14 +249,14 @@ def gemv_call(act_args, act_specs, act, wc, ws, alpha, N, K, G, dtw, t: MatmulTi
     return y[:, :M]
 
 
-def gemv_padding(K, G, t: MatmulTiling):
+def gemv_padding(K, t: MatmulTiling):
     """Padded K of the gemv schedule."""
     return pl.cdiv(K, t.bk * t.split) * t.bk * t.split
 
 
 def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
     N, K = ac2.shape[0], 2 * ac2.shape[1]
-    H, Kp = G // 2, gemv_padding(K, G, t)
+    H, Kp = G // 2, gemv_padding(K, t)
     a3 = _pad2(ac2, N, Kp // 2).reshape(N, Kp // G, H)
     as2 = _pad2(as2, N, Kp // G)
     ng = t.bk // G

@@ -156,6 +156,29 @@ def test_threshold_codes_every_binade(gs):
         assert np.array_equal(np.asarray(codes), ref["codes"]), on
 
 
+def _staged_params(fn, *args):
+    """How many ``_params_program`` calls the traced program of ``fn`` holds."""
+    eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns
+    return sum(e.params.get("name") == "_params_program" for e in eqns)
+
+
+def test_params_computed_at_trace_time():
+    """Concrete scale scalars (also inside a caller's jit): the kernel parameters
+    (softfloat thresholds) are computed while tracing, not staged (staged with
+    constant inputs, XLA GPU spent minutes constant-folding them: the "very slow
+    compile" of session 5); traced scalars stay staged; same parameters, same codes."""
+    x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 64)), jnp.bfloat16)
+    const = lambda v: fp4.quantize(v, "mxfp4", implementation="pallas").codes
+    traced = lambda v, g: fp4.quantize(v, "mxfp4", global_scale=g, implementation="pallas").codes
+    gs = F32(fp4.MXFP4.global_scale)
+    assert _staged_params(const, x) == 0
+    assert _staged_params(traced, x, gs) == 1
+    eager = P._params(F32(4.0), gs, 0, True)
+    staged = jax.jit(lambda s, g: P._params(s, g, 0, True))(F32(4.0), gs)
+    assert np.array_equal(np.asarray(eager), np.asarray(staged))
+    assert np.array_equal(np.asarray(jax.jit(const)(x)), np.asarray(jax.jit(traced)(x, gs)))
+
+
 def _hadamard(g):
     h = np.ones((1, 1))
     while h.shape[0] < g:

@@ -121,9 +121,11 @@ def _config(config, group_size, scale_dtype, scale_scale, rounding) -> FP4Config
 
 
 def _global_scale(global_scale, cfg: FP4Config):
-    """float32 scalar array; validated unless traced."""
+    """float32 scalar, validated unless traced; concrete values stay NumPy (not a
+    traced constant under a caller's jit) so the Pallas kernels' parameters are
+    computed at trace time (``pallas._params``)."""
     if global_scale is None:
-        return jnp.asarray(cfg.global_scale, F32)
+        return np.float32(cfg.global_scale)
     if isinstance(global_scale, jax.core.Tracer):
         if global_scale.shape != ():
             raise ValueError(f"global_scale must be a scalar, got shape {global_scale.shape}")
@@ -131,7 +133,7 @@ def _global_scale(global_scale, cfg: FP4Config):
     gs = check_positive(np.asarray(global_scale) if hasattr(global_scale, "dtype")
                         else global_scale, "global_scale")
     check_product(cfg.scale_scale, gs)
-    return jnp.asarray(gs, F32)
+    return np.float32(gs)
 
 
 def _check_transform(transform, K):
@@ -248,8 +250,10 @@ def _linear_one_pass(x, scale_scale, global_scale, w, group_size, scale_dtype, r
 
 
 def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, scale_dtype, impl):
-    """scale_scale, global_scale and the rounding index are operands (one program
-    for every value); group size, scale format and implementation are static."""
+    """Not jitted on purpose: concrete ``scale_scale`` / ``global_scale`` / rounding
+    reach the kernels as NumPy values (``pallas._params`` folds them at trace
+    time); traced ones stay traced. Group size, scale format and implementation
+    are static."""
     mod = IMPLEMENTATIONS[impl]
     if hasattr(mod, "quantize_fused"):
         t = None if transform is None else transform.astype(F32)

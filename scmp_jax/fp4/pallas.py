@@ -395,12 +395,28 @@ def _params(scale_scale, global_scale, rounding, thresholds: bool):
     """int32 (16,): bits of ``scale_scale * gs`` and ``gs``, the rounding index, 0,
     then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
     without ``thresholds``: kernels that never try the branch skip finding them),
-    zero padding."""
-    prod = SF.mul(scale_scale, global_scale)
+    zero padding.
+
+    Concrete scalars (python / NumPy constants, also inside a caller's ``jit``)
+    are evaluated now, by one small jitted program, and reach the kernel as a
+    16-word constant: staged, XLA would constant-fold the softfloat arithmetic
+    of ``thresholds`` in every program that uses it (on the H200 that is where
+    the "very slow compile" of the quantize rows came from); traced scalars
+    are staged as usual."""
+    args = (scale_scale, global_scale, rounding)
+    if any(isinstance(v, jax.core.Tracer) for v in args):
+        return _params_program(*args, thresholds)
+    with jax.ensure_compile_time_eval():
+        return _params_program(*args, thresholds)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _params_program(scale_scale, global_scale, rounding, thresholds):
+    scale_scale, global_scale = jnp.asarray(scale_scale, F32), jnp.asarray(global_scale, F32)
     rounding = jnp.asarray(rounding, I32)
+    prod = SF.mul(scale_scale, global_scale)
     head = jnp.stack([SF.bits(prod), SF.bits(global_scale), rounding, I32(0)])
-    tail = (TH.thresholds(jnp.asarray(global_scale, F32), rounding) if thresholds
-            else jnp.zeros(8, I32))
+    tail = TH.thresholds(global_scale, rounding) if thresholds else jnp.zeros(8, I32)
     return jnp.concatenate([head, tail, jnp.zeros(_PARAMS - 12, I32)])
 
 

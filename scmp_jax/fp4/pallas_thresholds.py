@@ -58,19 +58,21 @@ def _shift(e, p_ref):
 
 def threshold_codes(lo, hi, p, p_ref):
     """(codes lo, codes hi) int32 by thresholds, for a block where ``use_thresholds``
-    holds: ``|x| >= c_i * 2^d`` on integer bit patterns (``c_i * 2^d`` is exact:
-    the exponent of ``c_i`` plus ``d``), one set of 7 thresholds per group, no
-    float operation per element."""
+    holds: ``|x| >= c_i * 2^d``, i.e. ``bits(|x|) - (d << 23) >= bits(c_i)`` (on
+    integer bit patterns, ``c_i * 2^d`` is ``bits(c_i) + (d << 23)``: normal, so
+    exact), one integer subtract per element and 7 scalar thresholds, no float
+    operation. ``use_thresholds`` bounds ``amax`` so the subtraction cannot
+    overflow."""
     d, lo_d, hi_d = _shift(SF.bits(p) >> 23, p_ref)
     sh = (jnp.clip(d, lo_d, hi_d) << 23)[:, :, None]                      # (BR, NG, 1)
-    t = [p_ref[5 + i] + sh for i in range(7)]
+    c = [p_ref[5 + i] for i in range(7)]
 
     def code(v):
         b = SF.bits(v)
-        a = b & I32(0x7FFFFFFF)
-        s2 = a >= t[3]
-        s1 = a >= jnp.where(s2, t[5], t[1])
-        s0 = a >= jnp.where(s2, jnp.where(s1, t[6], t[4]), jnp.where(s1, t[2], t[0]))
+        z = (b & I32(0x7FFFFFFF)) - sh
+        s2 = z >= c[3]
+        s1 = z >= jnp.where(s2, c[5], c[1])
+        s0 = z >= jnp.where(s2, jnp.where(s1, c[6], c[4]), jnp.where(s1, c[2], c[0]))
         n = (s2.astype(I32) << 2) | (s1.astype(I32) << 1) | s0.astype(I32)
         return n | ((b >> 28) & I32(8))
 
@@ -80,7 +82,8 @@ def threshold_codes(lo, hi, p, p_ref):
 def use_thresholds(p, amax, p_ref):
     """Scalar bool: thresholds found (``p_ref[4]``) and every ``p`` of the block is
     a normal ``2^d * gs`` (same significand as ``gs``) with every ``c_i * 2^d``
-    normal, but for all-zero groups (any divisor gives them code 0).
+    normal and ``amax * 2^-d`` finite, but for all-zero groups (any divisor gives
+    them code 0).
 
     Then for every float ``X >= 0``: ``RN(X / p)`` passes the i-th midpoint iff
     ``X >= c_i * 2^d`` (``X / p`` and ``(X * 2^-d) / gs`` are the same real for the
@@ -89,5 +92,6 @@ def use_thresholds(p, amax, p_ref):
     pb, gb = SF.bits(p), p_ref[1]
     e = pb >> 23
     d, lo_d, hi_d = _shift(e, p_ref)
-    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (d >= lo_d) & (d <= hi_d)
+    fit = ((((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (d >= lo_d)
+           & (d <= hi_d) & ((amax >> 23) - d <= 254))     # amax * 2^-d finite: no overflow
     return (p_ref[4] == 1) & (jnp.min((fit | (amax == 0)).astype(I32)) == 1)

@@ -8,13 +8,14 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   scale) vs its older forms: one multiply per element (power-of-two divisors)
   or IEEE ``div.rn`` per element (``QuantTiling(thresholds=False)``), for
   gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3: division either way);
-* the threshold kernel at several tilings (``quant_sweep``: those rows only);
+* ``quant_sweep``: instead, the threshold kernel at several tilings;
 * ``gemv``: decode rows N = 1, 2: quantize + gemv matmul vs ``linear_gemv``
   (activation quantized inside the gemv kernel) at several tilings.
 
-On the H200 (2026-12-01) rows that build a quantize kernel inside the 10-call
-timing program hit XLA's "very slow compile" alarm and ran past 250 s; see
-BENCHMARKS.md before spending device time on this probe.
+Session 5's "very slow compile" of the quantize rows (H200) came from the
+kernel parameters staged with constant scalars (XLA GPU constant-folding the
+softfloat threshold search); ``pallas._params`` now computes concrete scalars
+at trace time (session 6, 2026-12-01: every row compiles in 1-6 s).
 
 Notes for each version (prediction, outcome) live in BENCHMARKS.md.
 """
@@ -86,8 +87,9 @@ def quant_rows(n, repeats, sweep_only=False):
         row("mxfp4 gs=1 thresholds", _quant())
         row("mxfp4 gs=1 power-of-two multiply", _quant(off))
         row("mxfp4 gs=1/3 div.rn", _quant(off, **mx))
-    row("mxfp4 gs=1/3 thresholds", _quant(**mx))
-    row("nvfp4 gs=1 div.rn (e4m3: no threshold branch)", _quant(**nv))
+        row("mxfp4 gs=1/3 thresholds", _quant(**mx))
+        row("nvfp4 gs=1 div.rn (e4m3: no threshold branch)", _quant(**nv))
+        return rows
     for r_, c_, w_ in [(4, 1024, 4), (8, 512, 4), (4, 1024, 2), (8, 1024, 4), (2, 1024, 2),
                        (16, 512, 4), (8, 256, 2)]:
         til = P.QuantTiling(r_, c_, w_)
@@ -97,16 +99,21 @@ def quant_rows(n, repeats, sweep_only=False):
 
 
 def gemv_rows(repeats, k=4096):
-    """Decode rows N = 1, 2 (K = M = k, MXFP4): bf16 matmul vs quantize + gemv
-    matmul (two launches) vs ``linear_gemv`` (activation quantized in the gemv
-    kernel, one launch + the split-K sum) at several tilings (bm, bk, split)."""
+    """Decode rows N = 1, 2 (K = M = k, MXFP4), every operand a jit argument (as
+    in a jitted model, where weights, scales and global scales are variables):
+    bf16 matmul vs ``fp4.quantized_matmul`` (the QuantLinear path) vs quantize +
+    gemv matmul (two launches) vs ``linear_gemv`` (activation quantized in the
+    gemv kernel; split 1: one launch, alpha in the kernel; split > 1: + XLA's
+    sum) at several tilings (bm, bk, split)."""
     from scmp_jax import fp4
     from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(3)
     w = jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16)
     wt = fp4.quantize(w, "mxfp4")
-    ops = (wt.codes, wt.scale_bytes, wt.global_scale, "e8m0")
     cfg = fp4.MXFP4
+    wargs = (wt.codes, wt.scales, jnp.float32(wt.global_scale), jnp.float32(cfg.global_scale))
+    tensor = lambda c, s, g: fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k))
+    ops = lambda c, s, g: (c, jax.lax.bitcast_convert_type(s, U8), g, "e8m0")
     rows = []
 
     def row(case, fn, args):
@@ -116,20 +123,21 @@ def gemv_rows(repeats, k=4096):
         print(f"{case:<48} {sec * 1e3:8.4f} ms  (first call {info['first_s']:.1f} s)", flush=True)
 
     for n, tilings in [(1, [(32, 256, 16), (32, 256, 4), (32, 256, 1), (16, 256, 16),
-                            (16, 256, 4), (16, 512, 8), (64, 256, 16), (64, 512, 4)]),
-                       (2, [(64, 256, 16), (32, 256, 16), (64, 256, 4), (32, 512, 8)])]:
+                            (16, 256, 1), (16, 512, 1), (64, 256, 16), (64, 256, 1)]),
+                       (2, [(64, 256, 16), (32, 256, 16), (64, 256, 1), (32, 256, 1)])]:
         x = jnp.asarray(r.standard_normal((n, k)), BF16)
         row(f"N={n} bf16 matmul", lambda a, b: jnp.matmul(a, b.T), (x, w))
         row(f"N={n} QuantLinear path (fp4.quantized_matmul)",
-            lambda a: fp4.quantized_matmul(a, wt, cfg), (x,))
+            lambda a, c, s, g, ga: fp4.quantized_matmul(a, tensor(c, s, g), cfg, global_scale=ga),
+            (x,) + wargs)
+        row(f"N={n} quantize + matmul (2 launches)",
+            lambda a, c, s, g, ga: fp4.matmul(fp4.quantize(a, cfg, global_scale=ga),
+                                              tensor(c, s, g)), (x,) + wargs)
         for bm, bk, sp in tilings:
             t = MM.MatmulTiling(1, bm, bk, 4, 3, sp, gemv=True)
-            row(f"N={n} quantize + matmul gemv {bm}x{bk} s{sp}", lambda a, t=t: P.matmul(
-                (lambda q: (q.codes, q.scale_bytes, q.global_scale, "e8m0"))(
-                    fp4.quantize(a, cfg)), ops, tiling=t), (x,))
-            row(f"N={n} linear_gemv {bm}x{bk} s{sp}", lambda a, t=t: P.linear_gemv(
-                a, np.float32(cfg.scale_scale), np.float32(cfg.global_scale), ops,
-                group_size=32, scale_dtype="e8m0", rounding=0, tiling=t), (x,))
+            row(f"N={n} linear_gemv {bm}x{bk} s{sp}", lambda a, c, s, g, ga, t=t: P.linear_gemv(
+                a, np.float32(cfg.scale_scale), ga, ops(c, s, g), group_size=32,
+                scale_dtype="e8m0", rounding=0, tiling=t), (x,) + wargs)
     return rows
 
 

@@ -480,19 +480,23 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     Kp = _mm.gemv_padding(K, t)
     x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
     inner, ng = x3.shape[-1], t.bk // G
-    thresholds = QuantTiling().use_thresholds(scale_dtype)
 
     def act(refs, n, s):
-        x_ref, p_ref = refs
+        x_ref, ss_ref, gs_ref, r_ref = refs
+        # the params of the quantize kernels, formed here from the scalars (no XLA
+        # computation before the launch): bits of ss * gs as a (1, 1) tensor, gs, rounding
+        prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
+        p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
         lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
-        v_lo, v_hi = _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds)
+        v_lo, v_hi = _dequant_values(lo, hi, p, scale_dtype, interpret, False)
         return v_lo.reshape(ng, H), v_hi.reshape(ng, H)
 
-    specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)),
-                          pl.BlockSpec((_PARAMS,), lambda j, s: (0,))]
-    alpha = SF.mul(global_scale, w[2]).reshape(1)
-    y = _mm.gemv_call((x3, _params(scale_scale, global_scale, rounding, thresholds)), specs, act,
-                      w[0], w[1], alpha, N, K, G, w[3], t, interpret)
+    one = pl.BlockSpec((1,), lambda j, s: (0,))
+    specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)), one, one, one]
+    scalars = _mm.scalar_operands(scale_scale, global_scale) + (
+        jnp.asarray(rounding, I32).reshape(1),)
+    y = _mm.gemv_call((x3,) + scalars, specs, act, w[0], w[1],
+                      _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
     return y.reshape(lead + (M,))
 
 

@@ -43,7 +43,7 @@ from . import formats as FM
 from . import softfloat as SF
 
 __all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes",
-           "gemv_call", "gemv_padding"]
+           "gemv_call", "gemv_padding", "scalar_operands"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -128,7 +128,7 @@ def _decode_tile(c, high, s, G, scale_dtype, interpret):
     return _scaled(c, high, sd, interpret).astype(BF16)
 
 
-def _fused_kernel(ac_ref, as_ref, wc_ref, ws_ref, alpha_ref, o_ref, *, steps, bk, Ga, Gw,
+def _fused_kernel(ac_ref, as_ref, wc_ref, ws_ref, ga_ref, gw_ref, o_ref, *, steps, bk, Ga, Gw,
                   dtype_a, dtype_w, scale_in_kernel, grouped, interpret):
     h = bk // 2
     bn, bm = o_ref.shape[-2:]
@@ -153,7 +153,7 @@ def _fused_kernel(ac_ref, as_ref, wc_ref, ws_ref, alpha_ref, o_ref, *, steps, bk
 
     acc = lax.fori_loop(0, steps, step, jnp.zeros((bn, bm), F32))
     if scale_in_kernel:
-        acc = _mul(acc, alpha_ref[0], interpret)
+        acc = _mul(acc, _alpha(ga_ref, gw_ref, acc.shape, interpret), interpret)
     o_ref[...] = acc.reshape(o_ref.shape)
 
 
@@ -161,7 +161,26 @@ def _pad2(x, r, c):
     return jnp.pad(x, ((0, r - x.shape[0]), (0, c - x.shape[1]))) if x.shape != (r, c) else x
 
 
-def _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t: MatmulTiling, interpret):
+def scalar_operands(*values):
+    """float32 scalars -> (1,) float32 kernel operands (reshapes only: no XLA
+    computation before the launch; e.g. kernels with a whole K range form
+    ``alpha = gs_a * gs_w`` themselves)."""
+    return tuple(jnp.asarray(v, F32).reshape(1) for v in values)
+
+
+def _alpha(ga_ref, gw_ref, shape, interpret):
+    """``gs_a * gs_w`` (IEEE) broadcast to ``shape``, inside a kernel (a tensor
+    operation: the PTX multiply is not used on scalars)."""
+    return _mul(jnp.full(shape, ga_ref[0], F32), gw_ref[0], interpret)
+
+
+def _split_sum(out, gs):
+    """float32 (S, N, M) partials of the K ranges -> ``alpha * sum`` (S = 1: the
+    kernel applied ``alpha``)."""
+    return out[0] if out.shape[0] == 1 else out.sum(axis=0) * SF.mul(gs[0][0], gs[1][0])
+
+
+def _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t: MatmulTiling, interpret):
     N, M, K = ac2.shape[0], wc.shape[0], 2 * ac2.shape[1]
     S = t.split
     Np, Mp = pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm
@@ -186,13 +205,13 @@ def _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t: MatmulTiling, interpret
                   pl.BlockSpec((t.bn, Kc // Ga), lambda i, j, s: (i, s)),
                   specs[2],
                   pl.BlockSpec((t.bm, Kc // Gw), lambda i, j, s: (j, s)),
+                  pl.BlockSpec((1,), lambda i, j, s: (0,)),
                   pl.BlockSpec((1,), lambda i, j, s: (0,))],
         out_specs=pl.BlockSpec((None, t.bn, t.bm), lambda i, j, s: (s, i, j)),
         out_shape=jax.ShapeDtypeStruct((S, Np, Mp), F32),
         interpret=interpret, **triton_params(interpret, t.warps, t.stages),
-    )(ac2, as2, wc2, ws2, alpha)
-    y = out[0] if S == 1 else out.sum(axis=0) * alpha[0]
-    return y[:N, :M]
+    )(ac2, as2, wc2, ws2, *gs)
+    return _split_sum(out, gs)[:N, :M]
 
 
 # ---- gemv: few activation rows, no tensor-core dot ---------------------------------------
@@ -204,7 +223,7 @@ def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
     out[n, m] = sum over groups g of s_w[m, g] * sum_{k in g} v_w[m, k] (v_a s_a)[n, k]
     (the weight scale applied once per group), accumulated step by step, times
     ``alpha`` (when the K range is whole)."""
-    act_refs, (wc_ref, ws_ref, alpha_ref, o_ref) = refs[:n_act], refs[n_act:]
+    act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
     n_rows, bm = o_ref.shape[-2:]
 
     def step(s, accs):
@@ -220,10 +239,11 @@ def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
 
     accs = lax.fori_loop(0, steps, step, tuple(jnp.zeros((bm,), F32) for _ in range(n_rows)))
     for n in range(n_rows):
-        o_ref[n, :] = _mul(accs[n], alpha_ref[0], interpret) if scale_in_kernel else accs[n]
+        o_ref[n, :] = (_mul(accs[n], _alpha(ga_ref, gw_ref, (bm,), interpret), interpret)
+                       if scale_in_kernel else accs[n])
 
 
-def gemv_call(act_args, act_specs, act, wc, ws, alpha, N, K, G, dtw, t: MatmulTiling,
+def gemv_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTiling,
               interpret):
     """Runs ``_gemv_kernel`` over weights (M, K/2) codes / (M, K/G) scale bytes with
     activation operands ``act_args`` (already padded to ``Kp``; ``act_specs(ng_s)``
@@ -240,13 +260,13 @@ def gemv_call(act_args, act_specs, act, wc, ws, alpha, N, K, G, dtw, t: MatmulTi
         in_specs=list(act_specs(ng_s)) + [
             pl.BlockSpec((t.bm, ng_s, H), lambda j, s: (j, s, 0)),
             pl.BlockSpec((t.bm, ng_s), lambda j, s: (j, s)),
+            pl.BlockSpec((1,), lambda j, s: (0,)),
             pl.BlockSpec((1,), lambda j, s: (0,))],
         out_specs=pl.BlockSpec((None, N, t.bm), lambda j, s: (s, 0, j)),
         out_shape=jax.ShapeDtypeStruct((S, N, Mp), F32),
         interpret=interpret, **triton_params(interpret, t.warps, t.stages),
-    )(*act_args, w3, ws2, alpha)
-    y = out[0] if S == 1 else out.sum(axis=0) * alpha[0]
-    return y[:, :M]
+    )(*act_args, w3, ws2, *gs)
+    return _split_sum(out, gs)[:, :M]
 
 
 def gemv_padding(K, t: MatmulTiling):
@@ -254,7 +274,7 @@ def gemv_padding(K, t: MatmulTiling):
     return pl.cdiv(K, t.bk * t.split) * t.bk * t.split
 
 
-def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
+def _gemv(ac2, as2, wc, ws, gs, dta, dtw, G, t: MatmulTiling, interpret):
     N, K = ac2.shape[0], 2 * ac2.shape[1]
     H, Kp = G // 2, gemv_padding(K, t)
     a3 = _pad2(ac2, N, Kp // 2).reshape(N, Kp // G, H)
@@ -269,7 +289,7 @@ def _gemv(ac2, as2, wc, ws, alpha, dta, dtw, G, t: MatmulTiling, interpret):
 
     specs = lambda ng_s: [pl.BlockSpec((N, ng_s, H), lambda j, s: (0, s, 0)),
                           pl.BlockSpec((N, ng_s), lambda j, s: (0, s))]
-    return gemv_call((a3, as2), specs, act, wc, ws, alpha, N, K, G, dtw, t, interpret)
+    return gemv_call((a3, as2), specs, act, wc, ws, gs, N, K, G, dtw, t, interpret)
 
 
 # ---- dequant: decode kernel + dense dot --------------------------------------------------
@@ -334,14 +354,14 @@ def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False)
     ac2, as2 = ac.reshape(-1, K // 2), as_.reshape(-1, K // Ga)
     N, M = ac2.shape[0], wc.shape[0]
     t = tiling or matmul_tiling(N, M, K, Ga, Gw, interpret)
-    alpha = SF.mul(gsa, gsw).reshape(1)
+    gs = scalar_operands(gsa, gsw)
     if t.dequant:
-        y = _dequant(ac2, as2, wc, ws, alpha, dta, dtw, interpret)
+        y = _dequant(ac2, as2, wc, ws, SF.mul(gsa, gsw).reshape(1), dta, dtw, interpret)
     elif t.gemv:
         if Ga != Gw or N > 16:
             raise ValueError(f"tiling.gemv needs equal group sizes and N <= 16, got "
                              f"groups {Ga}/{Gw}, N={N}")
-        y = _gemv(ac2, as2, wc, ws, alpha, dta, dtw, Ga, t, interpret)
+        y = _gemv(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
     else:
-        y = _fused(ac2, as2, wc, ws, alpha, dta, dtw, Ga, Gw, t, interpret)
+        y = _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t, interpret)
     return y.reshape(lead + (M,))

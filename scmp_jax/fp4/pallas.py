@@ -191,7 +191,8 @@ def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds):
         if not thresholds:
             return general(body)
         return lax.cond(TH.use_thresholds(p, amax, p_ref),
-                        lambda: body(*TH.threshold_codes(lo, hi, p, p_ref)),
+                        lambda: body(*TH.threshold_codes(
+                            lo, hi, p, p_ref, lambda a, b: _mul(a, b, interpret))),
                         lambda: general(body))
     return scales, run
 

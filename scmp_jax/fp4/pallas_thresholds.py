@@ -1,13 +1,14 @@
 """e2m1 codes by thresholds instead of a division per element (SPEC.md section 9,
 ties to even), for the fp4 quantize kernels of ``pallas``.
 
-With ``p = 2^d * gs`` exactly (e8m0 scales: every group), the code of
-``RN(|x| / p)`` is monotone in ``|x|``: code = #{i : |x| >= c_i * 2^d} for the
-7 smallest floats ``c_i`` whose quotient ``RN(c_i / gs)`` passes the i-th e2m1
-midpoint (reaching it, where the tie goes up). The ``c_i`` depend on ``gs``
-only: found once per call, outside the kernel, by exact (softfloat) division
-of the floats around ``t_i * gs``; in the kernel each group shifts their
-exponents by ``d`` and compares integer bit patterns.
+With ``p = 2^d * gs`` exactly (e8m0 scales: every group), ``RN(|x| / p)`` is
+``RN(z / gs)`` for ``z = |x| * 2^-d`` (exact), and the code of a quotient is
+monotone in ``z``: code = #{i : z >= c_i} for the 7 smallest floats ``c_i``
+whose quotient ``RN(c_i / gs)`` passes the i-th e2m1 midpoint (reaching it,
+where the tie goes up). The ``c_i`` depend on ``gs`` only: found once per
+call, outside the kernel, by exact (softfloat) division of the floats around
+``t_i * gs``; in the kernel each element is scaled by its group's ``2^-d``
+and compared with them as an integer bit pattern.
 
 ``p_ref`` is the kernels' int32 params vector (``pallas._params``): [1] the
 bits of ``gs``, [4] the ok flag and [5:12] ``c_0..c_6`` of ``thresholds``.
@@ -48,28 +49,32 @@ def thresholds(gs, rounding):
     return jnp.concatenate([ok.astype(I32)[None], c])
 
 
-def _shift(e, p_ref):
-    """``d = e - e_gs`` (p = 2^d * gs), clamped so that every ``c_i * 2^d`` stays a
-    positive normal float (groups outside that range are not eligible, but for
-    all-zero groups, whose codes are 0 against any positive threshold)."""
-    c0, c6 = p_ref[5], p_ref[11]
-    return e - (p_ref[1] >> 23), I32(1) - (c0 >> 23), I32(254) - (c6 >> 23)
+def _down(p, p_ref):
+    """Per group ``p = 2^d * gs`` -> ``2^-d`` as float32 (clamped to a
+    normal power of two; groups outside that range are not eligible, but for
+    all-zero groups, whose codes are 0 whatever the factor)."""
+    k = I32(127) + (p_ref[1] >> 23) - (SF.bits(p) >> 23)                 # 127 - d
+    return SF.from_bits(jnp.clip(k, 1, 254) << 23)
 
 
-def threshold_codes(lo, hi, p, p_ref):
+def threshold_codes(lo, hi, p, p_ref, mul):
     """(codes lo, codes hi) int32 by thresholds, for a block where ``use_thresholds``
-    holds: ``|x| >= c_i * 2^d``, i.e. ``bits(|x|) - (d << 23) >= bits(c_i)`` (on
-    integer bit patterns, ``c_i * 2^d`` is ``bits(c_i) + (d << 23)``: normal, so
-    exact), one integer subtract per element and 7 scalar thresholds, no float
-    operation. ``use_thresholds`` bounds ``amax`` so the subtraction cannot
-    overflow."""
-    d, lo_d, hi_d = _shift(SF.bits(p) >> 23, p_ref)
-    sh = (jnp.clip(d, lo_d, hi_d) << 23)[:, :, None]                      # (BR, NG, 1)
+    holds: ``z = |x| * 2^-d`` (``mul``: the kernels' IEEE multiply; exact unless
+    ``z`` is subnormal, then below ``c_0`` either way, or overflows to Inf, above
+    ``c_6`` either way) compared with the 7 scalar thresholds ``c_i`` on bit
+    patterns.
+
+    GPU note (H200): this form (one PTX ``mul.rn`` per element; the kernel jaxpr
+    of commit 12e5e1f) ran at 2115 GB/s = 66 % of copy (session 5); two
+    integer-only forms (``|x| >= c_i * 2^d`` with per-group thresholds, then
+    ``bits(|x|) - (d << 23) >= c_i``) ran at ~1650 GB/s (session 6), slower
+    than dividing every element."""
+    down = jnp.broadcast_to(_down(p, p_ref)[:, :, None], lo.shape)
     c = [p_ref[5 + i] for i in range(7)]
 
     def code(v):
         b = SF.bits(v)
-        z = (b & I32(0x7FFFFFFF)) - sh
+        z = SF.bits(mul(SF.from_bits(b & I32(0x7FFFFFFF)), down))
         s2 = z >= c[3]
         s1 = z >= jnp.where(s2, c[5], c[1])
         s0 = z >= jnp.where(s2, jnp.where(s1, c[6], c[4]), jnp.where(s1, c[2], c[0]))
@@ -81,17 +86,15 @@ def threshold_codes(lo, hi, p, p_ref):
 
 def use_thresholds(p, amax, p_ref):
     """Scalar bool: thresholds found (``p_ref[4]``) and every ``p`` of the block is
-    a normal ``2^d * gs`` (same significand as ``gs``) with every ``c_i * 2^d``
-    normal and ``amax * 2^-d`` finite, but for all-zero groups (any divisor gives
-    them code 0).
+    a normal ``2^d * gs`` (same significand as ``gs``) with ``2^-d`` normal, but
+    for all-zero groups (any divisor gives them code 0).
 
     Then for every float ``X >= 0``: ``RN(X / p)`` passes the i-th midpoint iff
-    ``X >= c_i * 2^d`` (``X / p`` and ``(X * 2^-d) / gs`` are the same real for the
-    floats around ``c_i * 2^d``, which scale exactly, and the quotient is
-    monotone in ``X``)."""
+    ``RN(X * 2^-d) >= c_i`` (``X / p`` and ``(X * 2^-d) / gs`` are the same real,
+    the quotient is monotone, and rounding ``X * 2^-d`` only happens below the
+    least normal, under ``c_0``, or at overflow, above ``c_6``)."""
     pb, gb = SF.bits(p), p_ref[1]
     e = pb >> 23
-    d, lo_d, hi_d = _shift(e, p_ref)
-    fit = ((((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (d >= lo_d)
-           & (d <= hi_d) & ((amax >> 23) - d <= 254))     # amax * 2^-d finite: no overflow
+    k = I32(127) + (gb >> 23) - e                                          # 127 - d
+    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
     return (p_ref[4] == 1) & (jnp.min((fit | (amax == 0)).astype(I32)) == 1)

@@ -193,7 +193,8 @@ def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=N
     else:
         codes, scales = _quantize(*args, *static)
     scales = jax.lax.bitcast_convert_type(scales, SCALE_TYPES[cfg.scale_dtype])
-    return FP4Tensor(codes, scales, gs, cfg.group_size, cfg.scale_dtype, cfg.rounding, shape)
+    return FP4Tensor(codes, scales, jnp.asarray(gs, F32), cfg.group_size, cfg.scale_dtype,
+                     cfg.rounding, shape)
 
 
 def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, transform=None,

@@ -403,10 +403,12 @@ def _params(scale_scale, global_scale, rounding, thresholds: bool):
     16-word constant: staged, XLA would constant-fold the softfloat arithmetic
     of ``thresholds`` in every program that uses it (on the H200 that is where
     the "very slow compile" of the quantize rows came from); traced scalars
-    are staged as usual."""
+    are staged behind an ``optimization_barrier``, so a traced constant (e.g.
+    ``jnp.float32(0.5)`` written inside a jitted function) is computed at run
+    time like a jit argument instead of being folded (not yet checked on the GPU)."""
     args = (scale_scale, global_scale, rounding)
     if any(isinstance(v, jax.core.Tracer) for v in args):
-        return _params_program(*args, thresholds)
+        return _params_program(*lax.optimization_barrier(args), thresholds)
     with jax.ensure_compile_time_eval():
         return _params_program(*args, thresholds)
 

@@ -91,6 +91,21 @@ def device_time(fn, args, repeats=5, reps=10, info=None):
     return _median_time(lambda: loop(*args), repeats, info=info) / reps
 
 
+def device_time_rotating(fn, arg_sets, repeats=5, info=None):
+    """Like ``device_time`` with one call per tuple of ``arg_sets`` (e.g. several
+    layers' weights), so operands larger than L2 together stream from HBM on
+    each call as in a multi-layer model; seconds per call."""
+    def body(*sets):
+        c = jnp.float32(0)
+        for a in sets:
+            a2, c = jax.lax.optimization_barrier((a, c))
+            out = jax.lax.optimization_barrier(fn(*a2))
+            c = c + jax.tree_util.tree_leaves(out)[0].reshape(-1)[0].astype(jnp.float32)
+        return c
+    loop = jax.jit(body)
+    return _median_time(lambda: loop(*arg_sets), repeats, info=info) / len(arg_sets)
+
+
 class _Reference:
     """The reference package on the same GPU, same process (torch)."""
 

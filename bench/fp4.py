@@ -7,7 +7,11 @@
   (activation quantize + fp4 matmul) vs bf16 ``jnp.matmul``; also the
   matmul alone on pre-quantized activations;
 * decode rows N in {1, 8, 16} (K = M = 4096) vs bf16 ``jnp.matmul`` (with
-  ``--sweep`` also N = 2, 4).
+  ``--sweep`` also N = 2, 4); one weight reused, so it stays in L2 (50-60 MB)
+  between the unrolled calls;
+* ``decode_cold``: decode N in {1, 16} through 16 distinct weights per timed
+  call (``bench.device_time_rotating``), so weights stream from HBM as in a
+  multi-layer model (where fp4's quarter of the bytes can show).
 
 Default implementation (Pallas on GPU), plus the XLA path for comparison.
 Times are device times (``bench.device_time``: 10 calls unrolled in one jitted
@@ -26,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.__main__ import device_time, write_json
+from bench.__main__ import device_time, device_time_rotating, write_json
 from scmp_jax import fp4
 from scmp_jax.flax import QuantLinear
 from scmp_jax.fp4 import pallas as P
@@ -127,7 +131,27 @@ class _Rows(list):
         super().append(r)
 
 
-def run(repeats=5, sweep=False, cases=("quantize", "prefill", "decode")):
+def _decode_cold_rows(n, k, m, layers, repeats, rng):
+    """Decode N=n through ``layers`` distinct (m, k) weights per timed call (16 bf16
+    weights of 4096^2 = 512 MB, 128 MB as MXFP4: both far past the 50-60 MB L2),
+    so each weight comes from HBM as in a multi-layer model; the plain decode
+    rows reuse one weight, which stays in L2 between the unrolled calls."""
+    x = jnp.asarray(rng.standard_normal((n, k)), BF16)
+    ws = [(rng.standard_normal((m, k)) * 0.02).astype(np.float32) for _ in range(layers)]
+    t16 = device_time_rotating(lambda a, b: jnp.matmul(a, b.T),
+                               [(x, jnp.asarray(w, BF16)) for w in ws], repeats)
+    rows = _Rows()
+    tag = f"decode N={n} x{layers} weights"
+    rows.append(dict(case=f"{tag} bf16", shape=[n, k, m], ms=t16 * 1e3))
+    mods = [QuantLinear.from_dense(jnp.asarray(w), "mxfp4") for w in ws]
+    info = {}
+    t = device_time_rotating(mods[0][0].apply, [(v, x) for _, v in mods], repeats, info=info)
+    rows.append(dict(case=f"{tag} QuantLinear mxfp4", shape=[n, k, m], ms=t * 1e3,
+                     over_bf16=t / t16, first_s=info["first_s"]))
+    return rows
+
+
+def run(repeats=5, sweep=False, cases=("quantize", "prefill", "decode", "decode_cold")):
     on_gpu = jax.default_backend() == "gpu"
     big, lin = (8192, 4096) if on_gpu else (512, 512)
     impls = ("pallas", "xla") if on_gpu else ("xla",)
@@ -143,6 +167,9 @@ def run(repeats=5, sweep=False, cases=("quantize", "prefill", "decode")):
         for n in (1, 2, 4, 8, 16) if sweep else (1, 8, 16):
             rows += _linear_rows(n, lin, lin, repeats, rng, impls, f"decode N={n}",
                                  DECODE_SWEEP if sweep else ())
+    if "decode_cold" in cases:
+        for n in (1, 16):
+            rows += _decode_cold_rows(n, lin, lin, 16 if on_gpu else 2, repeats, rng)
     return rows
 
 
@@ -151,8 +178,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_results.json")
     p.add_argument("--sweep", action="store_true", help="also time kernel tilings (GPU)")
-    p.add_argument("--cases", default="quantize,prefill,decode",
-                   help="comma-separated subset of quantize,prefill,decode")
+    p.add_argument("--cases", default="quantize,prefill,decode,decode_cold",
+                   help="comma-separated subset of quantize,prefill,decode,decode_cold")
     args = p.parse_args(argv)
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})")

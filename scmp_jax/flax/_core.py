@@ -79,7 +79,7 @@ def quantize_weight(w, cfg, transform=None, quant_impl=None, act_cfg=None) -> di
     gs = _weight_global_scale(w, cfg)
     t = None if transform is None else jnp.asarray(transform, F32)
     q = fp4.quantize(w, cfg, global_scale=gs, transform=t, implementation=quant_impl)
-    state = {"codes": q.codes, "scales": q.scale_bytes, "global_scale": jnp.asarray(q.global_scale, F32),
+    state = {"codes": q.codes, "scales": q.scale_bytes, "global_scale": q.global_scale,
              "act_global_scale": jnp.asarray((act_cfg or cfg).global_scale, F32)}
     if t is not None:
         state["transform"] = t

@@ -252,9 +252,9 @@ def _linear_one_pass(x, scale_scale, global_scale, w, group_size, scale_dtype, r
 
 def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, scale_dtype, impl):
     """Not jitted on purpose: concrete ``scale_scale`` / ``global_scale`` / rounding
-    reach the kernels as NumPy values (``pallas._params`` folds them at trace
-    time); traced ones stay traced. Group size, scale format and implementation
-    are static."""
+    reach the kernels as NumPy values (``pallas._params`` turns them into kernel
+    parameters at trace time); traced ones stay traced. Group size, scale format
+    and implementation are static."""
     mod = IMPLEMENTATIONS[impl]
     if hasattr(mod, "quantize_fused"):
         t = None if transform is None else transform.astype(F32)

@@ -70,6 +70,21 @@ def _median_time(fn, repeats, sync=jax.block_until_ready, info=None):
     return float(np.median(ts))
 
 
+def _unrolled(fn):
+    """jit of ``body(*arg_sets)``: one ``fn`` call per tuple of arguments, each
+    call's inputs passing an ``optimization_barrier`` with a loop-carried scalar
+    and each output a barrier (see ``device_time``)."""
+    def body(*sets):
+        c = jnp.float32(0)
+        for a in sets:
+            a2, c = jax.lax.optimization_barrier((a, c))
+            out = jax.lax.optimization_barrier(fn(*a2))    # whole output materialized
+            leaf = jax.tree_util.tree_leaves(out)[0]
+            c = c + leaf.reshape(-1)[0].astype(jnp.float32)
+        return c
+    return body
+
+
 def device_time(fn, args, repeats=5, reps=10, info=None):
     """Median seconds per ``fn(*args)`` measured on the device: ``reps`` calls
     unrolled inside ONE jitted program (each call's inputs pass through an
@@ -79,15 +94,8 @@ def device_time(fn, args, repeats=5, reps=10, info=None):
     do not count. For kernels shorter than Python's dispatch (decode-sized
     matmuls) this is the time a jitted model pays; ``_median_time`` is not.
     ``info``: see ``_median_time`` (the compile of all ``reps`` copies)."""
-    def body(*a):
-        c = jnp.float32(0)
-        for _ in range(reps):
-            a2, c = jax.lax.optimization_barrier((a, c))
-            out = jax.lax.optimization_barrier(fn(*a2))    # whole output materialized
-            leaf = jax.tree_util.tree_leaves(out)[0]
-            c = c + leaf.reshape(-1)[0].astype(jnp.float32)
-        return c
-    loop = jax.jit(body)
+    body = _unrolled(fn)
+    loop = jax.jit(lambda *a: body(*[a] * reps))
     return _median_time(lambda: loop(*args), repeats, info=info) / reps
 
 
@@ -95,14 +103,7 @@ def device_time_rotating(fn, arg_sets, repeats=5, info=None):
     """Like ``device_time`` with one call per tuple of ``arg_sets`` (e.g. several
     layers' weights), so operands larger than L2 together stream from HBM on
     each call as in a multi-layer model; seconds per call."""
-    def body(*sets):
-        c = jnp.float32(0)
-        for a in sets:
-            a2, c = jax.lax.optimization_barrier((a, c))
-            out = jax.lax.optimization_barrier(fn(*a2))
-            c = c + jax.tree_util.tree_leaves(out)[0].reshape(-1)[0].astype(jnp.float32)
-        return c
-    loop = jax.jit(body)
+    loop = jax.jit(_unrolled(fn))
     return _median_time(lambda: loop(*arg_sets), repeats, info=info) / len(arg_sets)
 
 

@@ -49,12 +49,17 @@ def thresholds(gs, rounding):
     return jnp.concatenate([ok.astype(I32)[None], c])
 
 
+def _k(e, gb):
+    """Biased exponent ``e`` of ``p = 2^d * gs``, bits ``gb`` of ``gs`` -> ``127 - d``,
+    the biased exponent of ``2^-d``."""
+    return I32(127) + (gb >> 23) - e
+
+
 def _down(p, p_ref):
     """Per group ``p = 2^d * gs`` -> ``2^-d`` as float32 (clamped to a
     normal power of two; groups outside that range are not eligible, but for
     all-zero groups, whose codes are 0 whatever the factor)."""
-    k = I32(127) + (p_ref[1] >> 23) - (SF.bits(p) >> 23)                 # 127 - d
-    return SF.from_bits(jnp.clip(k, 1, 254) << 23)
+    return SF.from_bits(jnp.clip(_k(SF.bits(p) >> 23, p_ref[1]), 1, 254) << 23)
 
 
 def threshold_codes(lo, hi, p, p_ref, mul):
@@ -95,6 +100,6 @@ def use_thresholds(p, amax, p_ref):
     least normal, under ``c_0``, or at overflow, above ``c_6``)."""
     pb, gb = SF.bits(p), p_ref[1]
     e = pb >> 23
-    k = I32(127) + (gb >> 23) - e                                          # 127 - d
+    k = _k(e, gb)
     fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
     return (p_ref[4] == 1) & (jnp.min((fit | (amax == 0)).astype(I32)) == 1)

@@ -2,7 +2,8 @@
 
 Every case is timed in one process next to its baselines: dense
 ``jnp.matmul`` in float32 and bfloat16 on the same shapes, the XLA SC path
-when the default implementation is another one, and with ``--reference DIR``
+when the default implementation is another one, on GPU the default with
+``counts="gather"`` (table lookups; checked to give the same bits), and with ``--reference DIR``
 the reference PyTorch package ``scmp_kernels`` imported from ``DIR`` (a local
 copy, never committed) on the same data. Times are per call, from back-to-back
 calls with one synchronisation (median of ``--repeats``). Prints a table and
@@ -145,17 +146,23 @@ def run(quick: bool = False, repeats: int = 5, reference=None):
         g = kw.pop("granularity")
         sc = jax.jit(lambda x, y: scmp_jax.sc_matmul(x, y, g, **kw))
         sc_xla = jax.jit(lambda x, y: scmp_jax.sc_matmul(x, y, g, implementation="xla", **kw))
+        sc_gather = jax.jit(lambda x, y: scmp_jax.sc_matmul(x, y, g, counts="gather", **kw))
         mm32 = jax.jit(lambda x, y: jnp.einsum("...nd,...md->...nm", x, y,
                                                precision=jax.lax.Precision.DEFAULT))
         mm16 = jax.jit(lambda x, y: jnp.einsum("...nd,...md->...nm", x.astype(jnp.bfloat16),
                                                y.astype(jnp.bfloat16)))
         t_sc = _median_time(lambda: sc(a, b), repeats)
         t_xla = t_sc if not on_gpu else _median_time(lambda: sc_xla(a, b), repeats)
+        t_gather = t_sc if not on_gpu else _median_time(lambda: sc_gather(a, b), repeats)
+        if on_gpu:     # the two count algorithms must give the same bits
+            assert np.array_equal(np.asarray(sc(a, b)).view(np.uint32),
+                                  np.asarray(sc_gather(a, b)).view(np.uint32)), name
         t32 = _median_time(lambda: mm32(a, b), repeats)
         t16 = _median_time(lambda: mm16(a, b), repeats)
         lookups = int(np.prod(sa[:-1])) * sb[-2] * sa[-1]
         r = dict(case=name, a=list(sa), b=list(sb), sc_ms=t_sc * 1e3,
-                 xla_ms=t_xla * 1e3, fp32_ms=t32 * 1e3, bf16_ms=t16 * 1e3,
+                 xla_ms=t_xla * 1e3, gather_ms=t_gather * 1e3, fp32_ms=t32 * 1e3,
+                 bf16_ms=t16 * 1e3, sc_over_gather=t_sc / t_gather,
                  glookups_per_s=lookups / t_sc / 1e9,
                  sc_over_xla=t_sc / t_xla, sc_over_fp32=t_sc / t32,
                  sc_over_bf16=t_sc / t16, ref_ms=None, sc_over_ref=None)
@@ -168,7 +175,7 @@ def run(quick: bool = False, repeats: int = 5, reference=None):
         results.append(r)
         rr = "" if ref is None else f" {r['ref_ms']:>9.2f} {r['sc_over_ref']:>7.3f}"
         print(f"{name:<22} {str(tuple(sa)):>16} {r['sc_ms']:>10.3f} {r['glookups_per_s']:>8.1f} "
-              f"{r['sc_over_xla']:>8.3f} {r['sc_over_fp32']:>9.1f} {r['sc_over_bf16']:>9.1f}{rr}",
+              f"{r['sc_over_xla']:>8.3f} {r['sc_over_gather']:>8.3f} {r['sc_over_fp32']:>9.1f} {r['sc_over_bf16']:>9.1f}{rr}",
               flush=True)
     return results
 
@@ -184,7 +191,7 @@ def main(argv=None):
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})  "
           f"host {platform.machine()}")
-    print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/fp32':>9} {'/bf16':>9}"
+    print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/gather':>8} {'/fp32':>9} {'/bf16':>9}"
           + (f" {'ref ms':>9} {'/ref':>7}" if args.reference else ""))
     res = run(args.quick, args.repeats, args.reference)
     write_json(args.out, results=res)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._backend import on_gpu, resolve_implementation
 from .._ieee import use_soft
-from . import sharding
+from . import dense, sharding
 from .config import SCConfig, as_config
 from .tables import OWEN_MODES, enable_tables, side_streams
 from .xla import Static, sc_matmul_xla
@@ -21,6 +21,7 @@ __all__ = ["sc_matmul", "clear_caches", "GRANULARITIES", "MODES", "InvalidDtypeE
 
 GRANULARITIES = ("per_tensor", "per_row", "per_head")
 MODES = ("bipolar", "unipolar")
+COUNTS = (None, "gather", "dense")
 DEFAULT_TABLE_CAP_BYTES = 256 << 20
 
 
@@ -102,7 +103,7 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
               rng_levels=None, config=None, halve_bipolar_stoc_len: bool = False,
               smooth_scales=None, scramble: str = "bitrev", implementation=None,
               table_cap_bytes: int = DEFAULT_TABLE_CAP_BYTES, row_stoc_len=None,
-              col_stoc_len=None, stoc_levels=None):
+              col_stoc_len=None, stoc_levels=None, counts=None):
     """Stochastic-computing matmul ``a @ b.T`` (float32 out).
 
     a: ``(N, D)`` or ``(H, N, D)``; b: ``(M, D)`` or ``(H, M, D)``, any float
@@ -116,7 +117,11 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     off | random. ``smooth_scales`` (D,): SmoothQuant, ``(a / s, b * s)``.
     ``table_cap_bytes``: above it the count table is not built whole; tables
     are built on device per chunk of the inner dim, each under the cap (same
-    integers). Jit-friendly: no host
+    integers). ``counts``: how the exact integer counts are formed, "gather"
+    (one table lookup per product) or "dense" (an int8 matmul, ``sc.dense``:
+    stoc_len <= 256 and at most 128 quantization levels); None picks dense on
+    GPU for large outputs where it applies, the gather elsewhere (same
+    integers either way). Jit-friendly: no host
     synchronisation; all non-array arguments are static.
     """
     mixed = row_stoc_len is not None or col_stoc_len is not None
@@ -135,18 +140,35 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     if not _is_int(table_cap_bytes) or table_cap_bytes < 0:
         raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
     shard = sharding.plan(a, b, st)
+    count_mode = _count_mode(counts, st, a, b, mixed)
     if mixed:
         if shard is not None:
             raise ValueError("row_stoc_len / col_stoc_len do not support sharded a, b yet")
         return _mixed_call(a, b, smooth_scales, row_stoc_len, col_stoc_len, stoc_levels, st, cfg,
                            scramble, impl, int(table_cap_bytes))
     tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
-    st = dataclasses.replace(st, cap=int(table_cap_bytes))
+    st = dataclasses.replace(st, cap=int(table_cap_bytes), counts=count_mode)
     if impl == "pallas":
         st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
     if shard is not None:
         return sharding.run(sc_matmul_xla, a, b, smooth_scales, tabs, st, shard)
     return sc_matmul_xla(a, b, smooth_scales, tabs, st)
+
+
+def _count_mode(counts, st, a, b, mixed: bool) -> str:
+    if counts not in COUNTS:
+        raise ValueError(f"counts must be one of {COUNTS}, got {counts!r}")
+    ok = dense.eligible(st.mode, st.p, st.L, st.G) and not mixed
+    if counts == "dense" and not ok:
+        raise ValueError("counts='dense' needs stoc_len <= 256, at most 128 quantization "
+                         "levels (bipolar sc_prec <= 8, unipolar <= 7) and no "
+                         f"row_stoc_len / col_stoc_len; got stoc_len={st.L}, sc_prec={st.p}, "
+                         f"mode={st.mode!r}")
+    if counts is None:
+        H = np.shape(a)[0] if np.ndim(a) == 3 else 1
+        big = dense.worth_it(H, np.shape(a)[-2], np.shape(b)[-2])
+        return "dense" if ok and big and on_gpu() else "gather"
+    return counts
 
 
 def _check_mixed(a, b, granularity, stoc_len, chunk_d):

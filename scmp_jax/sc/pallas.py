@@ -3,14 +3,14 @@
 Per operand: ``quant.pallas.stats`` (one read; SmoothQuant applied in the
 load), the per-row scales in XLA (tiny), then ``quant.pallas.encode_index``
 (second read) writes the count kernel's table indices directly, d-major;
-``pallas_counts.accumulate`` does the lookups. (Above the table cap,
+``pallas_counts.accumulate`` does the lookups
+(or ``dense`` the int8 matmul). (Above the table cap,
 ``xla.quantize_operands`` + the chunked-table walk run the kernels instead.)
 """
 from __future__ import annotations
 
 from ..quant import pallas as QP
 from ..quant import xla as QX
-from . import pallas_counts
 from .tables import EnableTables, layout
 
 
@@ -46,5 +46,6 @@ def product(a, b, smooth, tabs: EnableTables, st):
                              sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp)
     co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
                              shift=lay.shift, vp=lay.vp, smooth_mul=True)
-    acc = pallas_counts.accumulate(ro, co, tabs.table, interpret=st.interpret)
+    from .xla import _table_counts
+    acc = _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D])
     return (sq(acc), _meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))

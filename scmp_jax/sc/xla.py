@@ -8,7 +8,8 @@ would exceed ``Static.cap`` bytes, tables are built on device per chunk of
 ``d`` (``_chunked_counts``), each under the cap.
 
 With ``Static.impl == "pallas"`` the counts come from the Pallas kernel
-(``pallas_counts``); the float assembly below is shared.
+(``pallas_counts``); with ``Static.counts == "dense"`` from an int8 matmul
+(``dense``: cuBLAS or ``pallas_dense``). The float assembly below is shared.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from jax import lax
 
 from .. import _ieee
 from ..quant import xla as QX
-from . import pallas_counts
+from . import dense, pallas_counts
 from .tables import EnableTables, Layout, layout, signed_table
 
 __all__ = ["Static", "sc_matmul_xla"]
@@ -44,6 +45,7 @@ class Static:
     group_b: int
     soft_div: bool = False      # integer IEEE division (GPU); part of the jit key
     impl: str = "xla"           # "pallas": counts by the Pallas kernel (table path)
+    counts: str = "gather"      # "dense": counts as an int8 matmul (``dense``)
     interpret: bool = False     # Pallas interpret mode (off GPU)
     cap: int = 256 << 20        # table bytes; beyond it the chunked path builds tables per d-chunk
     axes_a: tuple = ()          # mesh axes a / b are sharded over (inside shard_map)
@@ -83,8 +85,12 @@ def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout
     return ro, co
 
 
-def _table_counts(ro, co, table, st: Static):
-    """acc[h, n, m] = sum_d table[ro[h, d, n] ^ co[h, d, m]], exact int32."""
+def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=None):
+    """acc[h, n, m] = sum_d table[ro[h, d, n] ^ co[h, d, m]], exact int32
+    (``sid_b``: (D,) stream id of each d, for ``dense``)."""
+    if st.counts == "dense":
+        return dense.counts(ro, co, table, lay, sid_b, mode=st.mode, p=st.p, L=st.L, G=st.G,
+                            cap=st.cap, impl=st.impl, interpret=st.interpret)
     if st.impl == "pallas":
         return pallas_counts.accumulate(ro, co, table, interpret=st.interpret)
     H, D, N = ro.shape
@@ -126,7 +132,7 @@ def _chunked_counts(qa, qb, tabs: EnableTables, st: Static):
         qb_c = qb._replace(boundary=x[2], sign=x[5] if len(x) > 4 else None)
         sub = tabs._replace(sid_a=x[3], sid_b=local)
         ro, co = _indices(qa_c, qb_c, sub, lay, st)
-        return acc + _table_counts(ro, co, table, st), None
+        return acc + _table_counts(ro, co, table, st, lay, local), None
 
     H = qa.boundary.shape[0] if qa.boundary.ndim == 3 else 1
     N, M = qa.boundary.shape[-2], qb.boundary.shape[-2]
@@ -141,7 +147,7 @@ def _acc(qa: QX.Quantized, qb: QX.Quantized, tabs, st):
     else:
         lay = layout(tabs.streams_b.shape[0], st.L, st.G)
         ro, co = _indices(qa, qb, tabs, lay, st)
-        acc = _table_counts(ro, co, tabs.table, st)
+        acc = _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:ro.shape[1]])
     return acc if qa.boundary.ndim == 3 else acc[0]
 
 

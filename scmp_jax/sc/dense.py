@@ -1,0 +1,162 @@
+"""SC counts as an exact int8 matmul for tensor cores (SPEC.md section 4).
+
+Same integers as the table lookups (``table[ro ^ co]``, ``tables.Layout``), a
+different algorithm: each product is ``s_a * s_b * c`` with
+``c = cum[sid_b, k, bb]`` in ``[0, L]``, and ``bb`` takes at most ``W`` values
+(the boundaries of the quantization levels; ``W``: their count rounded up
+to a power of two >= 32).
+With one column per boundary,
+
+    acc[n, m] = sum_d sum_j X[n, d, j] * Y[m, d, j]  +  correction[n, m]
+
+* ``Y[m, d, j] = s_b * [bb == bnd_j]`` (one-hot, int8);
+* ``X[n, d, j]`` = the table row of ``(sid_b, k)`` at the boundaries, moved
+  into int8: ``c - 128`` when ``s_a = +1``, ``127 - c`` when ``s_a = -1``,
+  0 when ``k = 0`` (then ``c = 0``: ``s_a`` counts as 0);
+* only ``c = 256`` (``L = 256``) leaves int8: it is clamped, and it happens
+  only on the product set ``k = L`` x ``cum[L, bb] = L``, so
+  ``correction = sum_d 127 s_a s_b + [s_a = 1] s_b + (s_a [k = L]) (s_b [cum[L, bb] = 256])``
+  (four more int8 columns per ``d``, one of them zero) restores the exact sum.
+
+int8 x int8 products summed in int32 are exact, so ``acc`` equals the gather's
+bit for bit. Cost: ``W`` multiply-adds per product on the tensor cores instead
+of one table lookup; it pays on GPUs for large ``N * M`` (``bench.sc_probe``).
+Needs ``L <= 256`` and ``W <= 128`` (``eligible``). The inner dim is walked in
+chunks of ``dc`` so the expanded operands, ``H * (N + M) * dc * W`` bytes,
+stay under half the table cap. ``impl``: ``"xla"`` multiplies with
+``lax.dot_general`` (cuBLAS on GPU), ``"pallas"`` with ``pallas_dense``.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import pallas_dense
+
+__all__ = ["columns", "eligible", "counts"]
+
+I8, I32 = jnp.int8, jnp.int32
+_MAX_W = 128
+_MIN_OUTPUTS = 1 << 20        # auto mode: below this many outputs the gather wins
+
+
+@functools.lru_cache(maxsize=64)
+def columns(mode: str, p: int, G: int) -> tuple[int, ...]:
+    """The distinct boundaries in ``[1, G]`` of ``rne(level * (G / q))``
+    (float32, as ``quant.xla.encode``). Any other ``bb`` (0, or above G, whose
+    table entries are 0) gets ``s_b = 0``: no count, as in the table."""
+    q = 2 ** (p - 1) - 1 if mode == "bipolar" else 2 ** p - 1
+    top = q + 1 if mode == "bipolar" else q
+    ratio = np.float32(G) / np.float32(q)
+    b = np.rint(np.arange(top + 1, dtype=np.float32) * ratio).astype(np.int64)
+    return tuple(int(v) for v in np.unique(b) if 0 < v <= G)
+
+
+def width(mode: str, p: int, G: int) -> int:
+    """Columns per d: a power of two >= 32 (Pallas blocks are powers of two)."""
+    return max(32, 1 << (len(columns(mode, p, G)) - 1).bit_length())
+
+
+def eligible(mode: str, p: int, L: int, G: int) -> bool:
+    return L <= 256 and width(mode, p, G) <= _MAX_W
+
+
+def worth_it(H: int, N: int, M: int) -> bool:
+    """Auto mode's shape rule (GPU): enough outputs to fill the tensor cores."""
+    return H * N * M >= _MIN_OUTPUTS
+
+
+def _row_tables(table, lay, L: int, cols: tuple, W: int):
+    """int32 words ``(2 * R, W // 4)``: row ``2 * (sid_b * (L + 1) + k) + neg_a``
+    holds that row's int8 ``X`` values (little-endian bytes)."""
+    R = (table.shape[0] - (1 << lay.shift)) // lay.vp          # rows of the positive part
+    pos = jnp.arange(R, dtype=I32)[:, None] * lay.vp + jnp.asarray(cols, I32)[None, :]
+    c = jnp.take(table, pos, mode="clip").astype(I32)          # (R, ncols)
+    c = jnp.pad(c, ((0, 0), (0, W - len(cols))))
+    live = (jnp.arange(R) % (L + 1) != 0)[:, None] & (jnp.arange(W) < len(cols))[None, :]
+    xp = jnp.where(live, jnp.clip(c - 128, -128, 127), 0)
+    xn = jnp.where(live, jnp.clip(127 - c, -128, 127), 0)
+    x = jnp.stack([xp, xn], axis=1).astype(I8).reshape(2 * R, W // 4, 4)
+    return lax.bitcast_convert_type(x, I32)
+
+
+def _pad_to(x, axis, n):
+    if x.shape[axis] == n:
+        return x
+    w = [(0, 0)] * x.ndim
+    w[axis] = (0, n - x.shape[axis])
+    return jnp.pad(x, w)
+
+
+def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
+    """Inner indices per chunk, a power of two in [32, next_pow2(D)]: the
+    expanded operands stay under ``cap // 2`` bytes unless even 32 exceeds it."""
+    dc = max(1, (cap // 2) // max(1, H * (N + M) * W))
+    dc = max(32, 1 << (dc.bit_length() - 1))
+    return min(dc, max(32, 1 << (D - 1).bit_length()))
+
+
+def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int,
+           impl: str, interpret: bool = False, tile=None):
+    """ro: (H, D, N) int32; co: (H, D, M) int32 (``tables.Layout`` indices);
+    table: the flat signed int16 table they index; sid_b: (D,) int32 stream id
+    of each d. Returns (H, N, M) int32, equal to ``sum_d table[ro ^ co]``."""
+    cols = columns(mode, p, G)
+    W = width(mode, p, G)
+    H, D, N = ro.shape
+    M = co.shape[2]
+    words = _row_tables(table, lay, L, cols, W)
+    lo = (1 << lay.shift) - 1
+    inv = np.full(lay.vp, -1, np.int32)                       # -1: not a column, no count
+    inv[np.asarray(cols)] = np.arange(len(cols))
+    inv = jnp.asarray(inv)
+    vbits = lay.vp.bit_length() - 1
+    dc = chunk_size(H, N, M, D, W, cap)
+    n = -(-D // dc)
+    if impl == "pallas":
+        t = tile or pallas_dense.tiling(N, M)
+        Np, Mp = -(-N // t.bn) * t.bn, -(-M // t.bm) * t.bm
+    else:
+        Np, Mp = N, M
+    ro = _pad_to(_pad_to(ro, 1, n * dc), 2, Np)       # index 0: k = 0 and bb = 0, no count
+    co = _pad_to(_pad_to(co, 1, n * dc), 2, Mp)
+    sid = _pad_to(sid_b.astype(I32), 0, n * dc)
+    last = L == 256                                   # c = 256 only then
+
+    def matmul(acc, x, y):
+        if impl == "pallas":
+            return pallas_dense.matmul_acc(acc, x, y, tile=t, interpret=interpret)
+        return acc + lax.dot_general(x, y, (((2,), (2,)), ((0,), (0,))),
+                                     preferred_element_type=I32)
+
+    def body(acc, i):
+        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=1)        # (H, dc, Np)
+        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=1)        # (H, dc, Mp)
+        s = lax.dynamic_slice_in_dim(sid, i * dc, dc)
+        r, c = jnp.swapaxes(r, 1, 2), jnp.swapaxes(c, 1, 2)         # (H, Np, dc), (H, Mp, dc)
+        row = (r & lo) >> vbits                                     # sid_b * (L + 1) + k
+        k = row % (L + 1)
+        sa = jnp.where(k == 0, 0, 1 - 2 * (r >> lay.shift))
+        bb = c & lo
+        j = jnp.take(inv, bb, mode="clip")
+        sb = jnp.where(j < 0, 0, 1 - 2 * (c >> lay.shift))
+        x = jnp.take(words, 2 * row + (r >> lay.shift), axis=0, mode="clip")   # (H,Np,dc,W/4)
+        x = lax.bitcast_convert_type(x, I8).reshape(H, Np, dc * W)
+        y = jnp.where(j[..., None] == jnp.arange(W, dtype=I32), sb[..., None], 0)
+        y = y.astype(I8).reshape(H, Mp, dc * W)
+        if last:
+            full = jnp.take(table, (s * (L + 1) + L) * lay.vp + bb, mode="clip") == 256
+            ea, eb = sa * (k == L), sb * full
+        else:
+            ea, eb = jnp.zeros_like(sa), jnp.zeros_like(sb)
+        zero = jnp.zeros_like(sa)                   # 4 columns per d: a power-of-two K
+        xe = jnp.concatenate([sa, (sa > 0).astype(I32), ea, zero], axis=-1).astype(I8)
+        ye = jnp.concatenate([127 * sb, sb, eb, jnp.zeros_like(sb)], axis=-1).astype(I8)
+        return matmul(matmul(acc, x, y), xe, ye), None
+
+    acc, _ = lax.scan(body, jnp.zeros((H, Np, Mp), I32), jnp.arange(n))
+    return acc[:, :N, :M]

@@ -1,0 +1,126 @@
+"""counts="dense" (``sc.dense``: SC counts as an int8 matmul) == golden, bit for
+bit, through XLA (cuBLAS on GPU) and Pallas (interpret mode off GPU; compiled
+on the GPU with ``pytest -m gpu``)."""
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+
+import scmp_jax
+from helpers import assert_same_bits, call_golden, call_jax, sc_cases
+from scmp_jax._backend import on_gpu
+from scmp_jax.quant import xla as QX
+from scmp_jax.sc import api, dense, pallas_dense
+
+pytestmark = pytest.mark.gpu
+
+
+def _dense_or_reject(a, b, kwargs, impl, **extra):
+    try:
+        return call_jax(a, b, kwargs, impl, counts="dense", **extra)
+    except ValueError as e:
+        if "counts='dense'" in str(e):
+            assume(False)
+        raise
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+@settings(max_examples=20)
+@given(sc_cases(max_rows=24, max_d=80))
+def test_golden_dense_counts_match_golden(impl, case):
+    a, b, kwargs = case
+    assert_same_bits(_dense_or_reject(a, b, kwargs, impl), call_golden(a, b, kwargs))
+
+
+@settings(max_examples=6)
+@given(sc_cases(max_rows=12, max_d=80))
+def test_golden_dense_counts_chunked_match_golden(case):
+    """Several d-chunks (small cap): the whole table or per-chunk device tables."""
+    a, b, kwargs = case
+    for cap in (0, 1 << 20):
+        assert_same_bits(_dense_or_reject(a, b, kwargs, "pallas", table_cap_bytes=cap),
+                         call_golden(a, b, kwargs))
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+@pytest.mark.parametrize("signs", ["++", "+-", "-+", "mixed"])
+def test_golden_dense_saturated_counts(impl, signs):
+    """Every element at the top level: k = L = 256 and bb = 256 > max r_b, so
+    c = 256 (outside int8) for every product, the case the correction covers."""
+    rng = np.random.default_rng(len(signs) + len(impl))
+    N, M, D = 9, 7, 70
+    sa = {"+": 1.0, "-": -1.0}
+    a = np.full((N, D), sa.get(signs[0], 1.0), np.float32)
+    b = np.full((M, D), sa.get(signs[-1], 1.0), np.float32)
+    if signs == "mixed":
+        a *= rng.choice([-1.0, 1.0], (N, D)).astype(np.float32)
+        b *= rng.choice([-1.0, 1.0], (M, D)).astype(np.float32)
+    for g in ("per_row", "per_tensor"):
+        kw = dict(granularity=g)
+        got = call_jax(a, b, kw, impl, counts="dense")
+        assert_same_bits(got, call_golden(a, b, kw))
+        assert np.abs(got).max() > 0
+
+
+@pytest.mark.parametrize("mode", ["bipolar", "unipolar"])
+def test_columns_cover_every_boundary(mode):
+    """Every boundary in [1, G] that ``quant.xla.encode`` can produce has a column."""
+    for p in range(2, 9):
+        for G in sorted({1, 2, 3, 2 ** p // 3 + 1, 2 ** p - 1, 2 ** p}):
+            q = QX.qmax(mode, p)
+            lo = -(q + 1) if mode == "bipolar" else 0
+            x = jnp.arange(lo, q + 1, dtype=jnp.float32)
+            for gran in ("per_row", "per_head") if mode == "bipolar" else ("per_row",):
+                sch = QX.Scheme(gran, mode, p, G)
+                _, bnd, _ = QX.encode(x, jnp.float32(1), jnp.float32(0), sch)
+                got = set(int(v) for v in np.asarray(bnd) if 0 < v <= G)
+                assert got <= set(dense.columns(mode, p, G)), (p, G, gran)
+
+
+@pytest.mark.parametrize("tile", [pallas_dense.Tiling(16, 16), pallas_dense.Tiling(32, 64),
+                                  pallas_dense.Tiling(64, 32, warps=4, stages=2)])
+@pytest.mark.parametrize("K", [32, 96, 256])
+def test_int8_matmul_kernel_is_exact(tile, K):
+    rng = np.random.default_rng(K + tile.bn)
+    H, N, M = 2, 2 * tile.bn, tile.bm
+    x = rng.integers(-128, 128, (H, N, K), dtype=np.int8)
+    y = rng.integers(-128, 128, (H, M, K), dtype=np.int8)
+    acc = rng.integers(-2 ** 20, 2 ** 20, (H, N, M), dtype=np.int32)
+    ref = acc + np.einsum("hnk,hmk->hnm", x.astype(np.int64), y.astype(np.int64))
+    got = pallas_dense.matmul_acc(jnp.asarray(acc), jnp.asarray(x), jnp.asarray(y), tile=tile,
+                                  interpret=not on_gpu())
+    np.testing.assert_array_equal(np.asarray(got), ref)
+
+
+def test_chunks_stay_under_the_cap():
+    W = 128
+    for H, N, M, D, cap in [(1, 2048, 4096, 4096, 256 << 20), (32, 1024, 1024, 128, 256 << 20),
+                            (1, 50, 70, 1000, 1 << 20), (2, 8, 8, 5, 1 << 30)]:
+        dc = dense.chunk_size(H, N, M, D, W, cap)
+        assert dc >= 32 and dc & (dc - 1) == 0
+        assert dc == 32 or H * (N + M) * dc * W <= cap // 2
+        assert dc <= max(32, 2 * D)
+
+
+def test_counts_argument_is_validated():
+    a = np.ones((4, 8), np.float32)
+    with pytest.raises(ValueError, match="counts"):
+        scmp_jax.sc_matmul(a, a, counts="fast")
+    with pytest.raises(ValueError, match="counts='dense'"):
+        scmp_jax.sc_matmul(a, a, sc_prec=9, counts="dense")
+    with pytest.raises(ValueError, match="counts='dense'"):
+        scmp_jax.sc_matmul(a, a, mode="unipolar", counts="dense")        # 255 levels
+    with pytest.raises(ValueError, match="counts='dense'"):
+        scmp_jax.sc_matmul(a, a, row_stoc_len=np.full(4, 256), counts="dense")
+
+
+def test_auto_counts_rule():
+    st = api._resolve(np.ones((2, 2)), np.ones((2, 2)), "per_row", "bipolar", 8, None, 0, 1, 1,
+                      None, False, None, "bitrev")
+    big, small = (np.empty((2048, 8)), np.empty((4096, 8))), (np.empty((128, 8)),) * 2
+    assert api._count_mode(None, st, *small, False) == "gather"
+    assert api._count_mode(None, st, *big, False) == ("dense" if on_gpu() else "gather")
+    assert api._count_mode(None, dataclasses.replace(st, L=512), *big, False) == "gather"
+    assert api._count_mode("dense", st, *small, False) == "dense"

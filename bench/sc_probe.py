@@ -98,7 +98,6 @@ def _kernel(x_ref, y_ref, o_ref, *, D, W, form):
     """form: "b" one-hot as the dot's RHS; "a" one-hot as the LHS (acc is (bm, bn),
     stored transposed); "pure" the one-hot is an input (plain int8 GEMM)."""
     bn, bm = o_ref.shape
-    rows = bm if form == "a" else W
     lane = lax.broadcasted_iota(I32, (bm, W) if form == "a" else (W, bm), 1 if form == "a" else 0)
 
     def step(d, acc):
@@ -181,6 +180,37 @@ def case(name, H, N, M, D, variants, repeats, check=True):
             print(f"{name:10s} {label:28s} FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
 
 
+def e2e(name, H, N, M, D, repeats, kw):
+    """Whole ``sc_matmul`` calls (device time) per (implementation, counts), and
+    the two ways of expanding X's table rows alone."""
+    import scmp_jax
+    from scmp_jax.sc import pallas_dense
+    rng = np.random.default_rng(0)
+    sh = lambda r: (H, r, D) if H > 1 else (r, D)
+    a = jnp.asarray(rng.standard_normal(sh(N), dtype=np.float32))
+    b = jnp.asarray(rng.standard_normal(sh(M), dtype=np.float32))
+    ref = None
+    for impl, counts, cap in (("pallas", "gather", 256), ("pallas", "dense", 256),
+                              ("xla", "dense", 256), ("pallas", "dense", 2048),
+                              ("xla", "dense", 2048)):
+        fn = jax.jit(functools.partial(scmp_jax.sc_matmul, implementation=impl, counts=counts,
+                                       table_cap_bytes=cap << 20, **kw))
+        out = np.asarray(fn(a, b)).view(np.uint32)
+        ref = out if ref is None else ref
+        ms = device_time(fn, (a, b), repeats=repeats, reps=2) * 1e3
+        print(f"{name:10s} sc_matmul {impl:6s} {counts:6s} cap {cap:4d} MB {ms:8.3f} ms  "
+              f"same={bool(np.array_equal(out, ref))}", flush=True)
+    words = jnp.asarray(rng.integers(-2 ** 31, 2 ** 31 - 1, (514, 32)), jnp.int32)
+    idx = jnp.asarray(rng.integers(0, 514, (H, N, min(D, 1024))), jnp.int32)
+    take = jax.jit(lambda w, i: jnp.take(w, i, axis=0, mode="clip"))
+    kern = functools.partial(pallas_dense.expand_rows, interpret=jax.default_backend() != "gpu")
+    assert bool(jnp.array_equal(take(words, idx), kern(words, idx)))
+    for label, fn in (("take", take), ("expand_rows", kern)):
+        ms = device_time(fn, (words, idx), repeats=repeats, reps=2) * 1e3
+        gb = idx.size * 128 / 1e9
+        print(f"{name:10s} X rows by {label:12s} {ms:8.3f} ms  {gb / ms:6.2f} TB/s", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="per_row,per_head")
@@ -207,7 +237,12 @@ def main(argv=None):
     if args.small:
         shapes = {"per_row": (1, 128, 128, 64), "per_head": (2, 128, 128, 32)}
     for name in args.cases.split(","):
-        case(name, *shapes[name], variants, args.repeats)
+        if name.startswith("e2e_"):
+            base = name[4:]
+            kw = dict(granularity="per_head") if base == "per_head" else {}
+            e2e(base, *shapes[base], args.repeats, kw)
+        else:
+            case(name, *shapes[name], variants, args.repeats)
 
 
 if __name__ == "__main__":

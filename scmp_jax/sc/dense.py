@@ -16,19 +16,23 @@ With one column per boundary,
 * only ``c = 256`` (``L = 256``) leaves int8: it is clamped, and it happens
   only on the product set ``k = L`` x ``cum[L, bb] = L``, so
   ``correction = sum_d 127 s_a s_b + [s_a = 1] s_b + (s_a [k = L]) (s_b [cum[L, bb] = 256])``
-  (four more int8 columns per ``d``, one of them zero) restores the exact sum.
+  (one more int8 matmul with three columns per ``d``) restores the exact sum.
 
 int8 x int8 products summed in int32 are exact, so ``acc`` equals the gather's
 bit for bit. Cost: ``W`` multiply-adds per product on the tensor cores instead
 of one table lookup; it pays on GPUs for large ``N * M`` (``bench.sc_probe``).
 Needs ``L <= 256`` and ``W <= 128`` (``eligible``). The inner dim is walked in
-chunks of ``dc`` so the expanded operands, ``H * (N + M) * dc * W`` bytes,
-stay under half the table cap. ``impl``: ``"xla"`` multiplies with
-``lax.dot_general`` (cuBLAS on GPU), ``"pallas"`` with ``pallas_dense``.
+chunks of ``dc`` so one chunk's expanded operands, ``H * (N + M) * dc * W``
+bytes, stay under twice the table cap. The int8 matmuls are
+``lax.dot_general`` (cuBLAS on GPU) in both implementations: a Pallas int8
+GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1 ms
+vs 8.7 ms end to end, session 7) and was dropped; ``impl="pallas"`` expands
+the table rows with a Pallas kernel (``pallas_dense.expand_rows``).
 """
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -93,70 +97,88 @@ def _pad_to(x, axis, n):
 
 
 def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
-    """Inner indices per chunk, a power of two in [32, next_pow2(D)]: the
-    expanded operands stay under ``cap // 2`` bytes unless even 32 exceeds it."""
-    dc = max(1, (cap // 2) // max(1, H * (N + M) * W))
+    """Inner indices per chunk, a power of two in [32, next_pow2(D)]: one
+    chunk's expanded operands stay under ``2 * cap`` bytes unless even 32
+    exceeds it (few, long chunks: 4 chunks ran per_row in 8.7 ms, 32 in 11.5)."""
+    dc = max(1, (2 * cap) // max(1, H * (N + M) * W))
     dc = max(32, 1 << (dc.bit_length() - 1))
     return min(dc, max(32, 1 << (D - 1).bit_length()))
 
 
+def _dot(x, y):
+    """(H, N, K) int8 x (H, M, K) int8 -> (H, N, M) int32, exact (cuBLAS on GPU)."""
+    return lax.dot_general(x, y, (((2,), (2,)), ((0,), (0,))), preferred_element_type=I32)
+
+
+class _Decoded(NamedTuple):
+    row: jax.Array       # a: sid_b * (L + 1) + k
+    neg: jax.Array       # a: sign bit
+    sa: jax.Array        # a: -1 / 0 / +1 (0 when k = 0)
+    j: jax.Array         # b: column of bb, -1 if none
+    sb: jax.Array        # b: -1 / 0 / +1 (0 when bb has no column)
+    bb: jax.Array
+
+
+def _decode(r, c, lay, L, inv):
+    lo = (1 << lay.shift) - 1
+    row = (r & lo) >> (lay.vp.bit_length() - 1)
+    neg = r >> lay.shift
+    sa = jnp.where(row % (L + 1) == 0, 0, 1 - 2 * neg)
+    bb = c & lo
+    j = jnp.take(inv, bb, mode="clip")
+    sb = jnp.where(j < 0, 0, 1 - 2 * (c >> lay.shift))
+    return _Decoded(row, neg, sa, j, sb, bb)
+
+
+def _correction(r, c, table, lay, sid, L, inv):
+    """``sum_d 127 s_a s_b + [s_a = 1] s_b + (s_a [k = L]) (s_b [cum[L, bb] = 256])``
+    as one int8 matmul over all d (r: (H, N, D), c: (H, M, D))."""
+    e = _decode(r, c, lay, L, inv)
+    if L == 256:                                    # c = 256 only then
+        full = jnp.take(table, (sid * (L + 1) + L) * lay.vp + e.bb, mode="clip") == 256
+        ea, eb = e.sa * (e.row % (L + 1) == L), e.sb * full
+    else:
+        ea, eb = jnp.zeros_like(e.sa), jnp.zeros_like(e.sb)
+    xe = jnp.concatenate([e.sa, (e.sa > 0).astype(I32), ea], axis=-1).astype(I8)
+    ye = jnp.concatenate([127 * e.sb, e.sb, eb], axis=-1).astype(I8)
+    return _dot(xe, ye)
+
+
 def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int,
-           impl: str, interpret: bool = False, tile=None):
+           impl: str, interpret: bool = False):
     """ro: (H, D, N) int32; co: (H, D, M) int32 (``tables.Layout`` indices);
     table: the flat signed int16 table they index; sid_b: (D,) int32 stream id
-    of each d. Returns (H, N, M) int32, equal to ``sum_d table[ro ^ co]``."""
+    of each d. Returns (H, N, M) int32, equal to ``sum_d table[ro ^ co]``.
+    ``impl="pallas"`` expands X's rows with ``pallas_dense.expand_rows``."""
     cols = columns(mode, p, G)
     W = width(mode, p, G)
     H, D, N = ro.shape
     M = co.shape[2]
     words = _row_tables(table, lay, L, cols, W)
-    lo = (1 << lay.shift) - 1
     inv = np.full(lay.vp, -1, np.int32)                       # -1: not a column, no count
     inv[np.asarray(cols)] = np.arange(len(cols))
     inv = jnp.asarray(inv)
-    vbits = lay.vp.bit_length() - 1
     dc = chunk_size(H, N, M, D, W, cap)
     n = -(-D // dc)
-    if impl == "pallas":
-        t = tile or pallas_dense.tiling(N, M)
-        Np, Mp = -(-N // t.bn) * t.bn, -(-M // t.bm) * t.bm
-    else:
-        Np, Mp = N, M
-    ro = _pad_to(_pad_to(ro, 1, n * dc), 2, Np)       # index 0: k = 0 and bb = 0, no count
-    co = _pad_to(_pad_to(co, 1, n * dc), 2, Mp)
+    Np = -(-N // 16) * 16 if impl == "pallas" else N          # expand_rows: rows by 16
+    # d-last from here on; padding index 0 is k = 0 and bb = 0: no count
+    ro = _pad_to(_pad_to(jnp.swapaxes(ro, 1, 2), 2, n * dc), 1, Np)       # (H, Np, n*dc)
+    co = _pad_to(jnp.swapaxes(co, 1, 2), 2, n * dc)                       # (H, M, n*dc)
     sid = _pad_to(sid_b.astype(I32), 0, n * dc)
-    last = L == 256                                   # c = 256 only then
-
-    def matmul(acc, x, y):
-        if impl == "pallas":
-            return pallas_dense.matmul_acc(acc, x, y, tile=t, interpret=interpret)
-        return acc + lax.dot_general(x, y, (((2,), (2,)), ((0,), (0,))),
-                                     preferred_element_type=I32)
 
     def body(acc, i):
-        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=1)        # (H, dc, Np)
-        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=1)        # (H, dc, Mp)
-        s = lax.dynamic_slice_in_dim(sid, i * dc, dc)
-        r, c = jnp.swapaxes(r, 1, 2), jnp.swapaxes(c, 1, 2)         # (H, Np, dc), (H, Mp, dc)
-        row = (r & lo) >> vbits                                     # sid_b * (L + 1) + k
-        k = row % (L + 1)
-        sa = jnp.where(k == 0, 0, 1 - 2 * (r >> lay.shift))
-        bb = c & lo
-        j = jnp.take(inv, bb, mode="clip")
-        sb = jnp.where(j < 0, 0, 1 - 2 * (c >> lay.shift))
-        x = jnp.take(words, 2 * row + (r >> lay.shift), axis=0, mode="clip")   # (H,Np,dc,W/4)
-        x = lax.bitcast_convert_type(x, I8).reshape(H, Np, dc * W)
-        y = jnp.where(j[..., None] == jnp.arange(W, dtype=I32), sb[..., None], 0)
-        y = y.astype(I8).reshape(H, Mp, dc * W)
-        if last:
-            full = jnp.take(table, (s * (L + 1) + L) * lay.vp + bb, mode="clip") == 256
-            ea, eb = sa * (k == L), sb * full
+        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=2)        # (H, Np, dc)
+        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=2)        # (H, M, dc)
+        e = _decode(r, c, lay, L, inv)
+        xi = 2 * e.row + e.neg
+        if impl == "pallas":
+            x = pallas_dense.expand_rows(words, xi, interpret=interpret)      # (H,Np,dc,W/4)
         else:
-            ea, eb = jnp.zeros_like(sa), jnp.zeros_like(sb)
-        zero = jnp.zeros_like(sa)                   # 4 columns per d: a power-of-two K
-        xe = jnp.concatenate([sa, (sa > 0).astype(I32), ea, zero], axis=-1).astype(I8)
-        ye = jnp.concatenate([127 * sb, sb, eb, jnp.zeros_like(sb)], axis=-1).astype(I8)
-        return matmul(matmul(acc, x, y), xe, ye), None
+            x = jnp.take(words, xi, axis=0, mode="clip")
+        x = lax.bitcast_convert_type(x, I8).reshape(H, Np, dc * W)
+        y = jnp.where(e.j[..., None] == jnp.arange(W, dtype=I32), e.sb[..., None], 0)
+        return acc + _dot(x, y.astype(I8).reshape(H, M, dc * W)), None
 
-    acc, _ = lax.scan(body, jnp.zeros((H, Np, Mp), I32), jnp.arange(n))
-    return acc[:, :N, :M]
+    acc0 = _correction(ro, co, table, lay, sid, L, inv)
+    acc, _ = lax.scan(body, acc0, jnp.arange(n))
+    return acc[:, :N, :]

@@ -1,6 +1,6 @@
-"""counts="dense" (``sc.dense``: SC counts as an int8 matmul) == golden, bit for
-bit, through XLA (cuBLAS on GPU) and Pallas (interpret mode off GPU; compiled
-on the GPU with ``pytest -m gpu``)."""
+"""counts="dense" (``sc.dense``: SC counts as an int8 matmul, cuBLAS on GPU) ==
+golden, bit for bit, fed by the XLA and the Pallas quantization (interpret mode
+off GPU; compiled on the GPU with ``pytest -m gpu``)."""
 import dataclasses
 
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ import scmp_jax
 from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax._backend import on_gpu
 from scmp_jax.quant import xla as QX
-from scmp_jax.sc import api, dense, pallas_dense
+from scmp_jax.sc import api, dense
 
 pytestmark = pytest.mark.gpu
 
@@ -77,16 +77,6 @@ def test_columns_cover_every_boundary(mode):
                 _, bnd, _ = QX.encode(x, jnp.float32(1), jnp.float32(0), sch)
                 got = set(int(v) for v in np.asarray(bnd) if 0 < v <= G)
                 assert got <= set(dense.columns(mode, p, G)), (p, G, gran)
-
-
-@pytest.mark.parametrize("shape", [(1, 16, 32, 8), (2, 48, 64, 32), (1, 32, 96, 16)])
-def test_expand_rows_kernel_gathers_rows(shape):
-    H, N, C, Q = shape
-    rng = np.random.default_rng(N + C)
-    words = rng.integers(-2 ** 31, 2 ** 31, (77, Q), dtype=np.int64).astype(np.int32)
-    idx = rng.integers(0, 77, (H, N, C)).astype(np.int32)
-    got = pallas_dense.expand_rows(jnp.asarray(words), jnp.asarray(idx), interpret=not on_gpu())
-    np.testing.assert_array_equal(np.asarray(got), words[idx])
 
 
 def test_chunks_stay_under_the_cap():

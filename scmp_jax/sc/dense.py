@@ -24,10 +24,11 @@ of one table lookup; it pays on GPUs for large ``N * M`` (``bench.sc_probe``).
 Needs ``L <= 256`` and ``W <= 128`` (``eligible``). The inner dim is walked in
 chunks of ``dc`` so one chunk's expanded operands, ``H * (N + M) * dc * W``
 bytes, stay under twice the table cap. The int8 matmuls are
-``lax.dot_general`` (cuBLAS on GPU) in both implementations: a Pallas int8
+``lax.dot_general`` (cuBLAS on GPU) and the row expansion is XLA's ``take``
+(3.1 TB/s of int32 words on the H200) in both implementations: a Pallas int8
 GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1 ms
-vs 8.7 ms end to end, session 7) and was dropped; ``impl="pallas"`` expands
-the table rows with a Pallas kernel (``pallas_dense.expand_rows``).
+vs 8.7 ms end to end, session 7) and was dropped, as was a Pallas row
+expansion kernel (no faster, and its GPU golden run failed, cause not found).
 """
 from __future__ import annotations
 
@@ -38,8 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-
-from . import pallas_dense
 
 __all__ = ["columns", "eligible", "counts"]
 
@@ -144,12 +143,10 @@ def _correction(r, c, table, lay, sid, L, inv):
     return _dot(xe, ye)
 
 
-def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int,
-           impl: str, interpret: bool = False):
+def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int):
     """ro: (H, D, N) int32; co: (H, D, M) int32 (``tables.Layout`` indices);
     table: the flat signed int16 table they index; sid_b: (D,) int32 stream id
-    of each d. Returns (H, N, M) int32, equal to ``sum_d table[ro ^ co]``.
-    ``impl="pallas"`` expands X's rows with ``pallas_dense.expand_rows``."""
+    of each d. Returns (H, N, M) int32, equal to ``sum_d table[ro ^ co]``."""
     cols = columns(mode, p, G)
     W = width(mode, p, G)
     H, D, N = ro.shape
@@ -160,25 +157,20 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     inv = jnp.asarray(inv)
     dc = chunk_size(H, N, M, D, W, cap)
     n = -(-D // dc)
-    Np = -(-N // 16) * 16 if impl == "pallas" else N          # expand_rows: rows by 16
     # d-last from here on; padding index 0 is k = 0 and bb = 0: no count
-    ro = _pad_to(_pad_to(jnp.swapaxes(ro, 1, 2), 2, n * dc), 1, Np)       # (H, Np, n*dc)
+    ro = _pad_to(jnp.swapaxes(ro, 1, 2), 2, n * dc)                       # (H, N, n*dc)
     co = _pad_to(jnp.swapaxes(co, 1, 2), 2, n * dc)                       # (H, M, n*dc)
     sid = _pad_to(sid_b.astype(I32), 0, n * dc)
 
     def body(acc, i):
-        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=2)        # (H, Np, dc)
+        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=2)        # (H, N, dc)
         c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=2)        # (H, M, dc)
         e = _decode(r, c, lay, L, inv)
-        xi = 2 * e.row + e.neg
-        if impl == "pallas":
-            x = pallas_dense.expand_rows(words, xi, interpret=interpret)      # (H,Np,dc,W/4)
-        else:
-            x = jnp.take(words, xi, axis=0, mode="clip")
-        x = lax.bitcast_convert_type(x, I8).reshape(H, Np, dc * W)
+        x = jnp.take(words, 2 * e.row + e.neg, axis=0, mode="clip")          # (H, N, dc, W/4)
+        x = lax.bitcast_convert_type(x, I8).reshape(H, N, dc * W)
         y = jnp.where(e.j[..., None] == jnp.arange(W, dtype=I32), e.sb[..., None], 0)
         return acc + _dot(x, y.astype(I8).reshape(H, M, dc * W)), None
 
     acc0 = _correction(ro, co, table, lay, sid, L, inv)
     acc, _ = lax.scan(body, acc0, jnp.arange(n))
-    return acc[:, :N, :]
+    return acc

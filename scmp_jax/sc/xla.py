@@ -9,7 +9,7 @@ would exceed ``Static.cap`` bytes, tables are built on device per chunk of
 
 With ``Static.impl == "pallas"`` the counts come from the Pallas kernel
 (``pallas_counts``); with ``Static.counts == "dense"`` from an int8 matmul
-(``dense``: cuBLAS or ``pallas_dense``). The float assembly below is shared.
+(``dense``, both implementations). The float assembly below is shared.
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=No
     (``sid_b``: (D,) stream id of each d, for ``dense``)."""
     if st.counts == "dense":
         return dense.counts(ro, co, table, lay, sid_b, mode=st.mode, p=st.p, L=st.L, G=st.G,
-                            cap=st.cap, impl=st.impl, interpret=st.interpret)
+                            cap=st.cap)
     if st.impl == "pallas":
         return pallas_counts.accumulate(ro, co, table, interpret=st.interpret)
     H, D, N = ro.shape

@@ -5,12 +5,13 @@ with as many GPUs as it has."""
 import jax
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import golden
 import scmp_jax
 from helpers import DISTS, assert_same_bits, make_values
+from scmp_jax.sc import dense
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 2, reason="needs >= 2 devices")
 
@@ -48,12 +49,12 @@ def cases(draw):
     return a, b, lay_a, lay_b, kw
 
 
-def _check(case, impl):
+def _check(case, impl, **extra):
     a, b, lay_a, lay_b, kw = case
     mesh = _mesh()
     A = jax.device_put(a, NamedSharding(mesh, P(*lay_a)))
     B = jax.device_put(b, NamedSharding(mesh, P(*lay_b)))
-    out = scmp_jax.sc_matmul(A, B, implementation=impl, **kw)
+    out = scmp_jax.sc_matmul(A, B, implementation=impl, **kw, **extra)
     assert_same_bits(np.asarray(out), golden.sc_matmul(a, b, **kw))
     # left distributed: the output is sharded like (batch, rows of a, rows of b)
     want = P(*((lay_a[0],) if a.ndim == 3 else ()), lay_a[-2], lay_b[-2])
@@ -65,6 +66,16 @@ def _check(case, impl):
 @given(cases())
 def test_golden_sharded_xla_matches_golden(case):
     _check(case, "xla")
+
+
+@settings(max_examples=10)
+@given(cases())
+def test_golden_sharded_dense_counts_match_golden(case):
+    """counts="dense" per shard (the int8 matmul on each device's rows)."""
+    kw = case[-1]
+    B = 2 ** kw["sc_prec"]
+    assume(dense.eligible(kw["mode"], kw["sc_prec"], B, B))
+    _check(case, "xla", counts="dense")
 
 
 @pytest.mark.gpu

@@ -3,8 +3,8 @@
 Every case is timed in one process next to its baselines: dense
 ``jnp.matmul`` in float32 and bfloat16 on the same shapes, the XLA SC path
 when the default implementation is another one, on GPU the default with
-``counts="gather"`` (table lookups; checked to give the same bits), and with ``--reference DIR``
-the reference PyTorch package ``scmp_kernels`` imported from ``DIR`` (a local
+``counts="gather"`` (table lookups; checked to give the same bits), and with
+``--reference DIR`` the reference PyTorch package ``scmp_kernels`` imported from ``DIR`` (a local
 copy, never committed) on the same data. Times are per call, from back-to-back
 calls with one synchronisation (median of ``--repeats``). Prints a table and
 writes JSON. On CPU the GPU target shapes are scaled down (same D, fewer rows).
@@ -175,7 +175,8 @@ def run(quick: bool = False, repeats: int = 5, reference=None):
         results.append(r)
         rr = "" if ref is None else f" {r['ref_ms']:>9.2f} {r['sc_over_ref']:>7.3f}"
         print(f"{name:<22} {str(tuple(sa)):>16} {r['sc_ms']:>10.3f} {r['glookups_per_s']:>8.1f} "
-              f"{r['sc_over_xla']:>8.3f} {r['sc_over_gather']:>8.3f} {r['sc_over_fp32']:>9.1f} {r['sc_over_bf16']:>9.1f}{rr}",
+              f"{r['sc_over_xla']:>8.3f} {r['sc_over_gather']:>8.3f} {r['sc_over_fp32']:>9.1f} "
+              f"{r['sc_over_bf16']:>9.1f}{rr}",
               flush=True)
     return results
 
@@ -191,7 +192,8 @@ def main(argv=None):
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})  "
           f"host {platform.machine()}")
-    print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/gather':>8} {'/fp32':>9} {'/bf16':>9}"
+    print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/gather':>8} "
+          f"{'/fp32':>9} {'/bf16':>9}"
           + (f" {'ref ms':>9} {'/ref':>7}" if args.reference else ""))
     res = run(args.quick, args.repeats, args.reference)
     write_json(args.out, results=res)

@@ -60,7 +60,8 @@ def columns(mode: str, p: int, G: int) -> tuple[int, ...]:
 
 
 def width(mode: str, p: int, G: int) -> int:
-    """Columns per d: a power of two >= 32 (Pallas blocks are powers of two)."""
+    """Columns per d: the column count rounded up to a power of two >= 32 (the
+    int8 GEMM's K per d stays aligned; 127 bipolar p=8 columns -> 128)."""
     return max(32, 1 << (len(columns(mode, p, G)) - 1).bit_length())
 
 

@@ -32,7 +32,7 @@ def _meta(prm: QX.Params, rowsum, two_d: bool) -> QX.Quantized:
 
 def product(a, b, smooth, tabs: EnableTables, st):
     """(acc, qa, qb, bad rows of a, bad rows of b), like ``xla._product``."""
-    from .xla import schemes
+    from .xla import _table_counts, schemes
     two_d = a.ndim == 2
     a3, b3 = _as3(a), _as3(b)
     sch_a, sch_b = schemes(st)
@@ -46,6 +46,5 @@ def product(a, b, smooth, tabs: EnableTables, st):
                              sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp)
     co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
                              shift=lay.shift, vp=lay.vp, smooth_mul=True)
-    from .xla import _table_counts
     acc = _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D])
     return (sq(acc), _meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))

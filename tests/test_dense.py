@@ -3,16 +3,18 @@ golden, bit for bit, fed by the XLA and the Pallas quantization (interpret mode
 off GPU; compiled on the GPU with ``pytest -m gpu``)."""
 import dataclasses
 
+import jax
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 
 import scmp_jax
 from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax._backend import on_gpu
 from scmp_jax.quant import xla as QX
-from scmp_jax.sc import api, dense
+from scmp_jax.sc import api, dense, tables
 
 pytestmark = pytest.mark.gpu
 
@@ -26,9 +28,21 @@ def _dense_or_reject(a, b, kwargs, impl, **extra):
         raise
 
 
+# found on the H200 (session 8): XLA's int8 GEMM doubled the correction (K = 9)
+_ODD_D = (np.array([[0.12573022, -0.13210486, 0.64042264], [0.10490011, -0.5356694, 0.36159506]],
+                   np.float32),
+          np.array([[0.00123015, 0.29874554, -0.27413785], [-0.89059186, -0.4546708, -0.9916465]],
+                   np.float32),
+          dict(granularity="per_tensor", mode="bipolar", sc_prec=3, stoc_len=None, chunk_d=0,
+               group_a=1, group_b=1, rng_levels=None, config=None, halve_bipolar_stoc_len=False,
+               smooth_scales=np.array([0.59259665, 1.197242, 3.455098], np.float32),
+               scramble="bitrev"))
+
+
 @pytest.mark.parametrize("impl", ["xla", "pallas"])
 @settings(max_examples=20)
 @given(sc_cases(max_rows=24, max_d=80))
+@example(_ODD_D)
 def test_golden_dense_counts_match_golden(impl, case):
     a, b, kwargs = case
     assert_same_bits(_dense_or_reject(a, b, kwargs, impl), call_golden(a, b, kwargs))
@@ -109,3 +123,40 @@ def test_auto_counts_rule():
     assert api._count_mode(None, st, *big, False) == ("dense" if on_gpu() else "gather")
     assert api._count_mode(None, dataclasses.replace(st, L=512), *big, False) == "gather"
     assert api._count_mode("dense", st, *small, False) == "dense"
+
+
+@pytest.mark.parametrize("D", [1, 2, 3, 5, 11, 33, 40, 100])
+@pytest.mark.parametrize("slice_d", [None, 8])
+def test_correction_any_d(D, slice_d, monkeypatch):
+    """``dense._correction`` == its formula in int64 NumPy for any inner size,
+    L = 256 (all three terms live), in slices of ``slice_d`` d or one. On the
+    H200 the int8 GEMM this replaced doubled it for K = 3 * D not a multiple of 32."""
+    if slice_d:
+        monkeypatch.setattr(dense, "_CORR_SLICE", slice_d)
+    L = G = 256
+    lay = tables.layout(1, L, G)
+    rng = np.random.default_rng(D)
+    H, N, M = 2, 5, 7
+    lb = lay.vp.bit_length() - 1
+    row = rng.choice([0, 1, 100, L - 1, L], (H, N, D))
+    neg = rng.integers(0, 2, (H, N, D))
+    bb = rng.integers(0, lay.vp, (H, M, D))
+    negb = rng.integers(0, 2, (H, M, D))
+    r = ((row << lb) | (neg << lay.shift)).astype(np.int32)
+    c = (bb | (negb << lay.shift)).astype(np.int32)
+    table = rng.choice(np.array([0, 3, 256], np.int16), lay.size)
+    cols = dense.columns("bipolar", 8, G)
+    inv = np.full(lay.vp, -1, np.int32)
+    inv[np.asarray(cols)] = np.arange(len(cols))
+    sid = np.zeros(D, np.int32)
+    sa = np.where(row % (L + 1) == 0, 0, 1 - 2 * neg).astype(np.int64)
+    sb = np.where(inv[bb] < 0, 0, 1 - 2 * negb).astype(np.int64)
+    ea = sa * (row % (L + 1) == L)
+    eb = sb * (table[L * lay.vp + bb] == 256)
+    want = (np.einsum("hnd,hmd->hnm", 127 * sa, sb) + np.einsum("hnd,hmd->hnm", sa > 0, sb)
+            + np.einsum("hnd,hmd->hnm", ea, eb))
+    fn = jax.jit(lambda r, c, t, s, i: dense._correction(r, c, t, lay, s, L, i))
+    got = np.asarray(fn(r, c, table, sid, inv))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(want).max() > 0

@@ -16,14 +16,15 @@ With one column per boundary,
 * only ``c = 256`` (``L = 256``) leaves int8: it is clamped, and it happens
   only on the product set ``k = L`` x ``cum[L, bb] = L``, so
   ``correction = sum_d 127 s_a s_b + [s_a = 1] s_b + (s_a [k = L]) (s_b [cum[L, bb] = 256])``
-  (one more int8 matmul with three columns per ``d``) restores the exact sum.
+  (one more matmul with three columns per ``d``, bfloat16 in / float32 out,
+  exact: see ``_correction``) restores the exact sum.
 
 int8 x int8 products summed in int32 are exact, so ``acc`` equals the gather's
 bit for bit. Cost: ``W`` multiply-adds per product on the tensor cores instead
 of one table lookup; it pays on GPUs for large ``N * M`` (``bench.sc_probe``).
 Needs ``L <= 256`` and ``W <= 128`` (``eligible``). The inner dim is walked in
 chunks of ``dc`` so one chunk's expanded operands, ``H * (N + M) * dc * W``
-bytes, stay under twice the table cap. The int8 matmuls are
+bytes, stay under twice the table cap. The matmuls are
 ``lax.dot_general`` (cuBLAS on GPU) and the row expansion is XLA's ``take``
 (3.1 TB/s of int32 words on the H200) in both implementations: a Pallas int8
 GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1 ms
@@ -42,7 +43,7 @@ from jax import lax
 
 __all__ = ["columns", "eligible", "counts"]
 
-I8, I32 = jnp.int8, jnp.int32
+I8, I32, BF16 = jnp.int8, jnp.int32, jnp.bfloat16
 _MAX_W = 128
 _MIN_OUTPUTS = 1 << 20        # auto mode: below this many outputs the gather wins
 
@@ -106,7 +107,10 @@ def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
 
 
 def _dot(x, y):
-    """(H, N, K) int8 x (H, M, K) int8 -> (H, N, M) int32, exact (cuBLAS on GPU)."""
+    """(H, N, K) int8 x (H, M, K) int8 -> (H, N, M) int32, exact (cuBLAS on GPU).
+    K is a multiple of 1024 here (``dc * W``, both >= 32): see ``_correction``
+    for what XLA's int8 GEMM did with other K."""
+    assert x.shape[-1] % 32 == 0, x.shape
     return lax.dot_general(x, y, (((2,), (2,)), ((0,), (0,))), preferred_element_type=I32)
 
 
@@ -130,18 +134,36 @@ def _decode(r, c, lay, L, inv):
     return _Decoded(row, neg, sa, j, sb, bb)
 
 
+_CORR_SLICE = 1 << 16      # d per correction dot: |partial sums| <= 129 * 2^16 < 2^24
+
+
 def _correction(r, c, table, lay, sid, L, inv):
     """``sum_d 127 s_a s_b + [s_a = 1] s_b + (s_a [k = L]) (s_b [cum[L, bb] = 256])``
-    as one int8 matmul over all d (r: (H, N, D), c: (H, M, D))."""
+    as one matmul over all d (r: (H, N, D), c: (H, M, D)).
+
+    bfloat16 operands (``s`` in {-1, 0, 1} and ``127 s``: exact) with float32
+    accumulation: every partial sum is an integer below ``129 * 2^16 < 2^24``
+    per slice of ``_CORR_SLICE`` d, so exact; slices are added in int32. Not
+    int8: XLA's int8 GEMM on the H200 (jax 0.11.2) returned doubled sums when
+    K was not a multiple of 32 (session 8; ``tests/test_dense.py``
+    ``test_correction_any_d``), which a zero-padded d can become once XLA
+    drops the padding."""
     e = _decode(r, c, lay, L, inv)
     if L == 256:                                    # c = 256 only then
         full = jnp.take(table, (sid * (L + 1) + L) * lay.vp + e.bb, mode="clip") == 256
         ea, eb = e.sa * (e.row % (L + 1) == L), e.sb * full
     else:
         ea, eb = jnp.zeros_like(e.sa), jnp.zeros_like(e.sb)
-    xe = jnp.concatenate([e.sa, (e.sa > 0).astype(I32), ea], axis=-1).astype(I8)
-    ye = jnp.concatenate([127 * e.sb, e.sb, eb], axis=-1).astype(I8)
-    return _dot(xe, ye)
+    D = r.shape[-1]
+    acc = None
+    for lo in range(0, D, _CORR_SLICE):
+        s = slice(lo, min(D, lo + _CORR_SLICE))
+        xe = jnp.concatenate([e.sa[..., s], (e.sa[..., s] > 0).astype(I32), ea[..., s]], axis=-1)
+        ye = jnp.concatenate([127 * e.sb[..., s], e.sb[..., s], eb[..., s]], axis=-1)
+        part = lax.dot_general(xe.astype(BF16), ye.astype(BF16), (((2,), (2,)), ((0,), (0,))),
+                               preferred_element_type=jnp.float32).astype(I32)
+        acc = part if acc is None else acc + part
+    return acc
 
 
 def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int):

@@ -11,6 +11,11 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
 * ``quant_sweep``: instead, the threshold kernel at several tilings;
 * ``gemv``: decode rows N = 1, 2: quantize + gemv matmul vs ``linear_gemv``
   (activation quantized inside the gemv kernel) at several tilings.
+* ``mma``: decode rows N = 1, 8, 16 through 16 distinct 4096^2 weights per
+  timed call (from HBM, as ``bench.fp4``'s decode_cold): bf16 matmul vs the
+  QuantLinear path vs the tensor-core decode schedule (``pallas_mma``) at
+  several tilings, quantizing the activation in the kernel (``linear_gemv``)
+  or reading its codes (``matmul``).
 
 Session 5's "very slow compile" of the quantize rows (H200) came from the
 kernel parameters staged with constant scalars (XLA GPU constant-folding the
@@ -28,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from bench.__main__ import device_time, write_json
+from bench.__main__ import device_time, device_time_rotating, write_json
 from scmp_jax._backend import triton_params
 from scmp_jax.fp4 import pallas as P
 
@@ -141,6 +146,61 @@ def gemv_rows(repeats, k=4096):
     return rows
 
 
+MMA_TILINGS = {1: [(32, 4, 4, False), (32, 4, 4, True), (64, 4, 4, True), (64, 8, 4, True),
+                   (32, 8, 4, True), (64, 2, 4, True), (128, 8, 8, True)],
+               8: [(32, 4, 4, True), (64, 4, 4, True), (64, 8, 8, True)],
+               16: [(32, 4, 4, True), (64, 4, 4, True), (64, 8, 8, True)]}
+
+
+def mma_rows(repeats, k=4096, layers=16):
+    """Cold decode (``layers`` distinct MXFP4 weights per timed call): bf16 matmul,
+    ``fp4.quantized_matmul`` (the QuantLinear path), ``linear_gemv`` and
+    ``matmul`` with ``MatmulTiling(mma=True)`` at (bm, split, warps, asm)."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(5)
+    cfg = fp4.MXFP4
+    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
+    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
+    rows = []
+
+    def row(case, fn, sets, ref=None):
+        info = {}
+        try:
+            sec = device_time_rotating(fn, sets, repeats, info=info)
+        except Exception as e:                       # a tiling that does not compile
+            print(f"{case:<52} FAILED {type(e).__name__}: {str(e)[:200]}", flush=True)
+            return None
+        rows.append(dict(case=case, ms=sec * 1e3, first_s=info.get("first_s"),
+                         over_bf16=None if ref is None else sec / ref))
+        extra = "" if ref is None else f" {sec / ref:6.2f}x bf16"
+        print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}  (first {info.get('first_s', 0):.1f} s)",
+              flush=True)
+        return sec
+
+    for n, tilings in MMA_TILINGS.items():
+        x = jnp.asarray(r.standard_normal((n, k)), BF16)
+        a = fp4.quantize(x, cfg)
+        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
+                  [(x, w) for w in wf])
+        row(f"N={n} cold QuantLinear path (default)",
+            lambda v, c, s, g: fp4.quantized_matmul(
+                v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg),
+            [(x, t.codes, t.scales, t.global_scale) for t in wq], ref)
+        for bm, sp, wp, asm in tilings:
+            t = MM.MatmulTiling(1, bm, 512, wp, 3, sp, mma=True, asm=asm)
+            tag = f"{bm}x512 s{sp} w{wp}{' asm' if asm else ''}"
+            row(f"N={n} cold linear mma {tag}", lambda v, c, s, g, t=t: P.linear_gemv(
+                v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
+                (c, s, g, "e8m0"), group_size=32, scale_dtype="e8m0", rounding=0, tiling=t),
+                [(x, t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
+            row(f"N={n} cold codes mma {tag}", lambda c, s, g, t=t: P.matmul(
+                ops(a), (c, s, g, "e8m0"), tiling=t),
+                [(t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
+    return rows
+
+
 def decode_rows(n, repeats):
     """``decode_bf16`` of an (n, n) MXFP4 tensor: bytes moved vs a copy."""
     from scmp_jax import fp4
@@ -196,7 +256,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: quant | quant_sweep (tilings only), decode, prefill, gemv")
+                   help="comma-separated: quant | quant_sweep (tilings only), decode, prefill, gemv, mma")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
@@ -204,6 +264,7 @@ def main(argv=None):
     write_json(args.out, quant=quant_rows(n, args.repeats, "quant_sweep" in cases)
                if "quant" in cases or "quant_sweep" in cases else [],
                gemv=gemv_rows(args.repeats, n // 2) if "gemv" in cases else [],
+               mma=mma_rows(args.repeats, n // 2) if "mma" in cases else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
                prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])
 

@@ -253,7 +253,10 @@ def test_quantize_dequant_one_pass(preset, dtype, rounding):
 @pytest.mark.parametrize("preset,dtype,n,tiling", [
     ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 16, 64, split=2, gemv=True)),
     ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 64, gemv=True)),     # K loop, K padded
-    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 128, split=3, gemv=True))])
+    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 128, split=3, gemv=True)),
+    ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 16, 512, mma=True)),
+    ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 256, mma=True, asm=True)),
+    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 512, split=2, mma=True, asm=True))])
 def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     """``linear_gemv`` (the activation quantized inside the gemv kernel) == the gemv
     schedule on ``quantize_fused``'s codes, bit for bit (NaN group -> NaN row, -0,
@@ -377,7 +380,10 @@ def test_matmul_schedules(tiling):
 @pytest.mark.parametrize("n,preset,tiling", [
     (1, "mxfp4", MM.MatmulTiling(1, 16, 128, gemv=True)),
     (5, "nvfp4", MM.MatmulTiling(1, 32, 64, split=2, gemv=True)),
-    (16, "nvfp4", MM.MatmulTiling(1, 16, 256, split=2, gemv=True))])
+    (16, "nvfp4", MM.MatmulTiling(1, 16, 256, split=2, gemv=True)),
+    (1, "mxfp4", MM.MatmulTiling(1, 16, 512, mma=True)),
+    (5, "nvfp4", MM.MatmulTiling(1, 32, 256, split=2, mma=True, asm=True)),
+    (16, "mxfp4", MM.MatmulTiling(1, 64, 512, mma=True, asm=True))])
 def test_matmul_gemv(n, preset, tiling):
     """The dot-free schedule for decode rows: close to float64, NaN rows propagate,
     mismatched group sizes refused."""
@@ -394,7 +400,7 @@ def test_matmul_gemv(n, preset, tiling):
                                                      global_scale=0.5), w) < 1e-5
     other = fp4.quantize(r.standard_normal((40, 512)).astype(F32),
                          "nvfp4" if preset == "mxfp4" else "mxfp4")
-    with pytest.raises(ValueError, match="gemv"):
+    with pytest.raises(ValueError, match="mma" if tiling.mma else "gemv"):
         P.matmul(ops(a), ops(other), tiling=tiling)
 
 
@@ -409,3 +415,35 @@ def test_unsupported_configurations():
     with pytest.raises(ValueError, match="group_size"):
         fp4.matmul(a, a, implementation="pallas")
     assert P.unsupported(16) is None and P.unsupported_matmul(32, 16) is None
+
+
+@pytest.mark.parametrize("asm", [False, True])
+def test_mma_nibbles_every_byte(asm):
+    """``pallas_mma.nibbles_f16`` inside a kernel (the PTX block with ``asm`` on the
+    GPU; interpret mode runs the integer form) == every byte's two e2m1 values
+    times 2^-14, bit for bit against ml_dtypes' float4_e2m1fn decode."""
+    import ml_dtypes
+    from jax.experimental import pallas as pl
+    from scmp_jax.fp4 import pallas_mma as MA
+    c = np.tile(np.arange(256, dtype=np.uint8).reshape(4, 64), (16, 1))     # (64, 64)
+    interp = P._interpret()
+
+    def kernel(c_ref, lo_ref, hi_ref):
+        lo_ref[...], hi_ref[...] = MA.nibbles_f16(c_ref[...], asm=asm and not interp)
+
+    shape = jax.ShapeDtypeStruct(c.shape, jnp.float16)
+    lo, hi = pl.pallas_call(kernel, out_shape=(shape, shape), interpret=interp)(c)
+    e2m1 = lambda n: (n.astype(np.uint8).view(ml_dtypes.float4_e2m1fn).astype(np.float32)
+                      * np.float32(2.0 ** -14)).astype(np.float16)
+    want_lo, want_hi = e2m1(c & 15), e2m1(c >> 4)
+    assert np.array_equal(np.asarray(lo).view(np.uint16), want_lo.view(np.uint16))
+    assert np.array_equal(np.asarray(hi).view(np.uint16), want_hi.view(np.uint16))
+
+
+def test_mma_refuses_small_steps():
+    r = np.random.default_rng(2)
+    a = fp4.quantize(r.standard_normal((1, 256)).astype(F32), "mxfp4")
+    w = fp4.quantize(r.standard_normal((16, 256)).astype(F32), "mxfp4")
+    ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
+    with pytest.raises(ValueError, match="16 \\* group size"):
+        P.matmul(ops(a), ops(w), tiling=MM.MatmulTiling(1, 16, 256, mma=True))

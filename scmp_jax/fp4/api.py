@@ -239,7 +239,7 @@ def _one_pass(x, w, cfg, transform, qi, mi):
         return None
     N = int(np.prod(shape[:-1]))
     t = _pallas.matmul_tiling(N, w.shape[0], shape[-1], cfg.group_size, w.group_size)
-    return "dequant" if t.dequant else "gemv" if t.gemv else None
+    return "dequant" if t.dequant else "gemv" if (t.gemv or t.mma) else None
 
 
 @partial(jax.jit, static_argnums=(4, 5, 7, 8))

@@ -52,6 +52,7 @@ from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 from . import pallas_matmul as _mm
+from . import pallas_mma as _mma
 from . import pallas_thresholds as TH
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
@@ -478,28 +479,40 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     x2 = x.reshape(-1, K)
     N, H = x2.shape[0], G // 2
     t = tiling or matmul_tiling(N, M, K, G, G, interpret)
-    if not t.gemv:
-        raise ValueError(f"linear_gemv needs a gemv tiling, got {t}")
+    if not (t.gemv or t.mma):
+        raise ValueError(f"linear_gemv needs a gemv or mma tiling, got {t}")
     Kp = _mm.gemv_padding(K, t)
     x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
     inner, ng = x3.shape[-1], t.bk // G
 
-    def act(refs, n, s):
+    def halves(refs, n, s):
         x_ref, ss_ref, gs_ref, r_ref = refs
         # the params of the quantize kernels, formed here from the scalars (no XLA
         # computation before the launch): bits of ss * gs as a (1, 1) tensor, gs, rounding
         prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
         p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
-        lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
+        return _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng))), p
+
+    def act(refs, n, s):
+        (lo, hi), p = halves(refs, n, s)
         v_lo, v_hi = _dequant_values(lo, hi, p, scale_dtype, interpret, False)
         return v_lo.reshape(ng, H), v_hi.reshape(ng, H)
+
+    def act_mma(refs, n, s):            # e2m1 values and decoded scales, apart
+        (lo, hi), p = halves(refs, n, s)
+        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, False)
+        v_lo, v_hi = run(lambda c_lo, c_hi: (_mm._value(c_lo, False, interpret),
+                                             _mm._value(c_hi, False, interpret)))
+        sa = FM.decode_scale(scales, scale_dtype).reshape(ng)
+        return v_lo.reshape(ng, H), v_hi.reshape(ng, H), sa
 
     one = pl.BlockSpec((1,), lambda j, s: (0,))
     specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)), one, one, one]
     scalars = _mm.scalar_operands(scale_scale, global_scale) + (
         jnp.asarray(rounding, I32).reshape(1),)
-    y = _mm.gemv_call((x3,) + scalars, specs, act, w[0], w[1],
-                      _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
+    call = _mma.mma_call if t.mma else _mm.gemv_call
+    y = call((x3,) + scalars, specs, act_mma if t.mma else act, w[0], w[1],
+             _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
     return y.reshape(lead + (M,))
 
 

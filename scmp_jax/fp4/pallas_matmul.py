@@ -62,6 +62,8 @@ class MatmulTiling:
     dequant: bool = False   # decode both operands to bfloat16 (kernel) + XLA's dense dot
     grouped: bool = False   # fused: code tiles as (rows, groups, G/2), scales broadcast per group
     gemv: bool = False      # decode rows without a dot: multiply + reduce per activation row
+    mma: bool = False       # decode rows on the tensor cores, scales after the dot (pallas_mma)
+    asm: bool = False       # mma: weight nibbles by a PTX block (GPU only)
 
 
 def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False
@@ -357,6 +359,12 @@ def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False)
     gs = scalar_operands(gsa, gsw)
     if t.dequant:
         y = _dequant(ac2, as2, wc, ws, SF.mul(gsa, gsw).reshape(1), dta, dtw, interpret)
+    elif t.mma:
+        from .pallas_mma import mma
+        if Ga != Gw or N > 16:
+            raise ValueError(f"tiling.mma needs equal group sizes and N <= 16, got "
+                             f"groups {Ga}/{Gw}, N={N}")
+        y = mma(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
     elif t.gemv:
         if Ga != Gw or N > 16:
             raise ValueError(f"tiling.gemv needs equal group sizes and N <= 16, got "

@@ -62,6 +62,19 @@ def test_tables_keyed_by_distinct_stream():
     assert t.table.shape == (layout(256, 64, 256).size,)
 
 
+@pytest.mark.parametrize("S,L,G", [(1, 256, 256), (3, 64, 255), (256, 8, 7)])
+def test_layout_decoders_invert_the_indices(S, L, G):
+    """``Layout.row / level / neg`` recover what ``ro`` and ``co`` encode."""
+    lay = layout(S, L, G)
+    s, k, v = np.meshgrid(np.arange(S), np.arange(L + 1), np.arange(G + 1), indexing="ij")
+    for neg in (0, 1):
+        ro = s * lay.row_s + k * lay.vp | neg << lay.shift
+        co = v | neg << lay.shift
+        assert np.array_equal(lay.row(ro), s * (L + 1) + k)
+        assert np.array_equal(lay.level(co), v)
+        assert (lay.neg(ro) == neg).all() and (lay.neg(co) == neg).all()
+
+
 def test_signed_table_values():
     """table[ro ^ co] is +cum / -cum by the XOR of the sign bits, cum by definition."""
     rb = np.array([[5, 0, 3, 7, 1, 6, 2, 4], [1, 2, 3, 4, 5, 6, 7, 0]], np.int32)

@@ -124,13 +124,10 @@ class _Decoded(NamedTuple):
 
 
 def _decode(r, c, lay, L, inv):
-    lo = (1 << lay.shift) - 1
-    row = (r & lo) >> (lay.vp.bit_length() - 1)
-    neg = r >> lay.shift
+    row, neg, bb = lay.row(r), lay.neg(r), lay.level(c)
     sa = jnp.where(row % (L + 1) == 0, 0, 1 - 2 * neg)
-    bb = c & lo
     j = jnp.take(inv, bb, mode="clip")
-    sb = jnp.where(j < 0, 0, 1 - 2 * (c >> lay.shift))
+    sb = jnp.where(j < 0, 0, 1 - 2 * lay.neg(c))
     return _Decoded(row, neg, sa, j, sb, bb)
 
 

@@ -98,6 +98,19 @@ class Layout(NamedTuple):
     shift: int
     size: int              # entries of the flat table
 
+    # decoders of the two index kinds (int arrays; ``sc.dense`` reads them)
+    def row(self, ro):
+        """``s * (L + 1) + k`` of an a-side index ``ro``."""
+        return (ro & ((1 << self.shift) - 1)) >> (self.vp.bit_length() - 1)
+
+    def level(self, co):
+        """``v`` of a b-side index ``co``."""
+        return co & ((1 << self.shift) - 1)
+
+    def neg(self, idx):
+        """The sign bit of either index."""
+        return idx >> self.shift
+
 
 def layout(n_streams: int, L: int, G: int) -> Layout:
     vp = 1 << (G + 1 - 1).bit_length()

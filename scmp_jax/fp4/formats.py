@@ -7,7 +7,6 @@ return uint8 codes. Decoders build the float32 bit pattern of a code.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from .softfloat import bits, from_bits

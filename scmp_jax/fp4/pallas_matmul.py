@@ -356,19 +356,17 @@ def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False)
     ac2, as2 = ac.reshape(-1, K // 2), as_.reshape(-1, K // Ga)
     N, M = ac2.shape[0], wc.shape[0]
     t = tiling or matmul_tiling(N, M, K, Ga, Gw, interpret)
-    gs = scalar_operands(gsa, gsw)
     if t.dequant:
         y = _dequant(ac2, as2, wc, ws, SF.mul(gsa, gsw).reshape(1), dta, dtw, interpret)
-    elif t.mma:
+        return y.reshape(lead + (M,))
+    gs = scalar_operands(gsa, gsw)
+    if (t.mma or t.gemv) and (Ga != Gw or N > 16):
+        raise ValueError(f"tiling.{'mma' if t.mma else 'gemv'} needs equal group sizes and "
+                         f"N <= 16, got groups {Ga}/{Gw}, N={N}")
+    if t.mma:
         from .pallas_mma import mma
-        if Ga != Gw or N > 16:
-            raise ValueError(f"tiling.mma needs equal group sizes and N <= 16, got "
-                             f"groups {Ga}/{Gw}, N={N}")
         y = mma(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
     elif t.gemv:
-        if Ga != Gw or N > 16:
-            raise ValueError(f"tiling.gemv needs equal group sizes and N <= 16, got "
-                             f"groups {Ga}/{Gw}, N={N}")
         y = _gemv(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
     else:
         y = _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t, interpret)

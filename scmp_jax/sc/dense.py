@@ -143,8 +143,8 @@ def _correction(r, c, table, lay, sid, L, inv):
     per slice of ``_CORR_SLICE`` d, so exact; slices are added in int32. Not
     int8: XLA's int8 GEMM on the H200 (jax 0.11.2) returned doubled sums when
     K was not a multiple of 32 (session 8; ``tests/test_dense.py``
-    ``test_correction_any_d``), which a zero-padded d can become once XLA
-    drops the padding."""
+    ``test_correction_any_d``; PALLAS_NOTES: Triton's int8 dot is wrong at
+    K = 16), which a zero-padded d can become once XLA drops the padding."""
     e = _decode(r, c, lay, L, inv)
     if L == 256:                                    # c = 256 only then
         full = jnp.take(table, (sid * (L + 1) + L) * lay.vp + e.bb, mode="clip") == 256

@@ -125,7 +125,7 @@ class _Reference:
         ms = _median_time(lambda: self.fn(ta, tb, g, **kw), repeats,
                           sync=lambda _: t.cuda.synchronize())
         res = out.cpu().numpy()
-        del ta, tb, out
+        ta = tb = out = None          # free the device copies before empty_cache
         t.cuda.empty_cache()
         return ms, res
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EPS", "qmax", "boundary", "quantize_per_tensor", "quantize_per_row",
+__all__ = ["EPS", "qmax", "quantize_per_tensor", "quantize_per_row",
            "quantize_per_row_chunk", "quantize_per_head"]
 
 EPS = np.float32(1e-5)

@@ -146,8 +146,12 @@ def gemv_rows(repeats, k=4096):
     return rows
 
 
-MMA_TILINGS = {1: [(32, 4, 4, False), (32, 4, 4, True), (64, 4, 4, True), (64, 8, 4, True)],
-               16: [(32, 4, 4, True), (64, 4, 4, True)]}
+# (bm, split, warps, asm, stages). Session 8 measured the first four N=1 rows
+# and the N=16 rows; the bigger programs are the next candidates (BENCHMARKS.md).
+MMA_TILINGS = {1: [(32, 4, 4, False, 3), (32, 4, 4, True, 3), (64, 4, 4, True, 3),
+                   (64, 8, 4, True, 3), (128, 4, 8, True, 3), (128, 8, 8, True, 4),
+                   (256, 8, 8, True, 4), (128, 16, 4, True, 3)],
+               16: [(32, 4, 4, True, 3), (64, 4, 4, True, 3)]}
 
 
 def mma_rows(repeats, k=4096, layers=16):
@@ -186,18 +190,22 @@ def mma_rows(repeats, k=4096, layers=16):
             lambda v, c, s, g: fp4.quantized_matmul(
                 v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg),
             [(x, t.codes, t.scales, t.global_scale) for t in wq], ref)
-        for bm, sp, wp, asm in tilings:
-            t = MM.MatmulTiling(1, bm, 512, wp, 3, sp, mma=True, asm=asm)
-            tag = f"{bm}x512 s{sp} w{wp}{' asm' if asm else ''}"
+        for bm, sp, wp, asm, stages in tilings:
+            t = MM.MatmulTiling(1, bm, 512, wp, stages, sp, mma=True, asm=asm)
+            tag = f"{bm}x512 s{sp} w{wp} st{stages}{' asm' if asm else ''}"
             row(f"N={n} cold linear mma {tag}", lambda v, c, s, g, t=t: P.linear_gemv(
                 v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
                 (c, s, g, "e8m0"), group_size=32, scale_dtype="e8m0", rounding=0, tiling=t),
                 [(x, t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
-            if (bm, sp, asm) != (32, 4, True):
+            if (bm, sp, asm) not in ((32, 4, True), (128, 8, True)):
                 continue
             row(f"N={n} cold codes mma {tag}", lambda c, s, g, t=t: P.matmul(
                 ops(a), (c, s, g, "e8m0"), tiling=t),
                 [(t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
+            # the activation quantized once (own launch), then the codes schedule
+            row(f"N={n} cold quantize + codes mma {tag}", lambda v, c, s, g, t=t: P.matmul(
+                ops(fp4.quantize(v, cfg)), (c, s, g, "e8m0"), tiling=t),
+                [(x, t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
     return rows
 
 

@@ -52,7 +52,6 @@ from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 from . import pallas_matmul as _mm
-from . import pallas_mma as _mma
 from . import pallas_thresholds as TH
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
@@ -485,21 +484,13 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
     inner, ng = x3.shape[-1], t.bk // G
 
-    def halves(refs, n, s):
+    def act(refs, n, s):                # e2m1 values and decoded scales of row n, step s
         x_ref, ss_ref, gs_ref, r_ref = refs
         # the params of the quantize kernels, formed here from the scalars (no XLA
         # computation before the launch): bits of ss * gs as a (1, 1) tensor, gs, rounding
         prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
         p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
-        return _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng))), p
-
-    def act(refs, n, s):
-        (lo, hi), p = halves(refs, n, s)
-        v_lo, v_hi = _dequant_values(lo, hi, p, scale_dtype, interpret, False)
-        return v_lo.reshape(ng, H), v_hi.reshape(ng, H)
-
-    def act_mma(refs, n, s):            # e2m1 values and decoded scales, apart
-        (lo, hi), p = halves(refs, n, s)
+        lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
         scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, False)
         v_lo, v_hi = run(lambda c_lo, c_hi: (_mm._value(c_lo, False, interpret),
                                              _mm._value(c_hi, False, interpret)))
@@ -510,9 +501,8 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)), one, one, one]
     scalars = _mm.scalar_operands(scale_scale, global_scale) + (
         jnp.asarray(rounding, I32).reshape(1),)
-    call = _mma.mma_call if t.mma else _mm.gemv_call
-    y = call((x3,) + scalars, specs, act_mma if t.mma else act, w[0], w[1],
-             _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
+    y = _mm.gemv_call((x3,) + scalars, specs, act, w[0], w[1],
+                      _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
     return y.reshape(lead + (M,))
 
 

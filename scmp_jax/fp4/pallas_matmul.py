@@ -220,8 +220,9 @@ def _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t: MatmulTiling, interpret):
 
 def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
     """Weight rows (bm, K_s/G, H) bytes of one K range, looped over in ``steps``
-    steps of ``ng`` groups; ``act(act_refs, n, s)`` -> the float32 ``v_a s_a``
-    (ng, H) of activation row ``n`` at step ``s`` (low nibbles, high nibbles):
+    steps of ``ng`` groups; ``act(act_refs, n, s)`` -> float32 e2m1 values (low,
+    high nibbles; (ng, H)) and decoded scales (ng,) of activation row ``n`` at
+    step ``s``, multiplied here into ``v_a s_a``:
     out[n, m] = sum over groups g of s_w[m, g] * sum_{k in g} v_w[m, k] (v_a s_a)[n, k]
     (the weight scale applied once per group), accumulated step by step, times
     ``alpha`` (when the K range is whole)."""
@@ -234,7 +235,8 @@ def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
         w_lo, w_hi = _value(c, False, interpret), _value(c, True, interpret)
         out = []
         for n in range(n_rows):
-            a_lo, a_hi = act(act_refs, n, s)
+            v_lo, v_hi, sa = act(act_refs, n, s)
+            a_lo, a_hi = _mul(v_lo, sa[:, None], interpret), _mul(v_hi, sa[:, None], interpret)
             y = jnp.sum(w_lo * a_lo[None] + w_hi * a_hi[None], axis=2)         # (bm, ng)
             out.append(accs[n] + jnp.sum(y * sw, axis=1))
         return tuple(out)
@@ -247,36 +249,50 @@ def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
 
 def gemv_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTiling,
               interpret):
-    """Runs ``_gemv_kernel`` over weights (M, K/2) codes / (M, K/G) scale bytes with
-    activation operands ``act_args`` (already padded to ``Kp``; ``act_specs(ng_s)``
-    their BlockSpecs for a K range of ``ng_s`` groups) -> float32 (N, M)."""
+    """Runs the decode-rows kernel of ``t`` (``_gemv_kernel``, or with ``t.mma``
+    ``pallas_mma``'s) over weights (M, K/2) codes / (M, K/G) scale bytes with
+    activation operands ``act_args`` (already padded to ``gemv_padding(K, t)``;
+    ``act_specs(ng_s)`` their BlockSpecs for a K range of ``ng_s`` groups;
+    ``act(refs, n, s)`` -> e2m1 values lo, hi (ng, H) and decoded scales (ng,))
+    -> float32 (N, M)."""
     M, S, H = wc.shape[0], t.split, G // 2
     Mp, Kp = pl.cdiv(M, t.bm) * t.bm, gemv_padding(K, t)
     ng, ng_s = t.bk // G, Kp // S // G                   # groups per step, per K range
-    w3 = _pad2(wc, Mp, Kp // 2).reshape(Mp, Kp // G, H)
-    ws2 = _pad2(ws, Mp, Kp // G)
-    kernel = functools.partial(_gemv_kernel, n_act=len(act_args), act=act, steps=ng_s // ng,
-                               ng=ng, dtw=dtw, scale_in_kernel=S == 1, interpret=interpret)
+    common = dict(n_act=len(act_args), act=act, steps=ng_s // ng, ng=ng, dtw=dtw,
+                  scale_in_kernel=S == 1, interpret=interpret)
+    if t.mma:
+        from . import pallas_mma
+        if ng < 16 or t.bm < 16:
+            raise ValueError(f"tiling.mma needs bk >= 16 * group size ({16 * G}) and "
+                             f"bm >= 16, got {t}")
+        kernel = functools.partial(pallas_mma.mma_kernel, H=H, asm=t.asm and not interpret,
+                                   **common)
+        w, w_spec = _pad2(wc, Mp, Kp // 2), pl.BlockSpec((t.bm, ng_s * H), lambda j, s: (j, s))
+    else:
+        kernel = functools.partial(_gemv_kernel, **common)
+        w = _pad2(wc, Mp, Kp // 2).reshape(Mp, Kp // G, H)
+        w_spec = pl.BlockSpec((t.bm, ng_s, H), lambda j, s: (j, s, 0))
     out = pl.pallas_call(
         kernel, grid=(Mp // t.bm, S),
         in_specs=list(act_specs(ng_s)) + [
-            pl.BlockSpec((t.bm, ng_s, H), lambda j, s: (j, s, 0)),
+            w_spec,
             pl.BlockSpec((t.bm, ng_s), lambda j, s: (j, s)),
             pl.BlockSpec((1,), lambda j, s: (0,)),
             pl.BlockSpec((1,), lambda j, s: (0,))],
         out_specs=pl.BlockSpec((None, N, t.bm), lambda j, s: (s, 0, j)),
         out_shape=jax.ShapeDtypeStruct((S, N, Mp), F32),
         interpret=interpret, **triton_params(interpret, t.warps, t.stages),
-    )(*act_args, w3, ws2, *gs)
+    )(*act_args, w, _pad2(ws, Mp, Kp // G), *gs)
     return _split_sum(out, gs)[:, :M]
 
 
 def gemv_padding(K, t: MatmulTiling):
-    """Padded K of the gemv schedule."""
+    """Padded K of the gemv and mma schedules."""
     return pl.cdiv(K, t.bk * t.split) * t.bk * t.split
 
 
 def _gemv(ac2, as2, wc, ws, gs, dta, dtw, G, t: MatmulTiling, interpret):
+    """Activation codes (N, K/2) / scale bytes (N, K/G) x weights, gemv or mma."""
     N, K = ac2.shape[0], 2 * ac2.shape[1]
     H, Kp = G // 2, gemv_padding(K, t)
     a3 = _pad2(ac2, N, Kp // 2).reshape(N, Kp // G, H)
@@ -286,8 +302,8 @@ def _gemv(ac2, as2, wc, ws, gs, dta, dtw, G, t: MatmulTiling, interpret):
     def act(refs, n, s):
         ac_ref, as_ref = refs
         ca = ac_ref[n, pl.ds(s * ng, ng), :].astype(I32)                  # (ng, H)
-        sa = FM.decode_scale(as_ref[n, pl.ds(s * ng, ng)].astype(I32), dta)[:, None]
-        return _scaled(ca, False, sa, interpret), _scaled(ca, True, sa, interpret)
+        sa = FM.decode_scale(as_ref[n, pl.ds(s * ng, ng)].astype(I32), dta)
+        return _value(ca, False, interpret), _value(ca, True, interpret), sa
 
     specs = lambda ng_s: [pl.BlockSpec((N, ng_s, H), lambda j, s: (0, s, 0)),
                           pl.BlockSpec((N, ng_s), lambda j, s: (0, s))]
@@ -363,10 +379,7 @@ def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False)
     if (t.mma or t.gemv) and (Ga != Gw or N > 16):
         raise ValueError(f"tiling.{'mma' if t.mma else 'gemv'} needs equal group sizes and "
                          f"N <= 16, got groups {Ga}/{Gw}, N={N}")
-    if t.mma:
-        from .pallas_mma import mma
-        y = mma(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
-    elif t.gemv:
+    if t.mma or t.gemv:
         y = _gemv(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
     else:
         y = _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t, interpret)

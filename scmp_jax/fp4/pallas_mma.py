@@ -26,18 +26,15 @@ runs with ``interpret=True`` (``nibbles_f16`` as jnp integer ops).
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .._backend import triton_params
 from . import formats as FM
-from .pallas_matmul import MatmulTiling, _mul, _pad2, _split_sum, _value
+from .pallas_matmul import _mul
 
-__all__ = ["nibbles_f16", "mma_call", "mma_padding", "min_step", "codes_act", "codes_specs", "mma"]
+__all__ = ["nibbles_f16", "min_step", "mma_kernel"]
 
 F32, I32, F16 = jnp.float32, jnp.int32, jnp.float16
 _ACT_SCALE = 2.0 ** 13          # v_a * 2^13 <= 6 * 2^13 = 49152 < 65504: exact in float16
@@ -87,10 +84,11 @@ def _block_diag(v, ng, H):
     return jnp.where(own, flat, F32(0)).astype(F16)
 
 
-def _mma_kernel(*refs, n_act, act, steps, ng, H, dtw, asm, scale_in_kernel, interpret):
+def mma_kernel(*refs, n_act, act, steps, ng, H, dtw, asm, scale_in_kernel, interpret):
     """Weight bytes (bm, K_s/2) of one K range in ``steps`` steps of ``ng``
     groups; ``act(act_refs, n, s)`` -> (e2m1 values lo, hi float32 (ng, H),
-    decoded scales float32 (ng,)) of activation row ``n`` at step ``s``."""
+    decoded scales float32 (ng,)) of activation row ``n`` at step ``s`` (the
+    same ``act`` as ``_gemv_kernel``'s; ``pallas_matmul.gemv_call`` launches both)."""
     act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
     n_rows, bm = o_ref.shape[-2:]
     h = ng * H
@@ -116,62 +114,3 @@ def _mma_kernel(*refs, n_act, act, steps, ng, H, dtw, asm, scale_in_kernel, inte
         if scale_in_kernel:
             y = _mul(y, _mul(jnp.full((bm,), ga_ref[0], F32), gw_ref[0], interpret), interpret)
         o_ref[n, :] = y
-
-
-def mma_padding(K, t: MatmulTiling):
-    return pl.cdiv(K, t.bk * t.split) * t.bk * t.split
-
-
-def mma_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTiling, interpret):
-    """Runs ``_mma_kernel`` over weights (M, K/2) codes / (M, K/G) scale bytes with
-    activation operands ``act_args`` (padded to ``mma_padding(K, t)``;
-    ``act_specs(ng_s)``: their BlockSpecs for a K range of ``ng_s`` groups)
-    -> float32 (N, M)."""
-    M, S, H = wc.shape[0], t.split, G // 2
-    Mp, Kp = pl.cdiv(M, t.bm) * t.bm, mma_padding(K, t)
-    ng, ng_s = t.bk // G, Kp // S // G
-    if ng < 16 or t.bm < 16:
-        raise ValueError(f"tiling.mma needs bk >= 16 * group size ({16 * G}) and bm >= 16, "
-                         f"got {t}")
-    w2, ws2 = _pad2(wc, Mp, Kp // 2), _pad2(ws, Mp, Kp // G)
-    kernel = functools.partial(_mma_kernel, n_act=len(act_args), act=act, steps=ng_s // ng,
-                               ng=ng, H=H, dtw=dtw, asm=t.asm and not interpret,
-                               scale_in_kernel=S == 1, interpret=interpret)
-    out = pl.pallas_call(
-        kernel, grid=(Mp // t.bm, S),
-        in_specs=list(act_specs(ng_s)) + [
-            pl.BlockSpec((t.bm, ng_s * H), lambda j, s: (j, s)),
-            pl.BlockSpec((t.bm, ng_s), lambda j, s: (j, s)),
-            pl.BlockSpec((1,), lambda j, s: (0,)),
-            pl.BlockSpec((1,), lambda j, s: (0,))],
-        out_specs=pl.BlockSpec((None, N, t.bm), lambda j, s: (s, 0, j)),
-        out_shape=jax.ShapeDtypeStruct((S, N, Mp), F32),
-        interpret=interpret, **triton_params(interpret, t.warps, t.stages),
-    )(*act_args, w2, ws2, *gs)
-    return _split_sum(out, gs)[:, :M]
-
-
-def codes_act(dta, ng, interpret):
-    """The ``act`` of ``mma_call`` for activation codes (N, K/G, G/2) and scale
-    bytes (N, K/G)."""
-    def act(refs, n, s):
-        ac_ref, as_ref = refs
-        ca = ac_ref[n, pl.ds(s * ng, ng), :].astype(I32)                 # (ng, H)
-        sa = FM.decode_scale(as_ref[n, pl.ds(s * ng, ng)].astype(I32), dta)
-        return _value(ca, False, interpret), _value(ca, True, interpret), sa
-    return act
-
-
-def codes_specs(N, H):
-    return lambda ng_s: [pl.BlockSpec((N, ng_s, H), lambda j, s: (0, s, 0)),
-                         pl.BlockSpec((N, ng_s), lambda j, s: (0, s))]
-
-
-
-def mma(ac2, as2, wc, ws, gs, dta, dtw, G, t: MatmulTiling, interpret):
-    """Activation codes (N, K/2) / scale bytes (N, K/G) x weights -> float32 (N, M)."""
-    N, K = ac2.shape[0], 2 * ac2.shape[1]
-    H, Kp = G // 2, mma_padding(K, t)
-    a3 = _pad2(ac2, N, Kp // 2).reshape(N, Kp // G, H)
-    return mma_call((a3, _pad2(as2, N, Kp // G)), codes_specs(N, H),
-                    codes_act(dta, t.bk // G, interpret), wc, ws, gs, N, K, G, dtw, t, interpret)

@@ -11,7 +11,7 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
 * ``quant_sweep``: instead, the threshold kernel at several tilings;
 * ``gemv``: decode rows N = 1, 2: quantize + gemv matmul vs ``linear_gemv``
   (activation quantized inside the gemv kernel) at several tilings.
-* ``mma``: decode rows N = 1, 8, 16 through 16 distinct 4096^2 weights per
+* ``mma``: decode rows N = 1 and 16 through 16 distinct 4096^2 weights per
   timed call (from HBM, as ``bench.fp4``'s decode_cold): bf16 matmul vs the
   QuantLinear path vs the tensor-core decode schedule (``pallas_mma``) at
   several tilings, quantizing the activation in the kernel (``linear_gemv``)

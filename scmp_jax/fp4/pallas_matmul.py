@@ -262,9 +262,9 @@ def gemv_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTilin
                   scale_in_kernel=S == 1, interpret=interpret)
     if t.mma:
         from . import pallas_mma
-        if ng < 16 or t.bm < 16:
-            raise ValueError(f"tiling.mma needs bk >= 16 * group size ({16 * G}) and "
-                             f"bm >= 16, got {t}")
+        if t.bk < pallas_mma.min_step(G) or t.bm < 16:
+            raise ValueError(f"tiling.mma needs bk >= 16 * group size "
+                             f"({pallas_mma.min_step(G)}) and bm >= 16, got {t}")
         kernel = functools.partial(pallas_mma.mma_kernel, H=H, asm=t.asm and not interpret,
                                    **common)
         w, w_spec = _pad2(wc, Mp, Kp // 2), pl.BlockSpec((t.bm, ng_s * H), lambda j, s: (j, s))

@@ -15,7 +15,9 @@
 
 Default implementation (Pallas on GPU), plus the XLA path for comparison.
 Times are device times (``bench.device_time``: 10 calls unrolled in one jitted
-program (3 for the ~0.1 ms quantize calls), median of ``--repeats``), so
+program (the quantize rows and their copy baseline alike; until session 9
+the quantize rows used 3, which put them at a disadvantage of a few percent
+against the copy's 10), median of ``--repeats``), so
 decode-sized calls are not measured as Python dispatch. "1st s": seconds of
 the first call of the timing program (its compile), to spot slow compiles.
 ``--sweep`` adds kernel tilings (the data behind the heuristics in
@@ -40,14 +42,14 @@ BF16 = jnp.bfloat16
 
 def _quantize_rows(n, repeats, rng, impls, sweep):
     x = jnp.asarray(rng.standard_normal((n, n)), BF16)
-    t_copy = device_time(lambda v: -v, (x,), repeats)
+    t_copy = device_time(lambda v: -v, (x,), repeats)             # 10 calls, as the rows
     copy_bw = 2 * x.nbytes / t_copy
     rows = _Rows()
     rows.append(dict(case="copy (-x)", shape=[n, n], ms=t_copy * 1e3, gbs=copy_bw / 1e9))
 
     def row(case, fn):
         info = {}
-        t = device_time(fn, (x,), repeats, reps=3, info=info)     # ~0.1 ms calls: 3 suffice
+        t = device_time(fn, (x,), repeats, info=info)       # same 10 calls as the copy
         codes, scales = jax.jit(fn)(x)
         moved = x.nbytes + codes.nbytes + scales.nbytes
         return dict(case=case, shape=[n, n], ms=t * 1e3, gbs=moved / t / 1e9,

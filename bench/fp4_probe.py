@@ -8,7 +8,8 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   scale) vs its older forms: one multiply per element (power-of-two divisors)
   or IEEE ``div.rn`` per element (``QuantTiling(thresholds=False)``), for
   gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3: division either way);
-* ``quant_sweep``: instead, the threshold kernel at several tilings;
+* ``quant_sweep``: the threshold kernel at several tilings (with ``quant``: both);
+  every row checks its codes and scales equal to its format's first row;
 * ``gemv``: decode rows N = 1, 2: quantize + gemv matmul vs ``linear_gemv``
   (activation quantized inside the gemv kernel) at several tilings.
 * ``mma``: decode rows N = 1 and 16 through 16 distinct 4096^2 weights per
@@ -67,39 +68,50 @@ def _quant(tiling=None, gs=1.0, scale_dtype="e8m0", group=32, ss=6.0):
                                       scale_dtype=scale_dtype, rounding=0, tiling=tiling)
 
 
-def quant_rows(n, repeats, sweep_only=False):
+def quant_rows(n, repeats, main=True, sweep=False, reps=10):
+    """Rows as described in the module docstring; every quantize row's codes and
+    scales are checked equal to the first quantize row's of the same format
+    (``same`` column), so a faster form that changed bits shows."""
     x = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), BF16)
-    rows = []
+    rows, first = [], {}
 
-    def row(case, fn):
+    def row(case, fn, fmt=None):
         info = {}
-        t = device_time(fn, (x,), repeats, reps=3, info=info)
-        out = jax.jit(fn)(x)
-        moved = x.nbytes + sum(o.nbytes for o in jax.tree_util.tree_leaves(out))
+        t = device_time(fn, (x,), repeats, reps=reps, info=info)
+        out = [np.asarray(o) for o in jax.tree_util.tree_leaves(jax.jit(fn)(x))]
+        moved = x.nbytes + sum(o.nbytes for o in out)
         r = dict(case=case, ms=t * 1e3, gbs=moved / t / 1e9, first_s=info["first_s"])
+        if fmt:
+            ref = first.setdefault(fmt, out)
+            r["same"] = all((a == b).all() for a, b in zip(ref, out))
         if rows:
             r["pct_of_copy"] = 100 * r["gbs"] / rows[0]["gbs"]
-        print(f"{case:<44} {r['ms']:8.4f} ms {r['gbs']:7.0f} GB/s "
-              f"{r.get('pct_of_copy', 100):6.1f} %  (first call {r['first_s']:.1f} s)", flush=True)
+        print(f"{case:<52} {r['ms']:8.4f} ms {r['gbs']:7.0f} GB/s "
+              f"{r.get('pct_of_copy', 100):6.1f} %  same={r.get('same', '-')} "
+              f"(first call {r['first_s']:.1f} s)", flush=True)
         rows.append(r)
 
-    row("copy (-x)", lambda v: -v)
-    row("skeleton 8x512/4", _skeleton)
+    row(f"copy (-x) reps={reps}", lambda v: -v)
     mx = dict(gs=1 / 3, ss=4.0)                  # the MXFP4 preset: p = 2^k / 3
     nv = dict(gs=1.0, ss=6.0, scale_dtype="e4m3", group=16)
-    off = P.QuantTiling(thresholds=False)
-    if not sweep_only:
-        row("mxfp4 gs=1 thresholds", _quant())
-        row("mxfp4 gs=1 power-of-two multiply", _quant(off))
-        row("mxfp4 gs=1/3 div.rn", _quant(off, **mx))
-        row("mxfp4 gs=1/3 thresholds", _quant(**mx))
-        row("nvfp4 gs=1 div.rn (e4m3: no threshold branch)", _quant(**nv))
+    if main:
+        row("skeleton 8x512/4", _skeleton)
+        row("mxfp4 gs=1/3 thresholds (default: static params)", _quant(**mx), "mx")
+        row("mxfp4 gs=1/3 thresholds, params read in kernel", _quant(
+            P.QuantTiling(static_params=False), **mx), "mx")
+        row("mxfp4 gs=1/3 div.rn", _quant(P.QuantTiling(thresholds=False), **mx), "mx")
+        row("mxfp4 gs=1 thresholds", _quant(), "mx1")
+        row("mxfp4 gs=1 power-of-two multiply", _quant(P.QuantTiling(thresholds=False)), "mx1")
+        row("nvfp4 gs=1 div.rn (e4m3: no threshold branch)", _quant(**nv), "nv")
+        row("nvfp4 gs=1 div.rn, params read in kernel", _quant(
+            P.QuantTiling(static_params=False), **nv), "nv")
+    if not sweep:
         return rows
-    for r_, c_, w_ in [(4, 1024, 4), (8, 512, 4), (4, 1024, 2), (8, 1024, 4), (2, 1024, 2),
-                       (16, 512, 4), (8, 256, 2)]:
+    for r_, c_, w_ in [(2, 1024, 2), (4, 512, 2), (4, 1024, 4), (8, 512, 4), (4, 1024, 2), (2, 1024, 2),
+                       (4, 512, 4), (2, 512, 1), (8, 1024, 8), (16, 512, 8)]:
         til = P.QuantTiling(r_, c_, w_)
-        row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(til, **mx))
-        row(f"nvfp4 gs=1 {r_}x{c_}/{w_}", _quant(til, **nv))
+        row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(til, **mx), "mx")
+        row(f"nvfp4 gs=1 {r_}x{c_}/{w_}", _quant(til, **nv), "nv")
     return rows
 
 
@@ -269,7 +281,8 @@ def main(argv=None):
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
     cases = args.cases.split(",")
-    write_json(args.out, quant=quant_rows(n, args.repeats, "quant_sweep" in cases)
+    write_json(args.out, quant=quant_rows(n, args.repeats, "quant" in cases,
+                                          "quant_sweep" in cases)
                if "quant" in cases or "quant_sweep" in cases else [],
                gemv=gemv_rows(args.repeats, n // 2) if "gemv" in cases else [],
                mma=mma_rows(args.repeats, n // 2) if "mma" in cases else [],

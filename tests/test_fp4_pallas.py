@@ -156,6 +156,29 @@ def test_threshold_codes_every_binade(gs):
         assert np.array_equal(np.asarray(codes), ref["codes"]), on
 
 
+@pytest.mark.parametrize("ss,gs,scale_dtype,group", QUOTIENTS[:2])
+def test_static_params_same_codes(ss, gs, scale_dtype, group):
+    """Concrete params are baked into the kernels (``pallas._Known``: the rounding
+    picked at trace time, the thresholds as constants, inside a caller's jit too);
+    for every rounding mode the codes and scales equal golden's and the kernel
+    that reads the params at run time (``QuantTiling(static_params=False)``), on
+    near-threshold inputs, for float32 and bfloat16 input."""
+    x, _ = _quotient_input(ss, gs, scale_dtype, group, exhaustive=False)
+    known = jax.jit(lambda: jnp.int32(P._known(P._params(F32(ss), F32(gs), 1, True)) is not None))
+    assert int(known()) == 1
+    for r, name in enumerate(G.ROUNDINGS):
+        for v in (x, np.asarray(jnp.asarray(x, jnp.bfloat16).astype(F32))):
+            kw = dict(group_size=group, scale_dtype=scale_dtype, rounding=r)
+            run = lambda **t: [np.asarray(o) for o in jax.jit(lambda u: P.quantize_fused(
+                u, F32(ss), F32(gs), tiling=P.QuantTiling(**t), **kw))(
+                jnp.asarray(v, jnp.bfloat16) if v is not x else jnp.asarray(v))]
+            ref = G.quantize(v, scale_scale=ss, global_scale=gs, **kw | {"rounding": name})
+            static, read = run(), run(static_params=False)
+            assert np.array_equal(static[0], ref["codes"]), name
+            assert np.array_equal(static[1], ref["scales"]), name
+            assert np.array_equal(read[0], static[0]) and np.array_equal(read[1], static[1])
+
+
 def _staged_params(fn, *args):
     """How many ``_params_program`` calls the traced program of ``fn`` holds."""
     eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns

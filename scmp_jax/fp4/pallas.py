@@ -44,6 +44,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
@@ -108,12 +109,13 @@ def _div(a, b, interpret):
 
 @dataclasses.dataclass(frozen=True)
 class QuantTiling:
-    rows: int = 4           # BR (H100, bench.fp4_probe: 4 x 512 / 2 warps 80 % of copy,
-    cols: int = 512         # 4 x 1024 / 4 79 %, 8 x 512 / 4 74 %); elements along K per
-    warps: int = 2          # program (whole groups)
+    rows: int = 2           # BR (H200, bench.fp4_probe quant_sweep, session 9: 2 x 1024 /
+    cols: int = 1024        # 2 warps 72.8 % of copy, 2 x 512 / 1 72.6 %, 4 x 512 / 2 69.7 %,
+    warps: int = 2          # 8 x 512 / 4 66.6 %); elements along K per program (whole groups)
     transform_rows: int = 32  # BR of the transform kernel (its W is the (W, W) block size)
     thresholds: bool = True  # e8m0 scales: codes by 7 thresholds (no division); e4m3
                              # scales never try it (their products are rarely 2^k * gs)
+    static_params: bool = True  # concrete params baked into the kernel (``_Known``)
 
     def use_thresholds(self, scale_dtype: str) -> bool:
         """Whether kernels for this scale format try the threshold branch (static)."""
@@ -168,59 +170,83 @@ _PARAMS = 16            # params vector: prod, gs, rounding, 0, thresholds ok, c
 
 def _encode(body, rounding):
     """``body(enc)`` with ``enc`` float32 -> int32 e2m1 codes for the rounding index:
-    ties to even (the default) by ``formats.e2m1_encode_even`` (one float add; a
-    scalar branch, so only one side runs), the other modes by the integer encoder."""
+    ties to even (the default) by ``formats.e2m1_encode_even`` (one float add), the
+    other modes by the integer encoder. A traced index is a scalar branch (only
+    one side runs); a Python int picks the encoder at trace time."""
     general = lambda q: FM.e2m1_encode(q, rounding).astype(I32)
+    if isinstance(rounding, int):
+        return body(FM.e2m1_encode_even if rounding == 0 else general)
     return lax.cond(rounding == 0, lambda: body(FM.e2m1_encode_even), lambda: body(general))
 
 
-def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds):
+@dataclasses.dataclass(frozen=True)
+class _Known:
+    """The params known at trace time (concrete scalars), static in the kernels:
+    the rounding index and the thresholds ``c_0..c_6`` (empty: the threshold
+    branch cannot be taken, so it is not compiled). Saves the kernel its scalar
+    branch on the rounding and the loads of the thresholds."""
+    rounding: int
+    c: tuple
+
+
+def _known(params):
+    """``_params``' vector -> ``_Known`` when it is concrete, else None."""
+    if isinstance(params, jax.core.Tracer):
+        return None
+    v = np.asarray(params)
+    return _Known(int(v[2]), tuple(int(t) for t in v[5:12]) if v[4] == 1 else ())
+
+
+def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=None):
     """Float32 halves (BR, NG, H) of each group -> (scale bytes int32 (BR, NG),
     ``run``): ``run(body)`` is ``body(codes lo, codes hi)`` (int32 e2m1 codes), the
     codes by thresholds where ``pallas_thresholds.use_thresholds`` holds, else by
-    quotients (a scalar branch per block, so only one side runs)."""
+    quotients (a scalar branch per block, so only one side runs). ``known``:
+    ``_Known`` params (static) or None (all read from ``p_ref``)."""
     mag = lambda v: jnp.max(SF.bits(v) & I32(0x7FFFFFFF), axis=2)
     amax = jnp.maximum(mag(lo), mag(hi))                               # (BR, NG) int32
     scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
+    rounding = p_ref[2] if known is None else known.rounding
 
     def general(body):
         q_lo, q_hi = _quotients(lo, hi, p, interpret)
-        return _encode(lambda enc: body(enc(q_lo), enc(q_hi)), p_ref[2])
+        return _encode(lambda enc: body(enc(q_lo), enc(q_hi)), rounding)
 
     def run(body):
-        if not thresholds:
+        if not thresholds or (known is not None and not known.c):
             return general(body)
-        return lax.cond(TH.use_thresholds(p, amax, p_ref),
+        return lax.cond(TH.use_thresholds(p, amax, p_ref, known_ok=known is not None),
                         lambda: body(*TH.threshold_codes(
-                            lo, hi, p, p_ref, lambda a, b: _mul(a, b, interpret))),
+                            lo, hi, p, p_ref, lambda a, b: _mul(a, b, interpret),
+                            c=None if known is None else known.c)),
                         lambda: general(body))
     return scales, run
 
 
-def _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds):
+def _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=None):
     """Float32 halves (BR, NG, H) -> float32 ``v * scale`` of each (e2m1 value times
     its decoded group scale, no global scale; exact but for the one overflow
     ``6 * 2^127``)."""
-    scales, run = _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds)
+    scales, run = _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known)
     sd = FM.decode_scale(scales, scale_dtype)[:, :, None]
     value = lambda c: _mm._scaled(c, False, sd, interpret)
     return run(lambda c_lo, c_hi: (value(c_lo), value(c_hi)))
 
 
 def _pair_kernel(x_ref, p_ref, *out_refs, kind, scale_dtype, interpret, thresholds=True,
-                 dequant=False):
+                 dequant=False, known=None):
     """One (BR, NG) block of groups; codes written as (BR, NG, G/2) bytes (no
     interleave) with the scale bytes, or with ``dequant`` the bfloat16 values
     ``v * scale`` as (BR, NG, G/2) int32 words holding a pair (no codes)."""
     H = out_refs[0].shape[-1]
     lo, hi = _halves(x_ref, kind, H)
     if dequant:
-        v_lo, v_hi = _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds)
+        v_lo, v_hi = _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds, known)
         # each product is exact in bfloat16 (pallas_matmul): its low 16 bits are 0
         out_refs[0][...] = (lax.shift_right_logical(SF.bits(v_lo), I32(16))
                             | (SF.bits(v_hi) & I32(-65536)))
         return
-    scales, run = _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds)
+    scales, run = _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known)
     codes_ref, scales_ref = out_refs
     codes_ref[...] = run(lambda c_lo, c_hi: c_lo | (c_hi << 4)).astype(U8)
     scales_ref[...] = scales.astype(U8)
@@ -251,7 +277,8 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
         x3 = jnp.pad(x3, ((0, Rp - R), (0, NGp - ng), (0, 0)))
     kernel = functools.partial(_pair_kernel, kind=kind, scale_dtype=scale_dtype,
                                interpret=interpret, dequant=dequant,
-                               thresholds=tiling.use_thresholds(scale_dtype))
+                               thresholds=tiling.use_thresholds(scale_dtype),
+                               known=_known(params) if tiling.static_params else None)
     block = pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0))
     if dequant:
         out_specs, out_shape = block, jax.ShapeDtypeStruct((Rp, NGp, H), I32)
@@ -271,7 +298,7 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
     return codes[:R, :ng].reshape(R, K // 2), scales[:R, :ng]
 
 
-def _quant_kernel(*refs, G, W, transform, emit_y, scale_dtype, interpret):
+def _quant_kernel(*refs, G, W, transform, emit_y, scale_dtype, interpret, rounding=None):
     refs = list(refs)
     x_ref, p_ref = refs.pop(0), refs.pop(0)
     d_ref = refs.pop(0) if transform else None
@@ -295,7 +322,8 @@ def _quant_kernel(*refs, G, W, transform, emit_y, scale_dtype, interpret):
     amax = jnp.max(SF.bits(x3) & I32(0x7FFFFFFF), axis=2)            # (BR, n) int32
     scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
     q = _div(x3, jnp.broadcast_to(p[:, :, None], (BR, n, G)), interpret)
-    codes = _encode(lambda enc: enc(q), p_ref[2]).reshape(BR, W // 2, 2)
+    codes = _encode(lambda enc: enc(q), p_ref[2] if rounding is None else rounding)
+    codes = codes.reshape(BR, W // 2, 2)
     weight = 1 + 15 * lax.broadcasted_iota(I32, (1, 1, 2), 2)         # low nibble, high nibble
     codes_ref[...] = jnp.sum(codes * weight, axis=2).astype(U8)
     scales_ref[...] = scales.astype(U8)
@@ -317,8 +345,9 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
     R, K = x2.shape
     g = 0 if transform is None else transform.shape[-1]
     # W: power of two >= 16 holding whole groups and transform blocks; small with a
-    # transform (the (W, W) block-diagonal matrix), else up to tiling.cols
-    W = max(32, G, g) if g else max(16, G, min(tiling.cols, pl.next_power_of_2(K)))
+    # transform (the (W, W) block-diagonal matrix), else up to tiling.cols and 512
+    # (BR = transform_rows float32 rows: 32 x 512 is the block measured here)
+    W = max(32, G, g) if g else max(16, G, min(tiling.cols, 512, pl.next_power_of_2(K)))
     BR = tiling.transform_rows
     Rp, Kp = pl.cdiv(R, BR) * BR, pl.cdiv(K, W) * W
     if (Rp, Kp) != (R, K):
@@ -341,8 +370,10 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
     if emit_y:
         out_specs.append(pl.BlockSpec((BR, W), lambda i, j: (i, j)))
         shapes.append(jax.ShapeDtypeStruct((Rp, Kp), F32))
+    known = _known(params) if tiling.static_params else None
     kernel = functools.partial(_quant_kernel, G=G, W=W, transform=g, emit_y=emit_y,
-                               scale_dtype=scale_dtype, interpret=interpret)
+                               scale_dtype=scale_dtype, interpret=interpret,
+                               rounding=None if known is None else known.rounding)
     outs = pl.pallas_call(kernel, grid=(Rp // BR, Kp // W), in_specs=specs,
                           out_specs=out_specs, out_shape=shapes, interpret=interpret,
                           **triton_params(interpret, tiling.warps))(*args)
@@ -423,6 +454,11 @@ def _params_program(scale_scale, global_scale, rounding, thresholds):
     return jnp.concatenate([head, tail, jnp.zeros(_PARAMS - 12, I32)])
 
 
+#: quantize_dequant's tiling: the one its prefill numbers were measured with (the
+#: codes kernel's default until session 9; not re-swept for the bf16 output)
+_DEQUANT_TILING = QuantTiling(4, 512, 2)
+
+
 def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
                      rounding, tiling: QuantTiling | None = None, interpret: bool | None = None):
     """float (..., K) (f32 / bf16 / f16), float32 scalars -> bfloat16 (..., K): each
@@ -435,7 +471,7 @@ def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dty
         raise ValueError(why or f"group_size must be >= 2 here, got {group_size}")
     x, rounding, interpret = _prologue(x, rounding, interpret)
     K = x.shape[-1]
-    tiling = tiling or QuantTiling()
+    tiling = tiling or _DEQUANT_TILING
     params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype))
     y = _pair_call(x.reshape(-1, K), params, group_size, scale_dtype, tiling, interpret,
                    dequant=True)

@@ -17,6 +17,10 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   QuantLinear path vs the tensor-core decode schedule (``pallas_mma``) at
   several tilings, quantizing the activation in the kernel (``linear_gemv``)
   or reading its codes (``matmul``).
+* ``anatomy``: where the N = 1 cold decode time goes: the gemv kernel on
+  activation codes, a skeleton of its grid and weight blocks that only sums
+  the loaded bytes (several bm / split; with and without the XLA split sum),
+  and XLA reading the same bytes.
 
 Session 5's "very slow compile" of the quantize rows (H200) came from the
 kernel parameters staged with constant scalars (XLA GPU constant-folding the
@@ -221,6 +225,82 @@ def mma_rows(repeats, k=4096, layers=16):
     return rows
 
 
+def _gemv_skeleton(wc3, ws, bm, split, bk=256, warps=4, stages=3):
+    """A kernel with the gemv schedule's grid and weight blocks ((bm, K/G/split, G/2)
+    bytes, (bm, K/G/split) scale bytes per program, ``bk`` elements per step) that
+    only sums the bytes it loads -> float32 (split, 1, M) partials: the memory and
+    launch floor of that layout, without decode or activation work."""
+    Mp, ng_t, H = wc3.shape
+    ng_s, ng = ng_t // split, bk // (2 * H)
+
+    def kernel(wc_ref, ws_ref, o_ref):
+        def step(s, acc):
+            c = wc_ref[:, pl.ds(s * ng, ng), :].astype(I32)
+            sw = ws_ref[:, pl.ds(s * ng, ng)].astype(I32)
+            return acc + jnp.sum(jnp.sum(c, axis=2) + sw, axis=1)
+        acc = jax.lax.fori_loop(0, ng_s // ng, step, jnp.zeros((bm,), I32))
+        o_ref[0, :] = acc.astype(jnp.float32)
+
+    interp = jax.default_backend() != "gpu"
+    return pl.pallas_call(
+        kernel, grid=(Mp // bm, split),
+        in_specs=[pl.BlockSpec((bm, ng_s, H), lambda j, s: (j, s, 0)),
+                  pl.BlockSpec((bm, ng_s), lambda j, s: (j, s))],
+        out_specs=pl.BlockSpec((None, 1, bm), lambda j, s: (s, 0, j)),
+        out_shape=jax.ShapeDtypeStruct((split, 1, Mp), jnp.float32),
+        interpret=interp, **triton_params(interp, warps, stages))(wc3, ws)
+
+
+def anatomy_rows(repeats, k=4096, layers=16):
+    """Where the N = 1 cold decode time goes (``layers`` distinct MXFP4 weights per
+    timed call, from HBM): bf16 matmul; the QuantLinear path; the gemv kernel on
+    activation codes (no in-kernel quantization); ``_gemv_skeleton`` (bytes
+    loaded and summed, no decode) at several (bm, split), its partials alone
+    and with the XLA sum over the K ranges; XLA reading the same bytes."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(6)
+    cfg = fp4.MXFP4
+    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
+    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    x = jnp.asarray(r.standard_normal((1, k)), BF16)
+    a = fp4.quantize(x, cfg)
+    ops = lambda c, s, g: (c, s, g, "e8m0")
+    codes3 = lambda c: c.reshape(c.shape[0], -1, 16)
+    rows = []
+
+    def row(case, fn, sets, ref=None):
+        info = {}
+        sec = device_time_rotating(fn, sets, repeats, info=info)
+        rows.append(dict(case=case, ms=sec * 1e3, first_s=info.get("first_s"),
+                         over_bf16=None if ref is None else sec / ref))
+        extra = "" if ref is None else f" {sec / ref:6.2f}x bf16"
+        print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}  (first {info.get('first_s', 0):.1f} s)",
+              flush=True)
+        return sec
+
+    wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
+    ref = row("N=1 cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T), [(x, w) for w in wf])
+    row("N=1 cold QuantLinear path (default)", lambda v, c, s, g: fp4.quantized_matmul(
+        v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg),
+        [(x, t.codes, t.scales, t.global_scale) for t in wq], ref)
+    t_def = MM.matmul_tiling(1, k, k, 32, 32)
+    row(f"N=1 cold gemv on activation codes {t_def.bm}x{t_def.bk} s{t_def.split}",
+        lambda c, s, g: P.matmul((a.codes, a.scale_bytes, a.global_scale, "e8m0"),
+                                 ops(c, s, g), tiling=t_def), wsets, ref)
+    for bm, sp in [(32, 16), (16, 16), (64, 16), (128, 16), (32, 4), (32, 1), (128, 1)]:
+        if k < 256 * sp or k < bm:                  # the CPU smoke run's small shapes
+            continue
+        row(f"N=1 cold skeleton {bm}x256 s{sp} partials", lambda c, s, g, bm=bm, sp=sp:
+            _gemv_skeleton(codes3(c), s, bm, sp), wsets, ref)
+    sp = min(16, k // 256)
+    row(f"N=1 cold skeleton 32x256 s{sp} + XLA sum", lambda c, s, g: _gemv_skeleton(
+        codes3(c), s, 32, sp).sum(axis=0), wsets, ref)
+    row("N=1 cold XLA sum of the code bytes", lambda c, s, g: jnp.sum(
+        c.astype(I32), axis=1) + jnp.sum(s.astype(I32), axis=1), wsets, ref)
+    return rows
+
+
 def decode_rows(n, repeats):
     """``decode_bf16`` of an (n, n) MXFP4 tensor: bytes moved vs a copy."""
     from scmp_jax import fp4
@@ -276,7 +356,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: quant | quant_sweep (tilings only), decode, prefill, gemv, mma")
+                   help="comma-separated: quant, quant_sweep, decode, prefill, gemv, mma, anatomy")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
@@ -286,6 +366,8 @@ def main(argv=None):
                if "quant" in cases or "quant_sweep" in cases else [],
                gemv=gemv_rows(args.repeats, n // 2) if "gemv" in cases else [],
                mma=mma_rows(args.repeats, n // 2) if "mma" in cases else [],
+               anatomy=anatomy_rows(args.repeats, max(256, n // 2)) if "anatomy" in cases
+               else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
                prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])
 

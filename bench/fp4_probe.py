@@ -7,7 +7,8 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
 * the quantize kernel with e2m1 codes by thresholds (e8m0 scales, any global
   scale) vs its older forms: one multiply per element (power-of-two divisors)
   or IEEE ``div.rn`` per element (``QuantTiling(thresholds=False)``), for
-  gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3: division either way);
+  gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3 scales: division, or
+  the 8 threshold sets of ``QuantTiling(e4m3_sets=True)``);
 * ``quant_sweep``: the threshold kernel at several tilings (with ``quant``: both);
   every row checks its codes and scales equal to its format's first row;
 * ``gemv``: decode rows N = 1, 2: quantize + gemv matmul vs ``linear_gemv``
@@ -109,6 +110,11 @@ def quant_rows(n, repeats, main=True, sweep=False, reps=10):
         row("nvfp4 gs=1 div.rn (e4m3: no threshold branch)", _quant(**nv), "nv")
         row("nvfp4 gs=1 div.rn, params read in kernel", _quant(
             P.QuantTiling(static_params=False), **nv), "nv")
+        row("nvfp4 gs=1 e4m3 threshold sets", _quant(P.QuantTiling(e4m3_sets=True), **nv), "nv")
+        nv7 = dict(nv, gs=0.7)
+        row("nvfp4 gs=0.7 div.rn", _quant(**nv7), "nv7")
+        row("nvfp4 gs=0.7 e4m3 threshold sets", _quant(P.QuantTiling(e4m3_sets=True), **nv7),
+            "nv7")
     if not sweep:
         return rows
     for r_, c_, w_ in [(2, 1024, 2), (4, 512, 2), (4, 1024, 4), (8, 512, 4), (4, 1024, 2), (2, 1024, 2),
@@ -116,6 +122,8 @@ def quant_rows(n, repeats, main=True, sweep=False, reps=10):
         til = P.QuantTiling(r_, c_, w_)
         row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(til, **mx), "mx")
         row(f"nvfp4 gs=1 {r_}x{c_}/{w_}", _quant(til, **nv), "nv")
+        row(f"nvfp4 gs=1 sets {r_}x{c_}/{w_}", _quant(
+            P.QuantTiling(r_, c_, w_, e4m3_sets=True), **nv), "nv")
     return rows
 
 

@@ -179,6 +179,57 @@ def test_static_params_same_codes(ss, gs, scale_dtype, group):
             assert np.array_equal(read[0], static[0]) and np.array_equal(read[1], static[1])
 
 
+def _sets_input(ss, gs, group=16):
+    """float32 (R, 64 * group) for e4m3 scales: for every finite positive e4m3 scale
+    byte (normal and subnormal, so every threshold set j) a group maximum ``A``
+    that encodes to it, then windows of 15 consecutive floats around ``t * p``
+    for each e2m1 boundary ``t`` below ``A``; odd groups negated."""
+    prod = F32(ss) * F32(gs)
+    out = []
+    with np.errstate(over="ignore"):
+        for code in range(1, 0x7F):
+            s = F32(G.decode_scale(np.array([code], np.uint8), "e4m3")[0])
+            A = F32(s * prod)
+            if not np.isfinite(A) or G.encode_scale(np.array([A / prod], F32), "e4m3")[0] != code:
+                continue
+            p = F32(s * F32(gs))
+            mid = np.array([F32(t * p) for t in THRESHOLDS if t * p < A], F32).view(np.int32)
+            v = (mid[:, None] + np.arange(-7, 8, dtype=np.int32)).ravel().view(F32)
+            v = v[(v < A) & (v > 0)]
+            v = np.resize(v, -(-len(v) // (group - 1)) * (group - 1)).reshape(-1, group - 1)
+            out.append(np.concatenate([np.full((len(v), 1), A, F32), v], axis=1))
+    groups = np.concatenate(out)
+    groups[1::2] *= -1
+    n = -(-len(groups) // 64) * 64
+    return np.resize(groups, (n, group)).reshape(n // 64, 64 * group)
+
+
+@pytest.mark.parametrize("ss,gs", [(6.0, 1.0), (6.0, 0.7), (4.0, 1 / 3)])
+def test_e4m3_threshold_sets(ss, gs, monkeypatch):
+    """NVFP4-style codes by the 8 threshold sets (``QuantTiling(e4m3_sets=True)``):
+    near-boundary quotients under every e4m3 scale byte == golden's codes and
+    scales; with the per-element division poisoned they do not change (the
+    sets branch is the one taken) while the division-only kernel's do; a
+    random bfloat16 array agrees too."""
+    x = _sets_input(ss, gs)
+    kw = dict(group_size=16, scale_dtype="e4m3", rounding=0)
+    run = lambda v, **t: [np.asarray(o) for o in jax.jit(lambda u: P.quantize_fused(
+        u, F32(ss), F32(gs), tiling=P.QuantTiling(**t), **kw))(jnp.asarray(v))]
+    ref = G.quantize(x, scale_scale=ss, global_scale=gs, **kw | {"rounding": "even"})
+    codes, scales = run(x, e4m3_sets=True)
+    assert np.array_equal(scales, ref["scales"]) and np.array_equal(codes, ref["codes"])
+    xb = jnp.asarray(np.random.default_rng(7).standard_normal((8, 1024)) * 3, jnp.bfloat16)
+    refb = G.quantize(np.asarray(xb.astype(jnp.float32)), scale_scale=ss, global_scale=gs,
+                      **kw | {"rounding": "even"})
+    assert np.array_equal(run(xb, e4m3_sets=True)[0], refb["codes"])
+    div = P._div
+    monkeypatch.setattr(P, "_div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
+                        jnp.ndim(b) < 3 else jnp.full(jnp.shape(b), jnp.nan, F32))
+    jax.clear_caches()
+    assert np.array_equal(run(x, e4m3_sets=True)[0], codes)
+    assert not np.array_equal(run(x)[0], codes)                         # the poison bites
+
+
 def _staged_params(fn, *args):
     """How many ``_params_program`` calls the traced program of ``fn`` holds."""
     eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns

@@ -103,6 +103,9 @@ FP4_CASES = {
     "quantize group 1": (lambda x: P.quantize_fused(x, np.float32(6.0), np.float32(1.0),
                                                     group_size=1, scale_dtype="e4m3",
                                                     rounding=0)[0], (X,), 1),
+    "quantize nvfp4 threshold sets": (lambda x: P.quantize_fused(
+        x, np.float32(6.0), np.float32(0.7), group_size=16, scale_dtype="e4m3", rounding=0,
+        tiling=P.QuantTiling(e4m3_sets=True))[0], (X,), 1),
     "quantize_dequant": (lambda x: P.quantize_dequant(x, np.float32(4.0), np.float32(1 / 3),
                                                       group_size=32, scale_dtype="e8m0",
                                                       rounding=0), (X,), 1),

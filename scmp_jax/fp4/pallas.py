@@ -116,10 +116,16 @@ class QuantTiling:
     thresholds: bool = True  # e8m0 scales: codes by 7 thresholds (no division); e4m3
                              # scales never try it (their products are rarely 2^k * gs)
     static_params: bool = True  # concrete params baked into the kernel (``_Known``)
+    e4m3_sets: bool = False  # e4m3 scales: codes by one of 8 threshold sets per group
+                             # (concrete scalars only; opt-in until measured on the GPU)
 
     def use_thresholds(self, scale_dtype: str) -> bool:
         """Whether kernels for this scale format try the threshold branch (static)."""
         return self.thresholds and scale_dtype == "e8m0"
+
+    def use_sets(self, scale_dtype: str) -> bool:
+        """Whether kernels for this scale format try the e4m3 threshold sets (static)."""
+        return self.thresholds and self.e4m3_sets and scale_dtype == "e4m3"
 
 
 def _group_scales(amax, p_ref, scale_dtype, interpret):
@@ -166,6 +172,7 @@ def _quotients(lo, hi, p, interpret):
 
 
 _PARAMS = 16            # params vector: prod, gs, rounding, 0, thresholds ok, c_0..c_6, pad
+                        # (then, with e4m3 threshold sets, ``TH.SETS_LEN`` words, pad to 128)
 
 
 def _encode(body, rounding):
@@ -187,6 +194,7 @@ class _Known:
     branch on the rounding and the loads of the thresholds."""
     rounding: int
     c: tuple
+    sets: bool = False      # e4m3 threshold sets in the params vector, all found
 
 
 def _known(params):
@@ -194,7 +202,8 @@ def _known(params):
     if isinstance(params, jax.core.Tracer):
         return None
     v = np.asarray(params)
-    return _Known(int(v[2]), tuple(int(t) for t in v[5:12]) if v[4] == 1 else ())
+    sets = v.shape[0] > TH.SETS_AT and v[TH.SETS_AT] == 1
+    return _Known(int(v[2]), tuple(int(t) for t in v[5:12]) if v[4] == 1 else (), bool(sets))
 
 
 def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=None):
@@ -213,6 +222,12 @@ def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=None):
         return _encode(lambda enc: body(enc(q_lo), enc(q_hi)), rounding)
 
     def run(body):
+        if scale_dtype == "e4m3" and known is not None and known.sets:
+            j = TH.set_index(FM.decode_scale(scales, scale_dtype))
+            return lax.cond(TH.use_threshold_sets(p, j, p_ref),
+                            lambda: body(*TH.threshold_set_codes(
+                                lo, hi, p, j, p_ref, lambda a, b: _mul(a, b, interpret))),
+                            lambda: general(body))
         if not thresholds or (known is not None and not known.c):
             return general(body)
         return lax.cond(TH.use_thresholds(p, amax, p_ref, known_ok=known is not None),
@@ -288,7 +303,7 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
     out = pl.pallas_call(
         kernel, grid=(Rp // BR, NGp // NG),
         in_specs=[pl.BlockSpec((BR, NG, inner), lambda i, j: (i, j, 0)),
-                  pl.BlockSpec((_PARAMS,), lambda i, j: (0,))],
+                  pl.BlockSpec(params.shape, lambda i, j: (0,))],
         out_specs=out_specs, out_shape=out_shape,
         interpret=interpret, **triton_params(interpret, tiling.warps))(x3, params)
     if dequant:
@@ -354,7 +369,7 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
         x2 = jnp.pad(x2, ((0, Rp - R), (0, Kp - K)))
     args = [x2, params]
     specs = [pl.BlockSpec((BR, W), lambda i, j: (i, j)),
-             pl.BlockSpec((_PARAMS,), lambda i, j: (0,))]
+             pl.BlockSpec(params.shape, lambda i, j: (0,))]
     if g:
         t = transform
         if t.ndim == 3 and Kp != K:
@@ -406,8 +421,10 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     K = shape[-1]
     x2 = x.reshape(-1, K)
     tiling = tiling or QuantTiling()
-    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype))
-    if transform is None and group_size >= 2 and not return_transformed:
+    pair = transform is None and group_size >= 2 and not return_transformed
+    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
+                     pair and tiling.use_sets(scale_dtype))
+    if pair:
         out = _pair_call(x2, params, group_size, scale_dtype, tiling, interpret)
     else:
         out = _quant_call(x2, params, transform, group_size, scale_dtype, tiling,
@@ -423,7 +440,7 @@ def quantize(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
                           scale_dtype=scale_dtype, rounding=rounding)
 
 
-def _params(scale_scale, global_scale, rounding, thresholds: bool):
+def _params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = False):
     """int32 (16,): bits of ``scale_scale * gs`` and ``gs``, the rounding index, 0,
     then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
     without ``thresholds``: kernels that never try the branch skip finding them),
@@ -436,22 +453,28 @@ def _params(scale_scale, global_scale, rounding, thresholds: bool):
     the "very slow compile" of the quantize rows came from); traced scalars
     are staged behind an ``optimization_barrier``, so a traced constant (e.g.
     ``jnp.float32(0.5)`` written inside a jitted function) is computed at run
-    time like a jit argument instead of being folded (not yet checked on the GPU)."""
+    time like a jit argument instead of being folded (not yet checked on the GPU).
+    ``sets``: append ``pallas_thresholds.threshold_sets`` (e4m3 scales; concrete
+    scalars only, traced ones get none), zero padding to 128 words."""
     args = (scale_scale, global_scale, rounding)
     if any(isinstance(v, jax.core.Tracer) for v in args):
         return _params_program(*lax.optimization_barrier(args), thresholds)
     with jax.ensure_compile_time_eval():
-        return _params_program(*args, thresholds)
+        return _params_program(*args, thresholds, sets)
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _params_program(scale_scale, global_scale, rounding, thresholds):
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _params_program(scale_scale, global_scale, rounding, thresholds, sets=False):
     scale_scale, global_scale = jnp.asarray(scale_scale, F32), jnp.asarray(global_scale, F32)
     rounding = jnp.asarray(rounding, I32)
     prod = SF.mul(scale_scale, global_scale)
     head = jnp.stack([SF.bits(prod), SF.bits(global_scale), rounding, I32(0)])
     tail = TH.thresholds(global_scale, rounding) if thresholds else jnp.zeros(8, I32)
-    return jnp.concatenate([head, tail, jnp.zeros(_PARAMS - 12, I32)])
+    out = [head, tail, jnp.zeros(_PARAMS - 12, I32)]
+    if sets:
+        out += [TH.threshold_sets(global_scale, rounding),
+                jnp.zeros(128 - _PARAMS - TH.SETS_LEN, I32)]
+    return jnp.concatenate(out)
 
 
 #: quantize_dequant's tiling: the one its prefill numbers were measured with (the
@@ -472,7 +495,8 @@ def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dty
     x, rounding, interpret = _prologue(x, rounding, interpret)
     K = x.shape[-1]
     tiling = tiling or _DEQUANT_TILING
-    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype))
+    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
+                     tiling.use_sets(scale_dtype))
     y = _pair_call(x.reshape(-1, K), params, group_size, scale_dtype, tiling, interpret,
                    dequant=True)
     return y.reshape(x.shape)

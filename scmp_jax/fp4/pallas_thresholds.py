@@ -10,8 +10,13 @@ call, outside the kernel, by exact (softfloat) division of the floats around
 ``t_i * gs``; in the kernel each element is scaled by its group's ``2^-d``
 and compared with them as an integer bit pattern.
 
+e4m3 scales (NVFP4) are ``2^e * (1 + j/8)``: the same holds per group with
+one of 8 threshold sets, for ``gs_j = RN((1 + j/8) * gs)`` (``threshold_sets``;
+only for concrete scalars, found at trace time).
+
 ``p_ref`` is the kernels' int32 params vector (``pallas._params``): [1] the
-bits of ``gs``, [4] the ok flag and [5:12] ``c_0..c_6`` of ``thresholds``.
+bits of ``gs``, [4] the ok flag and [5:12] ``c_0..c_6`` of ``thresholds``;
+with sets, [16:81] ``threshold_sets``.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import jax.numpy as jnp
 
 from . import softfloat as SF
 
-__all__ = ["thresholds", "threshold_codes", "use_thresholds"]
+__all__ = ["thresholds", "threshold_codes", "use_thresholds", "threshold_sets", "set_index",
+           "use_threshold_sets", "threshold_set_codes", "SETS_AT", "SETS_LEN"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -79,8 +85,15 @@ def threshold_codes(lo, hi, p, p_ref, mul, c=None):
 
     ``c``: the 7 thresholds as Python ints when known at trace time (compile-time
     constants in the kernel), else None (read from ``p_ref``)."""
-    down = jnp.broadcast_to(_down(p, p_ref)[:, :, None], lo.shape)
     c = [p_ref[5 + i] for i in range(7)] if c is None else [I32(v) for v in c]
+    return _codes_by(lo, hi, _down(p, p_ref), c, mul)
+
+
+def _codes_by(lo, hi, down, c, mul):
+    """Codes of the halves (BR, NG, H) from the per-group ``2^-d`` (BR, NG) and the
+    7 thresholds (scalars, or (BR, NG) per group), by a binary search."""
+    down = jnp.broadcast_to(down[:, :, None], lo.shape)
+    c = [t[:, :, None] if jnp.ndim(t) == 2 else t for t in c]
 
     def code(v):
         b = SF.bits(v)
@@ -109,3 +122,55 @@ def use_thresholds(p, amax, p_ref, known_ok=False):
     fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
     every = jnp.min((fit | (amax == 0)).astype(I32)) == 1
     return every if known_ok else (p_ref[4] == 1) & every
+
+
+# ---- e4m3 scales: one threshold set per scale significand ------------------------------
+
+SETS_AT = 16        # params offset: [16] ok, [17 + 8j] bits of gs_j, [18 + 8j + i] c_{j,i}
+SETS_LEN = 1 + 8 * 8
+
+
+def threshold_sets(gs, rounding):
+    """float32 scalar ``gs``, rounding index -> int32 (65,): [ok, then for j = 0..7
+    the bits of ``gs_j = RN((1 + j/8) * gs)`` and ``thresholds(gs_j)``'s c_0..c_6].
+
+    An e4m3 scale (normal or subnormal) is ``2^e * (1 + j/8)`` for its top three
+    significand bits ``j``, so a group's divisor ``p = RN(scale * gs)``, when
+    normal, is ``2^e * gs_j`` exactly: the e8m0 argument holds per group with
+    the group's set ``j`` (``use_threshold_sets``). ok: every set found."""
+    ok, rows = jnp.bool_(True), []
+    for j in range(8):
+        gj = SF.mul(F32(1 + j / 8), gs)
+        t = thresholds(gj, rounding)
+        ok = ok & (t[0] == 1)
+        rows += [SF.bits(gj)[None], t[1:]]
+    return jnp.concatenate([ok.astype(I32)[None]] + rows)
+
+
+def set_index(scale_deq):
+    """Decoded e4m3 scales float32 (BR, NG) -> their set ``j`` (top 3 significand bits)."""
+    return (SF.bits(scale_deq) >> 20) & I32(7)
+
+
+def _set_bits(j, p_ref):
+    return p_ref[SETS_AT + 1 + 8 * j]                                # gather, (BR, NG)
+
+
+def use_threshold_sets(p, j, p_ref):
+    """Scalar bool: every ``p`` of the block is a normal ``2^d * gs_j`` of its
+    group's set (same significand as ``gs_j``) with ``2^-d`` normal (a zero or
+    NaN scale fails: such blocks divide). The caller knows the sets are ok."""
+    pb, gb = SF.bits(p), _set_bits(j, p_ref)
+    e = pb >> 23
+    k = _k(e, gb)
+    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
+    return jnp.min(fit.astype(I32)) == 1
+
+
+def threshold_set_codes(lo, hi, p, j, p_ref, mul):
+    """(codes lo, codes hi) int32 for a block where ``use_threshold_sets`` holds:
+    ``threshold_codes`` with each group's ``gs_j`` and thresholds ``c_{j,i}``
+    (gathered from ``p_ref`` per group)."""
+    base = SETS_AT + 1 + 8 * j
+    down = SF.from_bits(jnp.clip(_k(SF.bits(p) >> 23, p_ref[base]), 1, 254) << 23)
+    return _codes_by(lo, hi, down, [p_ref[base + 1 + i] for i in range(7)], mul)

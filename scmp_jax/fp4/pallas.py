@@ -26,9 +26,12 @@ section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
   fewer passes, the same bits.
 * e2m1 codes: e8m0 blocks whose ``scale_deq * gs`` are all ``2^d * gs``
   compare ``|x|`` with 7 thresholds per group (exponent-shifted from 7 found
-  once per global scale by exact division, ``pallas_thresholds``); other
-  blocks divide (``div.rn``) or, for power-of-two divisors, multiply by the
-  exact reciprocal.
+  once per global scale by exact division, ``pallas_thresholds``); with
+  ``QuantTiling(e4m3_sets=True)`` e4m3 blocks do the same with one of 8
+  threshold sets per group (by the scale's significand); other blocks divide
+  (``div.rn``) or, for power-of-two divisors, multiply by the exact
+  reciprocal. Concrete quantize parameters are compile-time constants of the
+  kernel (``_Known``).
 * ``dequantize``, ``block_transform``: the XLA functions (elementwise /
   einsum; no kernel needed).
 
@@ -114,7 +117,8 @@ class QuantTiling:
     warps: int = 2          # 8 x 512 / 4 66.6 %); elements along K per program (whole groups)
     transform_rows: int = 32  # BR of the transform kernel (its W is the (W, W) block size)
     thresholds: bool = True  # e8m0 scales: codes by 7 thresholds (no division); e4m3
-                             # scales never try it (their products are rarely 2^k * gs)
+                             # scales only with ``e4m3_sets`` (one threshold set per
+                             # scale significand)
     static_params: bool = True  # concrete params baked into the kernel (``_Known``)
     e4m3_sets: bool = False  # e4m3 scales: codes by one of 8 threshold sets per group
                              # (concrete scalars only; opt-in until measured on the GPU)

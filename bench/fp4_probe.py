@@ -19,7 +19,7 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   several tilings, quantizing the activation in the kernel (``linear_gemv``)
   or reading its codes (``matmul``).
 * ``anatomy``: where the N = 1 cold decode time goes: the gemv kernel on
-  activation codes, a skeleton of its grid and weight blocks that only sums
+  activation codes, the integer-dot gemv (``MatmulTiling(dp4a=True)``), a skeleton of its grid and weight blocks that only sums
   the loaded bytes (several bm / split; with and without the XLA split sum),
   and XLA reading the same bytes.
 
@@ -296,12 +296,22 @@ def anatomy_rows(repeats, k=4096, layers=16):
     row(f"N=1 cold gemv on activation codes {t_def.bm}x{t_def.bk} s{t_def.split}",
         lambda c, s, g: P.matmul((a.codes, a.scale_bytes, a.global_scale, "e8m0"),
                                  ops(c, s, g), tiling=t_def), wsets, ref)
+    sp = min(16, k // 256)
+    for bm, bk, split in [(32, 256, sp), (64, 256, sp), (32, 512, max(1, sp // 2))]:
+        t = MM.MatmulTiling(1, bm, bk, 4, 3, split, gemv=True, dp4a=True)
+        row(f"N=1 cold linear_gemv dp4a {bm}x{bk} s{split}", lambda v, c, s, g, t=t:
+            P.linear_gemv(v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
+                          ops(c, s, g), group_size=32, scale_dtype="e8m0", rounding=0,
+                          tiling=t), [(x,) + w for w in wsets], ref)
+    t = MM.MatmulTiling(1, 32, 256, 4, 3, sp, gemv=True, dp4a=True)
+    row(f"N=1 cold gemv dp4a on activation codes 32x256 s{sp}",
+        lambda c, s, g: P.matmul((a.codes, a.scale_bytes, a.global_scale, "e8m0"),
+                                 ops(c, s, g), tiling=t), wsets, ref)
     for bm, sp in [(32, 16), (16, 16), (64, 16), (128, 16), (32, 4), (32, 1), (128, 1)]:
         if k < 256 * sp or k < bm:                  # the CPU smoke run's small shapes
             continue
         row(f"N=1 cold skeleton {bm}x256 s{sp} partials", lambda c, s, g, bm=bm, sp=sp:
             _gemv_skeleton(codes3(c), s, bm, sp), wsets, ref)
-    sp = min(16, k // 256)
     row(f"N=1 cold skeleton 32x256 s{sp} + XLA sum", lambda c, s, g: _gemv_skeleton(
         codes3(c), s, 32, sp).sum(axis=0), wsets, ref)
     row("N=1 cold XLA sum of the code bytes", lambda c, s, g: jnp.sum(

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import pallas as pl
 from hypothesis import given, settings, strategies as st
 
 from golden import fp4 as G
@@ -330,7 +331,9 @@ def test_quantize_dequant_one_pass(preset, dtype, rounding):
     ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 128, split=3, gemv=True)),
     ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 16, 512, mma=True)),
     ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 256, mma=True, asm=True)),
-    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 512, split=2, mma=True, asm=True))])
+    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 512, split=2, mma=True, asm=True)),
+    ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 32, 256, split=2, gemv=True, dp4a=True)),
+    ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 16, 64, gemv=True, dp4a=True))])
 def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     """``linear_gemv`` (the activation quantized inside the gemv kernel) == the gemv
     schedule on ``quantize_fused``'s codes, bit for bit (NaN group -> NaN row, -0,
@@ -457,7 +460,9 @@ def test_matmul_schedules(tiling):
     (16, "nvfp4", MM.MatmulTiling(1, 16, 256, split=2, gemv=True)),
     (1, "mxfp4", MM.MatmulTiling(1, 16, 512, mma=True)),
     (5, "nvfp4", MM.MatmulTiling(1, 32, 256, split=2, mma=True, asm=True)),
-    (16, "mxfp4", MM.MatmulTiling(1, 64, 512, mma=True, asm=True))])
+    (16, "mxfp4", MM.MatmulTiling(1, 64, 512, mma=True, asm=True)),
+    (1, "mxfp4", MM.MatmulTiling(1, 32, 256, split=2, gemv=True, dp4a=True)),
+    (5, "nvfp4", MM.MatmulTiling(1, 16, 128, gemv=True, dp4a=True))])
 def test_matmul_gemv(n, preset, tiling):
     """The dot-free schedule for decode rows: close to float64, NaN rows propagate,
     mismatched group sizes refused."""
@@ -512,6 +517,31 @@ def test_mma_nibbles_every_byte(asm):
     want_lo, want_hi = e2m1(c & 15), e2m1(c >> 4)
     assert np.array_equal(np.asarray(lo).view(np.uint16), want_lo.view(np.uint16))
     assert np.array_equal(np.asarray(hi).view(np.uint16), want_hi.view(np.uint16))
+
+
+def test_dp4a_group_dots_every_byte():
+    """``pallas_dp4a.group_dots``: every weight byte (both nibbles) against every
+    pair of e2m1 activation values (as int8 ``2 v_a``) == the float products of
+    the golden decoder, times 4. The jnp form always; on the GPU the PTX block
+    too, inside a kernel (4 bytes per register: one group row of 16 bytes)."""
+    from scmp_jax.fp4 import pallas_dp4a as D
+    vals = np.arange(16, dtype=np.uint8)
+    two_v = (2 * G.e2m1_decode(vals)).astype(np.int8)              # 16 activation values
+    c = np.repeat(np.arange(256, dtype=np.uint8), 16).reshape(256, 1, 16)
+    a_lo = np.broadcast_to(two_v, c.shape)
+    a_hi = np.broadcast_to(two_v[::-1], c.shape)
+    w_lo = G.e2m1_decode(c & 15).astype(np.float64)
+    w_hi = G.e2m1_decode(c >> 4).astype(np.float64)
+    want = (4 * (w_lo * a_lo / 2 + w_hi * a_hi / 2)).sum(axis=2).astype(np.int64)
+    got = np.asarray(D.group_dots(jnp.asarray(c), jnp.asarray(a_lo), jnp.asarray(a_hi), asm=False))
+    assert np.array_equal(got, want)
+    if P._interpret():
+        return
+    kernel = lambda c_ref, lo_ref, hi_ref, o_ref: o_ref.__setitem__(
+        ..., D.group_dots(c_ref[...], lo_ref[...], hi_ref[...], asm=True))
+    out = pl.pallas_call(kernel, out_shape=jax.ShapeDtypeStruct((256, 1), jnp.int32))(
+        jnp.asarray(c), jnp.asarray(a_lo), jnp.asarray(a_hi))
+    assert np.array_equal(np.asarray(out), want)
 
 
 def test_mma_refuses_small_steps():

@@ -116,10 +116,11 @@ for n in (1, 2, 8, 16):                      # gemv (in-kernel quantization), gr
 FP4_CASES["quantized_matmul N=256 (dequant)"] = (
     lambda x, w: fp4.quantized_matmul(x, w, "mxfp4"), (_arr((256, 256), BF16), W), 2)
 for name, til in {"fused": MatmulTiling(16, 64, 128), "mma": MatmulTiling(1, 64, 512, mma=True),
-                  "mma asm": MatmulTiling(1, 64, 512, mma=True, asm=True)}.items():
+                  "mma asm": MatmulTiling(1, 64, 512, mma=True, asm=True),
+                  "gemv dp4a": MatmulTiling(1, 32, 256, split=2, gemv=True, dp4a=True)}.items():
     FP4_CASES[f"matmul {name}"] = (lambda x, w, t=til: P.matmul(
         (lambda a: (a.codes, a.scale_bytes, a.global_scale, "e8m0"))(
-            fp4.quantize(x[:1] if t.mma else x, "mxfp4")),
+            fp4.quantize(x[:1] if (t.mma or t.gemv) else x, "mxfp4")),
         (w.codes, w.scale_bytes, w.global_scale, "e8m0"), tiling=t),
         (_arr((16, 512), BF16), fp4.quantize(_arr((128, 512), seed=6), "mxfp4",
                                              implementation="xla")), 2)

@@ -64,6 +64,7 @@ class MatmulTiling:
     gemv: bool = False      # decode rows without a dot: multiply + reduce per activation row
     mma: bool = False       # decode rows on the tensor cores, scales after the dot (pallas_mma)
     asm: bool = False       # mma: weight nibbles by a PTX block (GPU only)
+    dp4a: bool = False      # gemv: integer group dots (pallas_dp4a; PTX dp4a on the GPU)
 
 
 def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False
@@ -249,9 +250,9 @@ def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
 
 def gemv_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTiling,
               interpret):
-    """Runs the decode-rows kernel of ``t`` (``_gemv_kernel``, or with ``t.mma``
-    ``pallas_mma``'s) over weights (M, K/2) codes / (M, K/G) scale bytes with
-    activation operands ``act_args`` (already padded to ``gemv_padding(K, t)``;
+    """Runs the decode-rows kernel of ``t`` (``_gemv_kernel``, with ``t.mma``
+    ``pallas_mma``'s, with ``t.dp4a`` ``pallas_dp4a``'s) over weights (M, K/2)
+    codes / (M, K/G) scale bytes with activation operands ``act_args`` (already padded to ``gemv_padding(K, t)``;
     ``act_specs(ng_s)`` their BlockSpecs for a K range of ``ng_s`` groups;
     ``act(refs, n, s)`` -> e2m1 values lo, hi (ng, H) and decoded scales (ng,))
     -> float32 (N, M)."""
@@ -269,7 +270,11 @@ def gemv_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTilin
                                    **common)
         w, w_spec = _pad2(wc, Mp, Kp // 2), pl.BlockSpec((t.bm, ng_s * H), lambda j, s: (j, s))
     else:
-        kernel = functools.partial(_gemv_kernel, **common)
+        if t.dp4a:
+            from . import pallas_dp4a
+            kernel = functools.partial(pallas_dp4a.dp4a_kernel, asm=not interpret, **common)
+        else:
+            kernel = functools.partial(_gemv_kernel, **common)
         w = _pad2(wc, Mp, Kp // 2).reshape(Mp, Kp // G, H)
         w_spec = pl.BlockSpec((t.bm, ng_s, H), lambda j, s: (j, s, 0))
     out = pl.pallas_call(

@@ -365,6 +365,34 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
         P.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
 
 
+@pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])
+def test_linear_gemv_rounding_modes(preset):
+    """``linear_gemv`` with each rounding mode (a concrete index: static in the
+    kernel; a traced one: read at run time) == the gemv schedule on the codes of
+    ``fp4.quantize`` with that mode, bit for bit, on exact e2m1 ties."""
+    r = np.random.default_rng(22)
+    x = (r.standard_normal((2, 128)) * 3).astype(F32)
+    cfg = dataclasses.replace(fp4.PRESETS[preset], global_scale=1.0)
+    ties = [cfg.scale_scale, 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0]   # amax = ss: scale 1
+    x[:, :8] = np.array(ties) * np.array([[1], [-1]])
+    w = fp4.quantize(r.standard_normal((32, 128)).astype(F32), preset)
+    tiling = MM.MatmulTiling(1, 16, 64, split=2, gemv=True)
+    outs = set()
+    for i, mode in enumerate(G.ROUNDINGS):
+        t = fp4.quantize(x, dataclasses.replace(cfg, rounding=mode), implementation="pallas")
+        y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
+        kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, tiling=tiling)
+        y = np.asarray(P.linear_gemv(jnp.asarray(x), F32(cfg.scale_scale),
+                                     F32(cfg.global_scale), _ops(w), rounding=i, **kw))
+        y_traced = np.asarray(jax.jit(lambda v, m: P.linear_gemv(
+            v, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w), rounding=m, **kw))(
+            jnp.asarray(x), jnp.int32(i)))
+        assert np.array_equal(y.view(np.uint32), y_ref.view(np.uint32)), mode
+        assert np.array_equal(y_traced.view(np.uint32), y_ref.view(np.uint32)), mode
+        outs.add(y.tobytes())
+    assert len(outs) > 1                                  # the modes differ on these ties
+
+
 def _ref_err(y, a, w):
     ref = G.matmul_reference(np.asarray(a.codes), np.asarray(a.scale_bytes), a.global_scale,
                              np.asarray(w.codes), np.asarray(w.scale_bytes), w.global_scale,

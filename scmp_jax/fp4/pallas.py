@@ -548,6 +548,10 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
     inner, ng = x3.shape[-1], t.bk // G
 
+    # a concrete rounding index is static in the kernel (no branch on it); the
+    # threshold branch is not used here (thresholds need the params vector)
+    known = _Known(rounding, ()) if isinstance(rounding, int) else None
+
     def act(refs, n, s):                # e2m1 values and decoded scales of row n, step s
         x_ref, ss_ref, gs_ref, r_ref = refs
         # the params of the quantize kernels, formed here from the scalars (no XLA
@@ -555,7 +559,7 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
         prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
         p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
         lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
-        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, False)
+        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, False, known)
         v_lo, v_hi = run(lambda c_lo, c_hi: (_mm._value(c_lo, False, interpret),
                                              _mm._value(c_hi, False, interpret)))
         sa = FM.decode_scale(scales, scale_dtype).reshape(ng)

@@ -19,8 +19,8 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   several tilings, quantizing the activation in the kernel (``linear_gemv``)
   or reading its codes (``matmul``).
 * ``anatomy``: where the N = 1 cold decode time goes: the gemv kernel on
-  activation codes, the integer-dot gemv (``MatmulTiling(dp4a=True)``), a skeleton of its grid and weight blocks that only sums
-  the loaded bytes (several bm / split; with and without the XLA split sum),
+  activation codes, the integer-dot gemv (``MatmulTiling(dp4a=True)``), a
+  skeleton of its grid and weight blocks that only sums the loaded bytes (several bm / split; with and without the XLA split sum),
   and XLA reading the same bytes.
 
 Session 5's "very slow compile" of the quantize rows (H200) came from the
@@ -117,7 +117,7 @@ def quant_rows(n, repeats, main=True, sweep=False, reps=10):
             "nv7")
     if not sweep:
         return rows
-    for r_, c_, w_ in [(2, 1024, 2), (4, 512, 2), (4, 1024, 4), (8, 512, 4), (4, 1024, 2), (2, 1024, 2),
+    for r_, c_, w_ in [(2, 1024, 2), (4, 512, 2), (4, 1024, 4), (8, 512, 4), (4, 1024, 2),
                        (4, 512, 4), (2, 512, 1), (8, 1024, 8), (16, 512, 8)]:
         til = P.QuantTiling(r_, c_, w_)
         row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(til, **mx), "mx")
@@ -178,6 +178,24 @@ MMA_TILINGS = {1: [(32, 4, 4, False, 3), (32, 4, 4, True, 3), (64, 4, 4, True, 3
                16: [(32, 4, 4, True, 3), (64, 4, 4, True, 3)]}
 
 
+def _rotating_row(rows, repeats, case, fn, sets, ref=None):
+    """Times ``fn`` over ``sets`` (``device_time_rotating``), appends and prints the
+    row (with its ratio to ``ref`` seconds); a kernel that does not compile is
+    printed as FAILED and skipped. Returns the seconds or None."""
+    info = {}
+    try:
+        sec = device_time_rotating(fn, sets, repeats, info=info)
+    except Exception as e:                       # a tiling that does not compile
+        print(f"{case:<52} FAILED {type(e).__name__}: {str(e)[:200]}", flush=True)
+        return None
+    rows.append(dict(case=case, ms=sec * 1e3, first_s=info.get("first_s"),
+                     over_bf16=None if ref is None else sec / ref))
+    extra = "" if ref is None else f" {sec / ref:6.2f}x bf16"
+    print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}  (first {info.get('first_s', 0):.1f} s)",
+          flush=True)
+    return sec
+
+
 def mma_rows(repeats, k=4096, layers=16):
     """Cold decode (``layers`` distinct MXFP4 weights per timed call): bf16 matmul,
     ``fp4.quantized_matmul`` (the QuantLinear path), ``linear_gemv`` and
@@ -190,20 +208,7 @@ def mma_rows(repeats, k=4096, layers=16):
     wq = [fp4.quantize(w, "mxfp4") for w in wf]
     ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
     rows = []
-
-    def row(case, fn, sets, ref=None):
-        info = {}
-        try:
-            sec = device_time_rotating(fn, sets, repeats, info=info)
-        except Exception as e:                       # a tiling that does not compile
-            print(f"{case:<52} FAILED {type(e).__name__}: {str(e)[:200]}", flush=True)
-            return None
-        rows.append(dict(case=case, ms=sec * 1e3, first_s=info.get("first_s"),
-                         over_bf16=None if ref is None else sec / ref))
-        extra = "" if ref is None else f" {sec / ref:6.2f}x bf16"
-        print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}  (first {info.get('first_s', 0):.1f} s)",
-              flush=True)
-        return sec
+    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
 
     for n, tilings in MMA_TILINGS.items():
         x = jnp.asarray(r.standard_normal((n, k)), BF16)
@@ -276,16 +281,7 @@ def anatomy_rows(repeats, k=4096, layers=16):
     ops = lambda c, s, g: (c, s, g, "e8m0")
     codes3 = lambda c: c.reshape(c.shape[0], -1, 16)
     rows = []
-
-    def row(case, fn, sets, ref=None):
-        info = {}
-        sec = device_time_rotating(fn, sets, repeats, info=info)
-        rows.append(dict(case=case, ms=sec * 1e3, first_s=info.get("first_s"),
-                         over_bf16=None if ref is None else sec / ref))
-        extra = "" if ref is None else f" {sec / ref:6.2f}x bf16"
-        print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}  (first {info.get('first_s', 0):.1f} s)",
-              flush=True)
-        return sec
+    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
 
     wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
     ref = row("N=1 cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T), [(x, w) for w in wf])

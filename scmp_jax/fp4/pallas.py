@@ -445,8 +445,8 @@ def quantize(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
 
 
 def _params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = False):
-    """int32 (16,): bits of ``scale_scale * gs`` and ``gs``, the rounding index, 0,
-    then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
+    """int32 (16,) (128 with ``sets``): bits of ``scale_scale * gs`` and ``gs``, the
+    rounding index, 0, then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
     without ``thresholds``: kernels that never try the branch skip finding them),
     zero padding.
 

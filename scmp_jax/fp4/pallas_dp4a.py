@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.experimental import pallas as pl
 
-from . import formats as FM
-from .pallas_matmul import _mul
+from .pallas_matmul import group_sum_kernel
 
 __all__ = ["group_dots", "dp4a_kernel"]
 
@@ -86,28 +84,16 @@ def group_dots(c, a_lo, a_hi, *, asm: bool):
                    axis=2)
 
 
-def dp4a_kernel(*refs, n_act, act, steps, ng, dtw, asm, scale_in_kernel, interpret):
-    """``pallas_matmul._gemv_kernel``'s contract (weight bytes (bm, K_s/G, H) of one
-    K range, ``act(act_refs, n, s)`` -> e2m1 values lo, hi (ng, H) and decoded
-    scales (ng,) of activation row ``n`` at step ``s``), group sums by ``group_dots``."""
-    act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
-    n_rows, bm = o_ref.shape[-2:]
+def dp4a_kernel(*refs, ng, asm, **common):
+    """Weight bytes (bm, K_s/G, H) of one K range in steps of ``ng`` groups (the
+    contract of ``pallas_matmul._gemv_kernel``): the group sums by ``group_dots``
+    (``4 * sum v_w v_a``), in ``pallas_matmul.group_sum_kernel``'s loop."""
+    def weights(wc_ref, s):
+        return wc_ref[:, pl.ds(s * ng, ng), :]                                 # (bm, ng, H)
 
-    def step(s, accs):
-        c = wc_ref[:, pl.ds(s * ng, ng), :]                                   # (bm, ng, H)
-        sw = FM.decode_scale(ws_ref[:, pl.ds(s * ng, ng)].astype(I32), dtw)  # (bm, ng)
-        out = []
-        for n in range(n_rows):
-            v_lo, v_hi, sa = act(act_refs, n, s)
-            twice = lambda v: jnp.broadcast_to((v * F32(2)).astype(I8)[None], c.shape)
-            d = group_dots(c, twice(v_lo), twice(v_hi), asm=asm).astype(F32)   # exact
-            y = _mul(_mul(d, sw, interpret), jnp.broadcast_to(sa[None, :], (bm, ng)), interpret)
-            out.append(accs[n] + jnp.sum(y, axis=1))
-        return tuple(out)
+    def group_sums(c, v_lo, v_hi):
+        twice = lambda v: jnp.broadcast_to((v * F32(2)).astype(I8)[None], c.shape)
+        return group_dots(c, twice(v_lo), twice(v_hi), asm=asm).astype(F32)    # exact
 
-    accs = lax.fori_loop(0, steps, step, tuple(jnp.zeros((bm,), F32) for _ in range(n_rows)))
-    for n in range(n_rows):
-        y = accs[n] * F32(0.25)                                              # exact
-        if scale_in_kernel:
-            y = _mul(y, _mul(jnp.full((bm,), ga_ref[0], F32), gw_ref[0], interpret), interpret)
-        o_ref[n, :] = y
+    group_sum_kernel(*refs, ng=ng, weights=weights, group_sums=group_sums, factor=0.25,
+                     **common)

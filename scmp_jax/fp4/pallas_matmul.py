@@ -43,7 +43,7 @@ from . import formats as FM
 from . import softfloat as SF
 
 __all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes",
-           "gemv_call", "gemv_padding", "scalar_operands"]
+           "gemv_call", "gemv_padding", "scalar_operands", "group_sum_kernel"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -248,12 +248,43 @@ def _gemv_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret):
                        if scale_in_kernel else accs[n])
 
 
+def group_sum_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret, weights,
+                     group_sums, factor):
+    """The decode-rows loop of kernels that form each group's sum first and apply
+    both group scales after it (``pallas_mma``, ``pallas_dp4a``): per step
+    ``weights(wc_ref, s)`` (the step's decoded weight tile) and, per activation
+    row, ``group_sums(w, v_lo, v_hi)`` -> float32 (bm, ng) equal to
+    ``sum_{k in g} v_w v_a / factor`` (exact); then
+    ``out[n, m] = factor * alpha * sum_g sums * s_w * s_a`` (``factor`` a power of
+    two: exact). ``act`` and the refs as in ``_gemv_kernel``."""
+    act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
+    n_rows, bm = o_ref.shape[-2:]
+
+    def step(s, accs):
+        w = weights(wc_ref, s)
+        sw = FM.decode_scale(ws_ref[:, pl.ds(s * ng, ng)].astype(I32), dtw)  # (bm, ng)
+        out = []
+        for n in range(n_rows):
+            v_lo, v_hi, sa = act(act_refs, n, s)
+            d = group_sums(w, v_lo, v_hi)
+            y = _mul(_mul(d, sw, interpret), jnp.broadcast_to(sa[None, :], (bm, ng)), interpret)
+            out.append(accs[n] + jnp.sum(y, axis=1))
+        return tuple(out)
+
+    accs = lax.fori_loop(0, steps, step, tuple(jnp.zeros((bm,), F32) for _ in range(n_rows)))
+    for n in range(n_rows):
+        y = accs[n] * F32(factor)                                            # exact
+        if scale_in_kernel:
+            y = _mul(y, _alpha(ga_ref, gw_ref, (bm,), interpret), interpret)
+        o_ref[n, :] = y
+
+
 def gemv_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTiling,
               interpret):
     """Runs the decode-rows kernel of ``t`` (``_gemv_kernel``, with ``t.mma``
     ``pallas_mma``'s, with ``t.dp4a`` ``pallas_dp4a``'s) over weights (M, K/2)
-    codes / (M, K/G) scale bytes with activation operands ``act_args`` (already padded to ``gemv_padding(K, t)``;
-    ``act_specs(ng_s)`` their BlockSpecs for a K range of ``ng_s`` groups;
+    codes / (M, K/G) scale bytes with activation operands ``act_args`` (already
+    padded to ``gemv_padding(K, t)``; ``act_specs(ng_s)`` their BlockSpecs for a K range of ``ng_s`` groups;
     ``act(refs, n, s)`` -> e2m1 values lo, hi (ng, H) and decoded scales (ng,))
     -> float32 (N, M)."""
     M, S, H = wc.shape[0], t.split, G // 2

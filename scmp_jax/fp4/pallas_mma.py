@@ -31,8 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from . import formats as FM
-from .pallas_matmul import _mul
+from .pallas_matmul import group_sum_kernel
 
 __all__ = ["nibbles_f16", "min_step", "mma_kernel"]
 
@@ -84,33 +83,20 @@ def _block_diag(v, ng, H):
     return jnp.where(own, flat, F32(0)).astype(F16)
 
 
-def mma_kernel(*refs, n_act, act, steps, ng, H, dtw, asm, scale_in_kernel, interpret):
-    """Weight bytes (bm, K_s/2) of one K range in ``steps`` steps of ``ng``
-    groups; ``act(act_refs, n, s)`` -> (e2m1 values lo, hi float32 (ng, H),
-    decoded scales float32 (ng,)) of activation row ``n`` at step ``s`` (the
-    same ``act`` as ``_gemv_kernel``'s; ``pallas_matmul.gemv_call`` launches both)."""
-    act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
-    n_rows, bm = o_ref.shape[-2:]
+def mma_kernel(*refs, ng, H, asm, **common):
+    """Weight bytes (bm, K_s/2) of one K range in steps of ``ng`` groups (the
+    contract of ``pallas_matmul._gemv_kernel``; ``pallas_matmul.gemv_call``
+    launches both): the group sums by two float16 dots per activation row, in
+    ``pallas_matmul.group_sum_kernel``'s loop."""
     h = ng * H
     dims = (((1,), (1,)), ((), ()))
 
-    def step(s, accs):
-        c = wc_ref[:, pl.ds(s * h, h)]                                       # (bm, h) bytes
-        w_lo, w_hi = nibbles_f16(c, asm=asm)
-        sw = FM.decode_scale(ws_ref[:, pl.ds(s * ng, ng)].astype(I32), dtw)  # (bm, ng)
-        out = []
-        for n in range(n_rows):
-            v_lo, v_hi, sa = act(act_refs, n, s)
-            d = (lax.dot_general(w_lo, _block_diag(v_lo, ng, H), dims, preferred_element_type=F32)
-                 + lax.dot_general(w_hi, _block_diag(v_hi, ng, H), dims,
-                                   preferred_element_type=F32))         # (bm, ng) = sum / 2
-            y = _mul(_mul(d, sw, interpret), jnp.broadcast_to(sa[None, :], (bm, ng)), interpret)
-            out.append(accs[n] + jnp.sum(y, axis=1))
-        return tuple(out)
+    def weights(wc_ref, s):
+        return nibbles_f16(wc_ref[:, pl.ds(s * h, h)], asm=asm)                # (bm, h) each
 
-    accs = lax.fori_loop(0, steps, step, tuple(jnp.zeros((bm,), F32) for _ in range(n_rows)))
-    for n in range(n_rows):
-        y = accs[n] * F32(2)                                                 # exact
-        if scale_in_kernel:
-            y = _mul(y, _mul(jnp.full((bm,), ga_ref[0], F32), gw_ref[0], interpret), interpret)
-        o_ref[n, :] = y
+    def group_sums(w, v_lo, v_hi):                                             # (bm, ng) = sum / 2
+        return (lax.dot_general(w[0], _block_diag(v_lo, ng, H), dims, preferred_element_type=F32)
+                + lax.dot_general(w[1], _block_diag(v_hi, ng, H), dims,
+                                  preferred_element_type=F32))
+
+    group_sum_kernel(*refs, ng=ng, weights=weights, group_sums=group_sums, factor=2, **common)

@@ -61,11 +61,21 @@ def _k(e, gb):
     return I32(127) + (gb >> 23) - e
 
 
-def _down(p, p_ref):
-    """Per group ``p = 2^d * gs`` -> ``2^-d`` as float32 (clamped to a
-    normal power of two; groups outside that range are not eligible, but for
-    all-zero groups, whose codes are 0 whatever the factor)."""
-    return SF.from_bits(jnp.clip(_k(SF.bits(p) >> 23, p_ref[1]), 1, 254) << 23)
+def _down(p, gb):
+    """Per group ``p = 2^d * gs`` (``gb``: bits of ``gs``, scalar or per group) ->
+    ``2^-d`` as float32 (clamped to a normal power of two; groups outside that
+    range are not eligible, but for all-zero groups, whose codes are 0 whatever
+    the factor)."""
+    return SF.from_bits(jnp.clip(_k(SF.bits(p) >> 23, gb), 1, 254) << 23)
+
+
+def _fits(p, gb):
+    """Per group: ``p`` is a normal ``2^d * gs`` (same significand as ``gs``, bits
+    ``gb``) with ``2^-d`` normal."""
+    pb = SF.bits(p)
+    e = pb >> 23
+    k = _k(e, gb)
+    return (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
 
 
 def threshold_codes(lo, hi, p, p_ref, mul, c=None):
@@ -86,7 +96,7 @@ def threshold_codes(lo, hi, p, p_ref, mul, c=None):
     ``c``: the 7 thresholds as Python ints when known at trace time (compile-time
     constants in the kernel), else None (read from ``p_ref``)."""
     c = [p_ref[5 + i] for i in range(7)] if c is None else [I32(v) for v in c]
-    return _codes_by(lo, hi, _down(p, p_ref), c, mul)
+    return _codes_by(lo, hi, _down(p, p_ref[1]), c, mul)
 
 
 def _codes_by(lo, hi, down, c, mul):
@@ -116,11 +126,7 @@ def use_thresholds(p, amax, p_ref, known_ok=False):
     ``RN(X * 2^-d) >= c_i`` (``X / p`` and ``(X * 2^-d) / gs`` are the same real,
     the quotient is monotone, and rounding ``X * 2^-d`` only happens below the
     least normal, under ``c_0``, or at overflow, above ``c_6``)."""
-    pb, gb = SF.bits(p), p_ref[1]
-    e = pb >> 23
-    k = _k(e, gb)
-    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
-    every = jnp.min((fit | (amax == 0)).astype(I32)) == 1
+    every = jnp.min((_fits(p, p_ref[1]) | (amax == 0)).astype(I32)) == 1
     return every if known_ok else (p_ref[4] == 1) & every
 
 
@@ -152,25 +158,21 @@ def set_index(scale_deq):
     return (SF.bits(scale_deq) >> 20) & I32(7)
 
 
-def _set_bits(j, p_ref):
-    return p_ref[SETS_AT + 1 + 8 * j]                                # gather, (BR, NG)
+def _set_base(j):
+    """Params index of set ``j``'s ``gs_j`` bits (its ``c_i`` follow)."""
+    return SETS_AT + 1 + 8 * j
 
 
 def use_threshold_sets(p, j, p_ref):
     """Scalar bool: every ``p`` of the block is a normal ``2^d * gs_j`` of its
     group's set (same significand as ``gs_j``) with ``2^-d`` normal (a zero or
     NaN scale fails: such blocks divide). The caller knows the sets are ok."""
-    pb, gb = SF.bits(p), _set_bits(j, p_ref)
-    e = pb >> 23
-    k = _k(e, gb)
-    fit = (((pb ^ gb) & I32(0x7FFFFF)) == 0) & (e >= 1) & (e <= 254) & (k >= 1) & (k <= 254)
-    return jnp.min(fit.astype(I32)) == 1
+    return jnp.min(_fits(p, p_ref[_set_base(j)]).astype(I32)) == 1
 
 
 def threshold_set_codes(lo, hi, p, j, p_ref, mul):
     """(codes lo, codes hi) int32 for a block where ``use_threshold_sets`` holds:
     ``threshold_codes`` with each group's ``gs_j`` and thresholds ``c_{j,i}``
     (gathered from ``p_ref`` per group)."""
-    base = SETS_AT + 1 + 8 * j
-    down = SF.from_bits(jnp.clip(_k(SF.bits(p) >> 23, p_ref[base]), 1, 254) << 23)
-    return _codes_by(lo, hi, down, [p_ref[base + 1 + i] for i in range(7)], mul)
+    base = _set_base(j)
+    return _codes_by(lo, hi, _down(p, p_ref[base]), [p_ref[base + 1 + i] for i in range(7)], mul)

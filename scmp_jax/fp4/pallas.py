@@ -451,8 +451,9 @@ def _params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = 
     zero padding.
 
     Concrete scalars (python / NumPy constants, also inside a caller's ``jit``)
-    are evaluated now, by one small jitted program, and reach the kernel as a
-    16-word constant: staged, XLA would constant-fold the softfloat arithmetic
+    are evaluated now, by a small program compiled ahead of time for the host
+    CPU (``_params_executable``; values cached), and reach the kernel as a
+    NumPy constant: staged, XLA would constant-fold the softfloat arithmetic
     of ``thresholds`` in every program that uses it (on the H200 that is where
     the "very slow compile" of the quantize rows came from); traced scalars
     are staged behind an ``optimization_barrier``, so a traced constant (e.g.
@@ -463,8 +464,31 @@ def _params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = 
     args = (scale_scale, global_scale, rounding)
     if any(isinstance(v, jax.core.Tracer) for v in args):
         return _params_program(*lax.optimization_barrier(args), thresholds)
-    with jax.ensure_compile_time_eval():
-        return _params_program(*args, thresholds, sets)
+    bits = lambda v: int(np.asarray(v, np.float32).view(np.uint32))
+    return _host_params(bits(scale_scale), bits(global_scale), int(np.asarray(rounding)),
+                        thresholds, sets)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_params(ss_bits: int, gs_bits: int, rounding: int, thresholds: bool, sets: bool):
+    """``_params`` of concrete scalars (float32 bit patterns): a read-only NumPy vector
+    from ``_params_executable``, whatever trace is current."""
+    f32 = lambda b: np.asarray(b, np.uint32).view(np.float32)
+    out = np.asarray(_params_executable(thresholds, sets)(f32(ss_bits), f32(gs_bits),
+                                                          np.int32(rounding)))
+    out.setflags(write=False)
+    return out
+
+
+@functools.cache
+def _params_executable(thresholds: bool, sets: bool):
+    """``_params_program`` compiled ahead of time for the host CPU backend: one XLA
+    compile per (thresholds, sets), not an evaluation inside the caller's trace (on
+    the H200 with jax 0.11.2 that took 80-100 s per first call, > 200 s on the GPU
+    backend for the 8 sets)."""
+    cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+    spec = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=cpu)
+    return _params_program.lower(spec(F32), spec(F32), spec(I32), thresholds, sets).compile()
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))

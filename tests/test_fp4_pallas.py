@@ -333,6 +333,7 @@ def test_quantize_dequant_one_pass(preset, dtype, rounding):
     ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 256, mma=True, asm=True)),
     ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 512, split=2, mma=True, asm=True)),
     ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 32, 256, split=2, gemv=True, dp4a=True)),
+    ("mxfp4", jnp.float32, 2, MM.MatmulTiling(1, 64, 256, split=2, gemv=True, dp4a=True)),
     ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 16, 64, gemv=True, dp4a=True))])
 def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     """``linear_gemv`` (the activation quantized inside the gemv kernel) == the gemv

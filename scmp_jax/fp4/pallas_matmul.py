@@ -73,7 +73,10 @@ def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = Fa
     BENCHMARKS.md), K = M = 4096: N <= 2 with equal group sizes: the dot-free
     gemv kernel (N = 1: 9 us, 32 weight rows x 256; N = 2: 11 us with 64 rows,
     vs 15 us split-K), one program per 256-element K step (split = K / 256, at
-    most 16: the layout those numbers were measured with); other decode-sized N
+    most 16: the layout those numbers were measured with); with G = 32 (MXFP4)
+    by integer group dots (``pallas_dp4a``, 64 weight rows: N = 1 cold, H200,
+    0.79x the bf16 matmul against 1.05x for the float gemv; its GPU exactness
+    test passed at G = 32, NVFP4's G = 16 was not run there); other decode-sized N
     (<= 16): grouped fused kernel, 16 x 64 tiles, K split in up to 16 ranges of
     256 (15 us at N = 4 and 8, where gemv takes 17 and 27 us); N >= 256 on GPU:
     decode once + dense GEMM (0.230 ms at 4096^3 vs 0.57 ms for the best fused
@@ -81,7 +84,9 @@ def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = Fa
     bk = max(128, Ga, Gw)
     if N <= 2 and Ga == Gw and not interpret:
         bk = max(256, Ga)
-        return MatmulTiling(1, 32 * N, bk, 4, 3, max(1, min(16, K // bk)), gemv=True)
+        dp4a = Ga == 32                     # integer group dots: checked on the H200 at G = 32
+        return MatmulTiling(1, 64 if dp4a else 32 * N, bk, 4, 3, max(1, min(16, K // bk)),
+                            gemv=True, dp4a=dp4a)
     if N <= 16:
         bk = max(bk, 256)
         return MatmulTiling(16, 64, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)

@@ -22,6 +22,10 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   activation codes, the integer-dot gemv (``MatmulTiling(dp4a=True)``), a
   skeleton of its grid and weight blocks that only sums the loaded bytes (several bm / split; with and without the XLA split sum),
   and XLA reading the same bytes.
+* ``params``: seconds to compile the host program of the concrete kernel
+  parameters (``pallas._params_executable``: thresholds; thresholds + the 8
+  e4m3 sets) and to evaluate it once (session 10: the in-trace evaluation it
+  replaced took 80-100 s per first call on the H200, jax 0.11.2).
 
 Session 5's "very slow compile" of the quantize rows (H200) came from the
 kernel parameters staged with constant scalars (XLA GPU constant-folding the
@@ -365,17 +369,35 @@ def prefill_rows(n, repeats):
     return rows
 
 
+def params_rows():
+    """First-call seconds of the concrete-parameter program (compile, then one value)."""
+    import time
+    rows = []
+    for sets in (False, True):
+        t0 = time.perf_counter()
+        P._params_executable(True, sets)
+        t1 = time.perf_counter()
+        P._host_params(0x3F800000, 0x3EAAAAAB, 0, True, sets)
+        t2 = time.perf_counter()
+        case = "params program, thresholds" + (" + e4m3 sets" if sets else "")
+        rows.append(dict(case=case, compile_s=t1 - t0, eval_s=t2 - t1))
+        print(f"{case:<48} compile {t1 - t0:7.2f} s  eval {t2 - t1:7.3f} s", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4_probe", description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: quant, quant_sweep, decode, prefill, gemv, mma, anatomy")
+                   help="comma-separated: params, quant, quant_sweep, decode, prefill, gemv, mma, "
+                        "anatomy")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
     cases = args.cases.split(",")
-    write_json(args.out, quant=quant_rows(n, args.repeats, "quant" in cases,
+    write_json(args.out, params=params_rows() if "params" in cases else [],
+               quant=quant_rows(n, args.repeats, "quant" in cases,
                                           "quant_sweep" in cases)
                if "quant" in cases or "quant_sweep" in cases else [],
                gemv=gemv_rows(args.repeats, n // 2) if "gemv" in cases else [],

@@ -114,3 +114,29 @@ def test_sharded_inside_jit_with_explicit_mesh(gran, impl):
     out = jax.jit(lambda x: scmp_jax.sc_matmul(x, b, gran, implementation=impl))(A)
     assert_same_bits(np.asarray(out), golden.sc_matmul(a, b, granularity=gran))
     assert out.sharding.spec == P("x", None)
+
+
+@pytest.mark.parametrize("impl", ["xla", pytest.param("pallas", marks=pytest.mark.gpu)])
+def test_sharded_with_operands_committed_to_one_device(impl):
+    """A row-sharded ``a`` next to ``b`` and smooth scales committed to single
+    (different) devices: they are copied to the planned layout (jit would refuse
+    the mix: "incompatible devices"), same bits as golden, output sharded as a."""
+    mesh = _mesh()
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((8, 48)).astype(np.float32)
+    b = rng.standard_normal((6, 48)).astype(np.float32)
+    s = (np.abs(rng.standard_normal(48)) + 0.5).astype(np.float32)
+    A = jax.device_put(a, NamedSharding(mesh, P("x", None)))
+    B, S = jax.device_put(b, jax.devices()[1]), jax.device_put(s, jax.devices()[-1])
+    assert B.committed and S.committed
+    for kw in (dict(), dict(smooth_scales=S)):
+        out = scmp_jax.sc_matmul(A, B, implementation=impl, **kw)
+        ref = golden.sc_matmul(a, b, **({"smooth_scales": s} if kw else {}))
+        assert_same_bits(np.asarray(out), ref)
+        assert out.sharding.spec == P("x", None)
+    # a committed to one device, b sharded: a follows b's mesh
+    A1 = jax.device_put(a, jax.devices()[2])
+    out = scmp_jax.sc_matmul(A1, jax.device_put(b, NamedSharding(mesh, P("y", None))),
+                             implementation=impl)
+    assert_same_bits(np.asarray(out), golden.sc_matmul(a, b))
+    assert out.sharding.spec == P(None, "y")

@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ..sc.sharding import _axes, _spec
+from ..sc.sharding import _axes, _place, _spec
 
 __all__ = ["Plan", "plan_quantize", "plan_matmul", "quantize", "matmul"]
 
@@ -104,17 +104,6 @@ def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
                                  f"over {_shards(mesh, e)} shards")
     # scales (..., K/G) share the codes' spec (K unsharded)
     return Plan(mesh, (P(*sa), P(*sw)), P(*sa[:-1], sw[0]))
-
-
-def _place(x, mesh, spec):
-    """A concrete array committed to other devices or another layout -> ``spec``
-    on ``mesh`` (jit would refuse it); tracers and uncommitted arrays unchanged."""
-    if (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
-            and getattr(x, "committed", False)):
-        want = NamedSharding(mesh, spec)
-        if not x.sharding.is_equivalent_to(want, x.ndim):
-            return jax.device_put(x, want)
-    return x
 
 
 @functools.lru_cache(maxsize=64)

@@ -15,7 +15,9 @@ implementations run per shard, so the Pallas kernels are never replicated.
 Inside a user's ``jax.jit`` the tracers' shardings are used when the mesh has
 explicit axes (``jax.make_mesh``'s default); with ``Auto`` axes they are not
 visible: XLA's own partitioner then handles the XLA path (same bits) and would
-replicate a Pallas call.
+replicate a Pallas call. Concrete operands committed elsewhere (e.g. ``b`` on
+one device, smooth scales on another) are first copied to the planned
+sharding (tables and smooth scales replicated).
 """
 from __future__ import annotations
 
@@ -97,6 +99,17 @@ def plan(a, b, st) -> Optional[Plan]:
     return Plan(mesh, P(*sa), P(*sb), out)
 
 
+def _place(x, mesh, spec):
+    """A concrete array committed to other devices or another layout -> ``spec``
+    on ``mesh`` (jit would refuse it); tracers and uncommitted arrays unchanged."""
+    if (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+            and getattr(x, "committed", False)):
+        want = NamedSharding(mesh, spec)
+        if not x.sharding.is_equivalent_to(want, x.ndim):
+            return jax.device_put(x, want)
+    return x
+
+
 @functools.lru_cache(maxsize=64)
 def _program(fn, mesh, spec_a, spec_b, out, st, has_smooth):
     """One jitted shard_map program per layout and static config (cached: an
@@ -116,4 +129,7 @@ def run(fn, a, b, smooth, tabs, st, pl_: Plan):
         flat = lambda spec: tuple(ax for e in spec for ax in _axes(e))
         st = dataclasses.replace(st, axes_a=flat(pl_.spec_a), axes_b=flat(pl_.spec_b))
     prog = _program(fn, pl_.mesh, pl_.spec_a, pl_.spec_b, pl_.out, st, smooth is not None)
-    return prog(a, b, tabs, *(() if smooth is None else (smooth,)))
+    m, rep = pl_.mesh, P()
+    return prog(_place(a, m, pl_.spec_a), _place(b, m, pl_.spec_b),
+                jax.tree.map(lambda t: _place(t, m, rep), tabs),
+                *(() if smooth is None else (_place(smooth, m, rep),)))

@@ -5,12 +5,14 @@
 set -u
 OUT=${1:?outdir}; shift
 REF=${2:-}
-export PYTHONPATH=. XLA_PYTHON_CLIENT_PREALLOCATE=false HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-dev}
+# unbuffered: a step killed by its timeout still leaves its progress in the log
+export PYTHONPATH=. XLA_PYTHON_CLIENT_PREALLOCATE=false HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-dev} PYTHONUNBUFFERED=1
 python -c "import jax; print('jax', jax.__version__, jax.devices())"
 step() { local name=$1; shift; local t0=$(date +%s)
   timeout "${STEP_TIMEOUT:-400}" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
   echo "== $name rc=$rc $(( $(date +%s) - t0 ))s: $(grep -E 'passed|failed|error' "$OUT/$name.log" | tail -1)"; }
-step gpu_tests python -m pytest -q -p no:cacheprovider -m gpu tests/
+step params python -m bench.fp4_probe --cases params --out "$OUT/params.json"
+step gpu_tests python -m pytest -q -p no:cacheprovider --durations=15 -m gpu tests/
 step golden_gpu python -m pytest -q -p no:cacheprovider tests/test_sc_golden.py tests/test_quant_golden.py \
   tests/test_nonfinite.py tests/test_ieee.py tests/test_mixed_lengths.py tests/test_smoothquant.py \
   tests/test_fp4_xla.py tests/test_mp_golden.py

@@ -487,8 +487,12 @@ def _params_executable(thresholds: bool, sets: bool):
     compile per (thresholds, sets), not an evaluation inside the caller's trace (on
     the H200 with jax 0.11.2 that took 80-100 s per first call, > 200 s on the GPU
     backend for the 8 sets)."""
-    cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
-    spec = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=cpu)
+    try:
+        host = jax.local_devices(backend="cpu")[0]
+    except RuntimeError:                    # JAX_PLATFORMS without cpu: the default device
+        host = jax.local_devices()[0]
+    on_host = jax.sharding.SingleDeviceSharding(host)
+    spec = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=on_host)
     return _params_program.lower(spec(F32), spec(F32), spec(I32), thresholds, sets).compile()
 
 

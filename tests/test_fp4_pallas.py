@@ -580,3 +580,25 @@ def test_mma_refuses_small_steps():
     ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
     with pytest.raises(ValueError, match="16 \\* group size"):
         P.matmul(ops(a), ops(w), tiling=MM.MatmulTiling(1, 16, 256, mma=True))
+
+
+@pytest.mark.parametrize("make,err,match", [
+    (lambda: MM.MatmulTiling(1, 24, 256), ValueError, "bm must be a power of two"),
+    (lambda: MM.MatmulTiling(1, 16, 256, split=0), ValueError, "split must be >= 1"),
+    (lambda: MM.MatmulTiling(1.0, 16, 256), TypeError, "bn must be an int"),
+    (lambda: MM.MatmulTiling(1, 16, 256, gemv=1), TypeError, "gemv must be a bool"),
+    (lambda: MM.MatmulTiling(1, 16, 256, gemv=True, mma=True), ValueError, "gemv and mma"),
+    (lambda: MM.MatmulTiling(16, 16, 256, dequant=True, grouped=True), ValueError,
+     "dequant and grouped"),
+    (lambda: MM.MatmulTiling(1, 16, 256, gemv=True, asm=True), ValueError, "asm needs mma"),
+    (lambda: MM.MatmulTiling(1, 16, 256, mma=True, dp4a=True), ValueError, "dp4a needs gemv"),
+    (lambda: P.QuantTiling(rows=3), ValueError, "rows must be a power of two"),
+    (lambda: P.QuantTiling(warps=0), ValueError, "warps must be a power of two"),
+    (lambda: P.QuantTiling(thresholds=False, e4m3_sets=True), ValueError, "e4m3_sets needs"),
+])
+def test_tilings_refuse_bad_fields(make, err, match):
+    """A tiling that Triton cannot compile or whose flags contradict each other is
+    refused where it is built, naming the field (not a failure inside a kernel
+    or a flag silently ignored)."""
+    with pytest.raises(err, match=match):
+        make()

@@ -124,6 +124,11 @@ class QuantTiling:
                              # (concrete scalars only; opt-in: slower on the H200,
                              # session 10: 48.6 % of copy vs 56.4 % dividing)
 
+    def __post_init__(self):
+        _mm.check_fields(self, pow2=("rows", "cols", "warps", "transform_rows"))
+        if self.e4m3_sets and not self.thresholds:
+            raise ValueError("QuantTiling: e4m3_sets needs thresholds=True")
+
     def use_thresholds(self, scale_dtype: str) -> bool:
         """Whether kernels for this scale format try the threshold branch (static)."""
         return self.thresholds and scale_dtype == "e8m0"

@@ -43,7 +43,7 @@ from . import formats as FM
 from . import softfloat as SF
 
 __all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes",
-           "gemv_call", "gemv_padding", "scalar_operands", "group_sum_kernel"]
+           "gemv_call", "gemv_padding", "scalar_operands", "group_sum_kernel", "check_fields"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -65,6 +65,34 @@ class MatmulTiling:
     mma: bool = False       # decode rows on the tensor cores, scales after the dot (pallas_mma)
     asm: bool = False       # mma: weight nibbles by a PTX block (GPU only)
     dp4a: bool = False      # gemv: integer group dots (pallas_dp4a; PTX dp4a on the GPU)
+
+    def __post_init__(self):
+        check_fields(self, pow2=("bn", "bm", "bk", "warps"), positive=("stages", "split"))
+        chosen = [f for f in ("dequant", "grouped", "gemv", "mma") if getattr(self, f)]
+        if len(chosen) > 1:
+            raise ValueError(f"MatmulTiling: at most one schedule of dequant / grouped / gemv "
+                             f"/ mma, got {' and '.join(chosen)}")
+        if self.asm and not self.mma:
+            raise ValueError("MatmulTiling: asm needs mma=True")
+        if self.dp4a and not self.gemv:
+            raise ValueError("MatmulTiling: dp4a needs gemv=True")
+
+
+def check_fields(tiling, pow2=(), positive=(), flags=None):
+    """ValueError / TypeError naming a tiling field that is not an int (powers of
+    two for block dims and warps, >= 1 for the rest) or a flag that is not a bool."""
+    name = type(tiling).__name__
+    for f in pow2 + positive:
+        v = getattr(tiling, f)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name}.{f} must be an int, got {v!r}")
+        if v < 1 or (f in pow2 and v & (v - 1)):
+            raise ValueError(f"{name}.{f} must be {'a power of two' if f in pow2 else '>= 1'}"
+                             f", got {v}")
+    for f in flags if flags is not None else (
+            x.name for x in dataclasses.fields(tiling) if x.type in ("bool", bool)):
+        if not isinstance(getattr(tiling, f), bool):
+            raise TypeError(f"{name}.{f} must be a bool, got {getattr(tiling, f)!r}")
 
 
 def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False

@@ -23,13 +23,13 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   skeleton of its grid and weight blocks that only sums the loaded bytes (several bm / split; with and without the XLA split sum),
   and XLA reading the same bytes.
 * ``params``: seconds to compile the host program of the concrete kernel
-  parameters (``pallas._params_executable``: thresholds; thresholds + the 8
+  parameters (``pallas_params._params_executable``: thresholds; thresholds + the 8
   e4m3 sets) and to evaluate it once (session 10: the in-trace evaluation it
   replaced took 80-100 s per first call on the H200, jax 0.11.2).
 
 Session 5's "very slow compile" of the quantize rows (H200) came from the
 kernel parameters staged with constant scalars (XLA GPU constant-folding the
-softfloat threshold search); ``pallas._params`` now computes concrete scalars
+softfloat threshold search); ``pallas_params.params`` now computes concrete scalars
 at trace time (session 6, 2026-12-01: every row compiles in 1-6 s).
 
 Notes for each version (prediction, outcome) live in BENCHMARKS.md.
@@ -46,6 +46,8 @@ from jax.experimental import pallas as pl
 from bench.__main__ import device_time, device_time_rotating, write_json
 from scmp_jax._backend import triton_params
 from scmp_jax.fp4 import pallas as P
+from scmp_jax.fp4 import pallas_linear as L
+from scmp_jax.fp4 import pallas_params as PR
 
 BF16, I32, U8 = jnp.bfloat16, jnp.int32, jnp.uint8
 
@@ -168,7 +170,7 @@ def gemv_rows(repeats, k=4096):
                                               tensor(c, s, g)), (x,) + wargs)
         for bm, bk, sp in tilings:
             t = MM.MatmulTiling(1, bm, bk, 4, 3, sp, gemv=True)
-            row(f"N={n} linear_gemv {bm}x{bk} s{sp}", lambda a, c, s, g, ga, t=t: P.linear_gemv(
+            row(f"N={n} linear_gemv {bm}x{bk} s{sp}", lambda a, c, s, g, ga, t=t: L.linear_gemv(
                 a, np.float32(cfg.scale_scale), ga, ops(c, s, g), group_size=32,
                 scale_dtype="e8m0", rounding=0, tiling=t), (x,) + wargs)
     return rows
@@ -226,7 +228,7 @@ def mma_rows(repeats, k=4096, layers=16):
         for bm, sp, wp, asm, stages in tilings:
             t = MM.MatmulTiling(1, bm, 512, wp, stages, sp, mma=True, asm=asm)
             tag = f"{bm}x512 s{sp} w{wp} st{stages}{' asm' if asm else ''}"
-            row(f"N={n} cold linear mma {tag}", lambda v, c, s, g, t=t: P.linear_gemv(
+            row(f"N={n} cold linear mma {tag}", lambda v, c, s, g, t=t: L.linear_gemv(
                 v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
                 (c, s, g, "e8m0"), group_size=32, scale_dtype="e8m0", rounding=0, tiling=t),
                 [(x, t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
@@ -300,7 +302,7 @@ def anatomy_rows(repeats, k=4096, layers=16):
     for bm, bk, split in [(32, 256, sp), (64, 256, sp), (32, 512, max(1, sp // 2))]:
         t = MM.MatmulTiling(1, bm, bk, 4, 3, split, gemv=True, dp4a=True)
         row(f"N=1 cold linear_gemv dp4a {bm}x{bk} s{split}", lambda v, c, s, g, t=t:
-            P.linear_gemv(v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
+            L.linear_gemv(v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
                           ops(c, s, g), group_size=32, scale_dtype="e8m0", rounding=0,
                           tiling=t), [(x,) + w for w in wsets], ref)
     t = MM.MatmulTiling(1, 32, 256, 4, 3, sp, gemv=True, dp4a=True)
@@ -355,7 +357,7 @@ def prefill_rows(n, repeats):
              ("decode_bf16 weight", lambda c, s: MM.decode_bf16(
                  c, s, "e8m0", interpret=jax.default_backend() != "gpu"),
               (t.codes, t.scale_bytes)),
-             ("quantize_dequant activation", lambda v: P.quantize_dequant(
+             ("quantize_dequant activation", lambda v: L.quantize_dequant(
                  v, np.float32(4.0), np.float32(1 / 3), group_size=32, scale_dtype="e8m0",
                  rounding=0), (x,)),
              ("quantized_matmul (one pass)", lambda v, c, s, g: fp4.quantized_matmul(
@@ -375,9 +377,9 @@ def params_rows():
     rows = []
     for sets in (False, True):
         t0 = time.perf_counter()
-        P._params_executable(True, sets)
+        PR._params_executable(True, sets)
         t1 = time.perf_counter()
-        P._host_params(0x3F800000, 0x3EAAAAAB, 0, True, sets)
+        PR._host_params(0x3F800000, 0x3EAAAAAB, 0, True, sets)
         t2 = time.perf_counter()
         case = "params program, thresholds" + (" + e4m3 sets" if sets else "")
         rows.append(dict(case=case, compile_s=t1 - t0, eval_s=t2 - t1))

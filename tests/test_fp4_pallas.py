@@ -17,6 +17,8 @@ from hypothesis import given, settings, strategies as st
 from golden import fp4 as G
 from scmp_jax import fp4
 from scmp_jax.fp4 import pallas as P
+from scmp_jax.fp4 import pallas_linear as L
+from scmp_jax.fp4 import pallas_params as PR
 from scmp_jax.fp4 import pallas_matmul as MM
 from test_fp4_xla import KINDS, _group
 
@@ -159,13 +161,13 @@ def test_threshold_codes_every_binade(gs):
 
 @pytest.mark.parametrize("ss,gs,scale_dtype,group", QUOTIENTS[:2])
 def test_static_params_same_codes(ss, gs, scale_dtype, group):
-    """Concrete params are baked into the kernels (``pallas._Known``: the rounding
+    """Concrete params are baked into the kernels (``pallas_params.Known``: the rounding
     picked at trace time, the thresholds as constants, inside a caller's jit too);
     for every rounding mode the codes and scales equal golden's and the kernel
     that reads the params at run time (``QuantTiling(static_params=False)``), on
     near-threshold inputs, for float32 and bfloat16 input."""
     x, _ = _quotient_input(ss, gs, scale_dtype, group, exhaustive=False)
-    known = jax.jit(lambda: jnp.int32(P._known(P._params(F32(ss), F32(gs), 1, True)) is not None))
+    known = jax.jit(lambda: jnp.int32(PR.known(PR.params(F32(ss), F32(gs), 1, True)) is not None))
     assert int(known()) == 1
     for r, name in enumerate(G.ROUNDINGS):
         for v in (x, np.asarray(jnp.asarray(x, jnp.bfloat16).astype(F32))):
@@ -248,8 +250,8 @@ def test_params_computed_at_trace_time():
     gs = F32(fp4.MXFP4.global_scale)
     assert _staged_params(const, x) == 0
     assert _staged_params(traced, x, gs) == 1
-    eager = P._params(F32(4.0), gs, 0, True)
-    staged = jax.jit(lambda s, g: P._params(s, g, 0, True))(F32(4.0), gs)
+    eager = PR.params(F32(4.0), gs, 0, True)
+    staged = jax.jit(lambda s, g: PR.params(s, g, 0, True))(F32(4.0), gs)
     assert np.array_equal(np.asarray(eager), np.asarray(staged))
     assert np.array_equal(np.asarray(jax.jit(const)(x)), np.asarray(jax.jit(traced)(x, gs)))
 
@@ -313,11 +315,11 @@ def test_quantize_dequant_one_pass(preset, dtype, rounding):
     args = (xx, F32(cfg.scale_scale), F32(cfg.global_scale))
     t = fp4.quantize(xx, preset, rounding=rounding, implementation="pallas")
     ref = MM.decode_bf16(t.codes, t.scale_bytes, t.scale_dtype, interpret=P._interpret())
-    got = P.quantize_dequant(*args, **kw)
+    got = L.quantize_dequant(*args, **kw)
     assert got.dtype == jnp.bfloat16 and got.shape == x.shape
     assert np.array_equal(np.asarray(got).view(np.uint16), np.asarray(ref).view(np.uint16))
     w = fp4.quantize(r.standard_normal((40, 192)).astype(F32), "mxfp4", global_scale=0.25)
-    y = np.asarray(P.linear_dequant(*args, _ops(w), **kw))
+    y = np.asarray(L.linear_dequant(*args, _ops(w), **kw))
     y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=MM.MatmulTiling(16, 16, 64, dequant=True)))
     assert np.isnan(y[1]).all() and np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
     y_api = np.asarray(fp4.quantized_matmul(xx, w, dataclasses.replace(cfg, rounding=rounding)))
@@ -352,7 +354,7 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     cfg = fp4.PRESETS[preset]
     kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=0)
     w = fp4.quantize(r.standard_normal((48, K)).astype(F32), preset, global_scale=0.25)
-    y = np.asarray(P.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
+    y = np.asarray(L.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
                                  tiling=tiling, **kw))
     t = fp4.quantize(xx, preset, implementation="pallas")
     y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
@@ -363,7 +365,7 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     other = fp4.quantize(r.standard_normal((48, K)).astype(F32),
                          "nvfp4" if preset == "mxfp4" else "mxfp4")
     with pytest.raises(ValueError, match="group size"):
-        P.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
+        L.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
 
 
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])
@@ -383,9 +385,9 @@ def test_linear_gemv_rounding_modes(preset):
         t = fp4.quantize(x, dataclasses.replace(cfg, rounding=mode), implementation="pallas")
         y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
         kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, tiling=tiling)
-        y = np.asarray(P.linear_gemv(jnp.asarray(x), F32(cfg.scale_scale),
+        y = np.asarray(L.linear_gemv(jnp.asarray(x), F32(cfg.scale_scale),
                                      F32(cfg.global_scale), _ops(w), rounding=i, **kw))
-        y_traced = np.asarray(jax.jit(lambda v, m: P.linear_gemv(
+        y_traced = np.asarray(jax.jit(lambda v, m: L.linear_gemv(
             v, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w), rounding=m, **kw))(
             jnp.asarray(x), jnp.int32(i)))
         assert np.array_equal(y.view(np.uint32), y_ref.view(np.uint32)), mode

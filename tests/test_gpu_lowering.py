@@ -29,6 +29,7 @@ import scmp_jax
 from scmp_jax import _backend, _ieee, fp4
 from scmp_jax.fp4 import api as fp4_api
 from scmp_jax.fp4 import pallas as P
+from scmp_jax.fp4 import pallas_linear as L
 from scmp_jax.fp4.pallas_matmul import MatmulTiling
 from scmp_jax.quant import api as quant_api
 from scmp_jax.quant import smoothquant
@@ -106,7 +107,7 @@ FP4_CASES = {
     "quantize nvfp4 threshold sets": (lambda x: P.quantize_fused(
         x, np.float32(6.0), np.float32(0.7), group_size=16, scale_dtype="e4m3", rounding=0,
         tiling=P.QuantTiling(e4m3_sets=True))[0], (X,), 1),
-    "quantize_dequant": (lambda x: P.quantize_dequant(x, np.float32(4.0), np.float32(1 / 3),
+    "quantize_dequant": (lambda x: L.quantize_dequant(x, np.float32(4.0), np.float32(1 / 3),
                                                       group_size=32, scale_dtype="e8m0",
                                                       rounding=0), (X,), 1),
 }

@@ -21,6 +21,7 @@ import numpy as np
 from .._backend import on_gpu
 from ..sc.api import InvalidDtypeError
 from . import pallas as _pallas
+from . import pallas_linear as _linear
 from . import sharding as _sharding
 from . import xla as _xla
 from .config import PRESETS, FP4Config, check_positive, check_product
@@ -123,7 +124,7 @@ def _config(config, group_size, scale_dtype, scale_scale, rounding) -> FP4Config
 def _global_scale(global_scale, cfg: FP4Config):
     """float32 scalar, validated unless traced; concrete values stay NumPy (not a
     traced constant under a caller's jit) so the Pallas kernels' parameters are
-    computed at trace time (``pallas._params``)."""
+    computed at trace time (``pallas_params.params``)."""
     if global_scale is None:
         return np.float32(cfg.global_scale)
     if isinstance(global_scale, jax.core.Tracer):
@@ -206,9 +207,9 @@ def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, trans
     sharded operands, the activation is quantized inside ``matmul``'s schedule
     with the same bits as the two calls: for the dequant schedule (prefill sized
     N) one kernel quantizes ``x`` and writes its bfloat16 values for the dense
-    dot (``pallas.linear_dequant``: no activation codes, no second decode pass);
+    dot (``pallas_linear.linear_dequant``: no activation codes, no second decode pass);
     for the gemv schedule (N <= 2) the gemv kernel quantizes its slice of ``x``
-    itself (``pallas.linear_gemv``: one launch)."""
+    itself (``pallas_linear.linear_gemv``: one launch)."""
     _check_tensor(w, "w")
     x, cfg, transform, gs, qi = _quantize_args(x, config, None, None, None, global_scale, None,
                                                transform, quant_implementation)
@@ -245,14 +246,14 @@ def _one_pass(x, w, cfg, transform, qi, mi):
 @partial(jax.jit, static_argnums=(4, 5, 7, 8))
 def _linear_one_pass(x, scale_scale, global_scale, w, group_size, scale_dtype, rounding,
                      dtype_w, schedule):
-    fn = _pallas.linear_dequant if schedule == "dequant" else _pallas.linear_gemv
+    fn = _linear.linear_dequant if schedule == "dequant" else _linear.linear_gemv
     return fn(x, scale_scale, global_scale, (w[0], _u8(w[1]), w[2], dtype_w),
               group_size=group_size, scale_dtype=scale_dtype, rounding=rounding)
 
 
 def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, scale_dtype, impl):
     """Not jitted on purpose: concrete ``scale_scale`` / ``global_scale`` / rounding
-    reach the kernels as NumPy values (``pallas._params`` turns them into kernel
+    reach the kernels as NumPy values (``pallas_params.params`` turns them into kernel
     parameters at trace time); traced ones stay traced. Group size, scale format
     and implementation are static."""
     mod = IMPLEMENTATIONS[impl]

@@ -20,10 +20,7 @@ section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
 * ``matmul``: see ``pallas_matmul`` (gemv for one or two rows, fused
   decode+dot kernel with split-K for other decode-sized N, decode-to-bfloat16
   + dense GEMM for large N).
-* ``quantize_dequant`` / ``linear_dequant`` (the activation quantized straight
-  to its bfloat16 ``v * s`` for the dense GEMM) and ``linear_gemv`` (the
-  activation quantized inside the gemv kernel): ``quantize`` + ``matmul`` in
-  fewer passes, the same bits.
+* ``quantize`` + ``matmul`` in fewer passes (same bits): ``pallas_linear``.
 * e2m1 codes: e8m0 blocks whose ``scale_deq * gs`` are all ``2^d * gs``
   compare ``|x|`` with 7 thresholds per group (exponent-shifted from 7 found
   once per global scale by exact division, ``pallas_thresholds``); with
@@ -31,7 +28,7 @@ section 9). Registered in ``scmp_jax.fp4.api`` as implementation ``"pallas"``.
   threshold sets per group (by the scale's significand); other blocks divide
   (``div.rn``) or, for power-of-two divisors, multiply by the exact
   reciprocal. Concrete quantize parameters are compile-time constants of the
-  kernel (``_Known``).
+  kernel (``pallas_params.Known``).
 * ``dequantize``, ``block_transform``: the XLA functions (elementwise /
   einsum; no kernel needed).
 
@@ -47,7 +44,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
@@ -56,12 +52,12 @@ from .._kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 from . import pallas_matmul as _mm
+from . import pallas_params as PR
 from . import pallas_thresholds as TH
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
-__all__ = ["quantize", "quantize_fused", "quantize_dequant", "linear_dequant", "linear_gemv",
-           "dequantize", "matmul", "block_transform", "unsupported", "unsupported_matmul",
+__all__ = ["quantize", "quantize_fused", "dequantize", "matmul", "block_transform", "unsupported", "unsupported_matmul",
            "QuantTiling", "MatmulTiling", "matmul_tiling"]
 
 F32 = jnp.float32
@@ -181,10 +177,6 @@ def _quotients(lo, hi, p, interpret):
                     lambda: (_div(lo, pb, interpret), _div(hi, pb, interpret)))
 
 
-_PARAMS = 16            # params vector: prod, gs, rounding, 0, thresholds ok, c_0..c_6, pad
-                        # (then, with e4m3 threshold sets, ``TH.SETS_LEN`` words, pad to 128)
-
-
 def _encode(body, rounding):
     """``body(enc)`` with ``enc`` float32 -> int32 e2m1 codes for the rounding index:
     ties to even (the default) by ``formats.e2m1_encode_even`` (one float add), the
@@ -196,32 +188,12 @@ def _encode(body, rounding):
     return lax.cond(rounding == 0, lambda: body(FM.e2m1_encode_even), lambda: body(general))
 
 
-@dataclasses.dataclass(frozen=True)
-class _Known:
-    """The params known at trace time (concrete scalars), static in the kernels:
-    the rounding index and the thresholds ``c_0..c_6`` (empty: the threshold
-    branch cannot be taken, so it is not compiled). Saves the kernel its scalar
-    branch on the rounding and the loads of the thresholds."""
-    rounding: int
-    c: tuple
-    sets: bool = False      # e4m3 threshold sets in the params vector, all found
-
-
-def _known(params):
-    """``_params``' vector -> ``_Known`` when it is concrete, else None."""
-    if isinstance(params, jax.core.Tracer):
-        return None
-    v = np.asarray(params)
-    sets = v.shape[0] > TH.SETS_AT and v[TH.SETS_AT] == 1
-    return _Known(int(v[2]), tuple(int(t) for t in v[5:12]) if v[4] == 1 else (), bool(sets))
-
-
 def _codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=None):
     """Float32 halves (BR, NG, H) of each group -> (scale bytes int32 (BR, NG),
     ``run``): ``run(body)`` is ``body(codes lo, codes hi)`` (int32 e2m1 codes), the
     codes by thresholds where ``pallas_thresholds.use_thresholds`` holds, else by
     quotients (a scalar branch per block, so only one side runs). ``known``:
-    ``_Known`` params (static) or None (all read from ``p_ref``)."""
+    ``pallas_params.Known`` (static) or None (all read from ``p_ref``)."""
     mag = lambda v: jnp.max(SF.bits(v) & I32(0x7FFFFFFF), axis=2)
     amax = jnp.maximum(mag(lo), mag(hi))                               # (BR, NG) int32
     scales, p = _group_scales(amax, p_ref, scale_dtype, interpret)
@@ -303,7 +275,7 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
     kernel = functools.partial(_pair_kernel, kind=kind, scale_dtype=scale_dtype,
                                interpret=interpret, dequant=dequant,
                                thresholds=tiling.use_thresholds(scale_dtype),
-                               known=_known(params) if tiling.static_params else None)
+                               known=PR.known(params) if tiling.static_params else None)
     block = pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0))
     if dequant:
         out_specs, out_shape = block, jax.ShapeDtypeStruct((Rp, NGp, H), I32)
@@ -395,7 +367,7 @@ def _quant_call(x2, params, transform, G, scale_dtype, tiling, emit_y, interpret
     if emit_y:
         out_specs.append(pl.BlockSpec((BR, W), lambda i, j: (i, j)))
         shapes.append(jax.ShapeDtypeStruct((Rp, Kp), F32))
-    known = _known(params) if tiling.static_params else None
+    known = PR.known(params) if tiling.static_params else None
     kernel = functools.partial(_quant_kernel, G=G, W=W, transform=g, emit_y=emit_y,
                                scale_dtype=scale_dtype, interpret=interpret,
                                rounding=None if known is None else known.rounding)
@@ -432,7 +404,7 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     x2 = x.reshape(-1, K)
     tiling = tiling or QuantTiling()
     pair = transform is None and group_size >= 2 and not return_transformed
-    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
+    params = PR.params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
                      pair and tiling.use_sets(scale_dtype))
     if pair:
         out = _pair_call(x2, params, group_size, scale_dtype, tiling, interpret)
@@ -448,164 +420,6 @@ def quantize(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
     """Same contract as ``xla.quantize`` (x already transformed)."""
     return quantize_fused(x, scale_scale, global_scale, None, group_size=group_size,
                           scale_dtype=scale_dtype, rounding=rounding)
-
-
-def _params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = False):
-    """int32 (16,) (128 with ``sets``): bits of ``scale_scale * gs`` and ``gs``, the
-    rounding index, 0, then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
-    without ``thresholds``: kernels that never try the branch skip finding them),
-    zero padding.
-
-    Concrete scalars (python / NumPy constants, also inside a caller's ``jit``)
-    are evaluated now, by a small program compiled ahead of time for the host
-    CPU (``_params_executable``; values cached), and reach the kernel as a
-    NumPy constant: staged, XLA would constant-fold the softfloat arithmetic
-    of ``thresholds`` in every program that uses it (on the H200 that is where
-    the "very slow compile" of the quantize rows came from); traced scalars
-    are staged behind an ``optimization_barrier``, so a traced constant (e.g.
-    ``jnp.float32(0.5)`` written inside a jitted function) is computed at run
-    time like a jit argument instead of being folded (not yet checked on the GPU).
-    ``sets``: append ``pallas_thresholds.threshold_sets`` (e4m3 scales; concrete
-    scalars only, traced ones get none), zero padding to 128 words."""
-    args = (scale_scale, global_scale, rounding)
-    if any(isinstance(v, jax.core.Tracer) for v in args):
-        return _params_program(*lax.optimization_barrier(args), thresholds)
-    bits = lambda v: int(np.asarray(v, np.float32).view(np.uint32))
-    return _host_params(bits(scale_scale), bits(global_scale), int(np.asarray(rounding)),
-                        thresholds, sets)
-
-
-@functools.lru_cache(maxsize=256)
-def _host_params(ss_bits: int, gs_bits: int, rounding: int, thresholds: bool, sets: bool):
-    """``_params`` of concrete scalars (float32 bit patterns): a read-only NumPy vector
-    from ``_params_executable``, whatever trace is current."""
-    f32 = lambda b: np.asarray(b, np.uint32).view(np.float32)
-    out = np.asarray(_params_executable(thresholds, sets)(f32(ss_bits), f32(gs_bits),
-                                                          np.int32(rounding)))
-    out.setflags(write=False)
-    return out
-
-
-@functools.cache
-def _params_executable(thresholds: bool, sets: bool):
-    """``_params_program`` compiled ahead of time for the host CPU backend: one XLA
-    compile per (thresholds, sets), not an evaluation inside the caller's trace (on
-    the H200 with jax 0.11.2 that took 80-100 s per first call, > 200 s on the GPU
-    backend for the 8 sets)."""
-    try:
-        host = jax.local_devices(backend="cpu")[0]
-    except RuntimeError:                    # JAX_PLATFORMS without cpu: the default device
-        host = jax.local_devices()[0]
-    on_host = jax.sharding.SingleDeviceSharding(host)
-    spec = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=on_host)
-    return _params_program.lower(spec(F32), spec(F32), spec(I32), thresholds, sets).compile()
-
-
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _params_program(scale_scale, global_scale, rounding, thresholds, sets=False):
-    scale_scale, global_scale = jnp.asarray(scale_scale, F32), jnp.asarray(global_scale, F32)
-    rounding = jnp.asarray(rounding, I32)
-    prod = SF.mul(scale_scale, global_scale)
-    head = jnp.stack([SF.bits(prod), SF.bits(global_scale), rounding, I32(0)])
-    tail = TH.thresholds(global_scale, rounding) if thresholds else jnp.zeros(8, I32)
-    out = [head, tail, jnp.zeros(_PARAMS - 12, I32)]
-    if sets:
-        out += [TH.threshold_sets(global_scale, rounding),
-                jnp.zeros(128 - _PARAMS - TH.SETS_LEN, I32)]
-    return jnp.concatenate(out)
-
-
-#: quantize_dequant's tiling: the one its prefill numbers were measured with (the
-#: codes kernel's default until session 9; not re-swept for the bf16 output)
-_DEQUANT_TILING = QuantTiling(4, 512, 2)
-
-
-def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
-                     rounding, tiling: QuantTiling | None = None, interpret: bool | None = None):
-    """float (..., K) (f32 / bf16 / f16), float32 scalars -> bfloat16 (..., K): each
-    element's e2m1 value times its decoded group scale (no global scale), i.e.
-    ``decode_bf16`` of ``quantize_fused``'s codes and scales, in one pass that
-    writes no codes (the activation operand of the dequant matmul schedule).
-    Needs a power-of-two ``group_size >= 2``."""
-    why = unsupported(group_size)
-    if why or group_size < 2:
-        raise ValueError(why or f"group_size must be >= 2 here, got {group_size}")
-    x, rounding, interpret = _prologue(x, rounding, interpret)
-    K = x.shape[-1]
-    tiling = tiling or _DEQUANT_TILING
-    params = _params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
-                     tiling.use_sets(scale_dtype))
-    y = _pair_call(x.reshape(-1, K), params, group_size, scale_dtype, tiling, interpret,
-                   dequant=True)
-    return y.reshape(x.shape)
-
-
-def linear_dequant(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype: str,
-                   rounding, interpret: bool | None = None):
-    """float activations (..., N, K) quantized with these settings (no transform)
-    times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale, scale
-    dtype) -> float32 (..., N, M): the dequant schedule of ``matmul(quantize(x),
-    w)`` with the activation decoded in its quantize pass; the same bits as
-    ``matmul`` with ``MatmulTiling(dequant=True)`` on ``quantize_fused``'s output."""
-    if interpret is None:
-        interpret = _interpret()
-    a = quantize_dequant(x, scale_scale, global_scale, group_size=group_size,
-                         scale_dtype=scale_dtype, rounding=rounding, interpret=interpret)
-    K = x.shape[-1]
-    y = _mm.dense_times_codes(a.reshape(-1, K), w, SF.mul(global_scale, w[2]).reshape(1),
-                              interpret)
-    return y.reshape(x.shape[:-1] + (w[0].shape[0],))
-
-
-def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype: str,
-                rounding, tiling: MatmulTiling | None = None, interpret: bool | None = None):
-    """float activations (..., N, K) (few rows) quantized with these settings (no
-    transform) times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale,
-    scale dtype) with the same group size -> float32 (..., N, M): the gemv
-    schedule of ``matmul(quantize(x), w)`` with the activation quantized inside
-    the matmul kernel (one launch, no activation codes); the same bits as
-    ``matmul`` with the same ``tiling`` on ``quantize_fused``'s output."""
-    x, rounding, interpret = _prologue(x, rounding, interpret)
-    K, M = x.shape[-1], w[0].shape[0]
-    G = group_size
-    why = unsupported_matmul(G, K // w[1].shape[-1])
-    if why or K // w[1].shape[-1] != G:
-        raise ValueError(why or f"linear_gemv needs the weight's group size {G}, got "
-                         f"{K // w[1].shape[-1]}")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, K)
-    N, H = x2.shape[0], G // 2
-    t = tiling or matmul_tiling(N, M, K, G, G, interpret)
-    if not (t.gemv or t.mma):
-        raise ValueError(f"linear_gemv needs a gemv or mma tiling, got {t}")
-    Kp = _mm.gemv_padding(K, t)
-    x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
-    inner, ng = x3.shape[-1], t.bk // G
-
-    # a concrete rounding index is static in the kernel (no branch on it); the
-    # threshold branch is not used here (thresholds need the params vector)
-    known = _Known(rounding, ()) if isinstance(rounding, int) else None
-
-    def act(refs, n, s):                # e2m1 values and decoded scales of row n, step s
-        x_ref, ss_ref, gs_ref, r_ref = refs
-        # the params of the quantize kernels, formed here from the scalars (no XLA
-        # computation before the launch): bits of ss * gs as a (1, 1) tensor, gs, rounding
-        prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
-        p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
-        lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
-        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, False, known)
-        v_lo, v_hi = run(lambda c_lo, c_hi: (_mm._value(c_lo, False, interpret),
-                                             _mm._value(c_hi, False, interpret)))
-        sa = FM.decode_scale(scales, scale_dtype).reshape(ng)
-        return v_lo.reshape(ng, H), v_hi.reshape(ng, H), sa
-
-    one = pl.BlockSpec((1,), lambda j, s: (0,))
-    specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)), one, one, one]
-    scalars = _mm.scalar_operands(scale_scale, global_scale) + (
-        jnp.asarray(rounding, I32).reshape(1),)
-    y = _mm.gemv_call((x3,) + scalars, specs, act, w[0], w[1],
-                      _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
-    return y.reshape(lead + (M,))
 
 
 # ---- matmul ----------------------------------------------------------------------------

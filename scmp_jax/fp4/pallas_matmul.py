@@ -13,7 +13,7 @@ float32 accumulation. Three schedules (``MatmulTiling.gemv`` / ``.dequant``):
   and, per activation row, multiplies it by the activation's ``v * s``, sums
   each group and scales it by the weight's group scale; with ``split > 1`` the
   partials per K range are added by XLA. The activation comes as codes or, in
-  ``pallas.linear_gemv``, as floats quantized inside the kernel (same bits).
+  ``pallas_linear.linear_gemv``, as floats quantized inside the kernel (same bits).
 * fused (default): one kernel decodes code tiles in registers and dots them,
   grid ``(N/bn, M/bm, split)``; ``split > 1`` cuts K into ``split`` ranges
   whose float32 partials XLA adds (decode-sized N: more programs than output

@@ -14,7 +14,7 @@ e4m3 scales (NVFP4) are ``2^e * (1 + j/8)``: the same holds per group with
 one of 8 threshold sets, for ``gs_j = RN((1 + j/8) * gs)`` (``threshold_sets``;
 only for concrete scalars, found at trace time).
 
-``p_ref`` is the kernels' int32 params vector (``pallas._params``): [1] the
+``p_ref`` is the kernels' int32 params vector (``pallas_params.params``): [1] the
 bits of ``gs``, [4] the ok flag and [5:12] ``c_0..c_6`` of ``thresholds``;
 with sets, [16:81] ``threshold_sets``.
 """

@@ -25,7 +25,7 @@ import functools
 from typing import NamedTuple, Optional
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
 from ..sc.sharding import _axes, _place, _spec
 

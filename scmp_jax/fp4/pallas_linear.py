@@ -1,0 +1,116 @@
+"""FP4 Pallas schedules of ``matmul(quantize(x), w)`` in fewer passes (SPEC.md
+section 9; same bits as the two steps): ``quantize_dequant`` (the activation
+quantized straight to its bfloat16 ``v * s``), ``linear_dequant`` (that, then
+the dense GEMM against the decoded weight) and ``linear_gemv`` (the activation
+quantized inside the decode-rows kernel: one launch, no activation codes).
+Kernels from ``pallas`` (quantize) and ``pallas_matmul`` (decode rows)."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from . import formats as FM
+from . import pallas_matmul as _mm
+from . import pallas_params as PR
+from . import softfloat as SF
+from .pallas import (QuantTiling, _codes_of, _group_view, _halves, _interpret, _pair_call,
+                     _prologue, unsupported, unsupported_matmul)
+from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
+
+__all__ = ["quantize_dequant", "linear_dequant", "linear_gemv"]
+
+F32 = jnp.float32
+I32 = jnp.int32
+
+
+#: quantize_dequant's tiling: the one its prefill numbers were measured with (the
+#: codes kernel's default until session 9; not re-swept for the bf16 output)
+_DEQUANT_TILING = QuantTiling(4, 512, 2)
+
+
+def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dtype: str,
+                     rounding, tiling: QuantTiling | None = None, interpret: bool | None = None):
+    """float (..., K) (f32 / bf16 / f16), float32 scalars -> bfloat16 (..., K): each
+    element's e2m1 value times its decoded group scale (no global scale), i.e.
+    ``decode_bf16`` of ``quantize_fused``'s codes and scales, in one pass that
+    writes no codes (the activation operand of the dequant matmul schedule).
+    Needs a power-of-two ``group_size >= 2``."""
+    why = unsupported(group_size)
+    if why or group_size < 2:
+        raise ValueError(why or f"group_size must be >= 2 here, got {group_size}")
+    x, rounding, interpret = _prologue(x, rounding, interpret)
+    K = x.shape[-1]
+    tiling = tiling or _DEQUANT_TILING
+    params = PR.params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
+                     tiling.use_sets(scale_dtype))
+    y = _pair_call(x.reshape(-1, K), params, group_size, scale_dtype, tiling, interpret,
+                   dequant=True)
+    return y.reshape(x.shape)
+
+
+def linear_dequant(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype: str,
+                   rounding, interpret: bool | None = None):
+    """float activations (..., N, K) quantized with these settings (no transform)
+    times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale, scale
+    dtype) -> float32 (..., N, M): the dequant schedule of ``matmul(quantize(x),
+    w)`` with the activation decoded in its quantize pass; the same bits as
+    ``matmul`` with ``MatmulTiling(dequant=True)`` on ``quantize_fused``'s output."""
+    if interpret is None:
+        interpret = _interpret()
+    a = quantize_dequant(x, scale_scale, global_scale, group_size=group_size,
+                         scale_dtype=scale_dtype, rounding=rounding, interpret=interpret)
+    K = x.shape[-1]
+    y = _mm.dense_times_codes(a.reshape(-1, K), w, SF.mul(global_scale, w[2]).reshape(1),
+                              interpret)
+    return y.reshape(x.shape[:-1] + (w[0].shape[0],))
+
+
+def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype: str,
+                rounding, tiling: MatmulTiling | None = None, interpret: bool | None = None):
+    """float activations (..., N, K) (few rows) quantized with these settings (no
+    transform) times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale,
+    scale dtype) with the same group size -> float32 (..., N, M): the gemv
+    schedule of ``matmul(quantize(x), w)`` with the activation quantized inside
+    the matmul kernel (one launch, no activation codes); the same bits as
+    ``matmul`` with the same ``tiling`` on ``quantize_fused``'s output."""
+    x, rounding, interpret = _prologue(x, rounding, interpret)
+    K, M = x.shape[-1], w[0].shape[0]
+    G = group_size
+    why = unsupported_matmul(G, K // w[1].shape[-1])
+    if why or K // w[1].shape[-1] != G:
+        raise ValueError(why or f"linear_gemv needs the weight's group size {G}, got "
+                         f"{K // w[1].shape[-1]}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    N, H = x2.shape[0], G // 2
+    t = tiling or matmul_tiling(N, M, K, G, G, interpret)
+    if not (t.gemv or t.mma):
+        raise ValueError(f"linear_gemv needs a gemv or mma tiling, got {t}")
+    Kp = _mm.gemv_padding(K, t)
+    x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
+    inner, ng = x3.shape[-1], t.bk // G
+
+    # a concrete rounding index is static in the kernel (no branch on it); the
+    # threshold branch is not used here (thresholds need the params vector)
+    known = PR.Known(rounding, ()) if isinstance(rounding, int) else None
+
+    def act(refs, n, s):                # e2m1 values and decoded scales of row n, step s
+        x_ref, ss_ref, gs_ref, r_ref = refs
+        # the params of the quantize kernels, formed here from the scalars (no XLA
+        # computation before the launch): bits of ss * gs as a (1, 1) tensor, gs, rounding
+        prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
+        p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
+        lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
+        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, False, known)
+        v_lo, v_hi = run(lambda c_lo, c_hi: (_mm._value(c_lo, False, interpret),
+                                             _mm._value(c_hi, False, interpret)))
+        sa = FM.decode_scale(scales, scale_dtype).reshape(ng)
+        return v_lo.reshape(ng, H), v_hi.reshape(ng, H), sa
+
+    one = pl.BlockSpec((1,), lambda j, s: (0,))
+    specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)), one, one, one]
+    scalars = _mm.scalar_operands(scale_scale, global_scale) + (
+        jnp.asarray(rounding, I32).reshape(1),)
+    y = _mm.gemv_call((x3,) + scalars, specs, act, w[0], w[1],
+                      _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
+    return y.reshape(lead + (M,))

@@ -57,8 +57,8 @@ from . import pallas_thresholds as TH
 from . import xla as _xla
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
-__all__ = ["quantize", "quantize_fused", "dequantize", "matmul", "block_transform", "unsupported", "unsupported_matmul",
-           "QuantTiling", "MatmulTiling", "matmul_tiling"]
+__all__ = ["quantize", "quantize_fused", "dequantize", "matmul", "block_transform",
+           "unsupported", "unsupported_matmul", "QuantTiling", "MatmulTiling", "matmul_tiling"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -115,7 +115,7 @@ class QuantTiling:
     thresholds: bool = True  # e8m0 scales: codes by 7 thresholds (no division); e4m3
                              # scales only with ``e4m3_sets`` (one threshold set per
                              # scale significand)
-    static_params: bool = True  # concrete params baked into the kernel (``_Known``)
+    static_params: bool = True  # concrete params baked in (``pallas_params.Known``)
     e4m3_sets: bool = False  # e4m3 scales: codes by one of 8 threshold sets per group
                              # (concrete scalars only; opt-in: slower on the H200,
                              # session 10: 48.6 % of copy vs 56.4 % dividing)
@@ -405,7 +405,7 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     tiling = tiling or QuantTiling()
     pair = transform is None and group_size >= 2 and not return_transformed
     params = PR.params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
-                     pair and tiling.use_sets(scale_dtype))
+                       pair and tiling.use_sets(scale_dtype))
     if pair:
         out = _pair_call(x2, params, group_size, scale_dtype, tiling, interpret)
     else:

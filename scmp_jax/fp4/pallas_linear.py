@@ -42,7 +42,7 @@ def quantize_dequant(x, scale_scale, global_scale, *, group_size: int, scale_dty
     K = x.shape[-1]
     tiling = tiling or _DEQUANT_TILING
     params = PR.params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
-                     tiling.use_sets(scale_dtype))
+                       tiling.use_sets(scale_dtype))
     y = _pair_call(x.reshape(-1, K), params, group_size, scale_dtype, tiling, interpret,
                    dequant=True)
     return y.reshape(x.shape)

@@ -40,6 +40,7 @@ from jax.experimental import pallas as pl
 from .._backend import triton_params
 from .._kernel_math import PtxMath
 from . import formats as FM
+from .config import _is_int
 from . import softfloat as SF
 
 __all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes",
@@ -78,21 +79,22 @@ class MatmulTiling:
             raise ValueError("MatmulTiling: dp4a needs gemv=True")
 
 
-def check_fields(tiling, pow2=(), positive=(), flags=None):
+def check_fields(tiling, pow2=(), positive=()):
     """ValueError / TypeError naming a tiling field that is not an int (powers of
-    two for block dims and warps, >= 1 for the rest) or a flag that is not a bool."""
+    two for block dims and warps, >= 1 for the rest; NumPy ints stored as int) or
+    a bool field that is not a bool."""
     name = type(tiling).__name__
     for f in pow2 + positive:
         v = getattr(tiling, f)
-        if isinstance(v, bool) or not isinstance(v, int):
+        if not _is_int(v):
             raise TypeError(f"{name}.{f} must be an int, got {v!r}")
         if v < 1 or (f in pow2 and v & (v - 1)):
             raise ValueError(f"{name}.{f} must be {'a power of two' if f in pow2 else '>= 1'}"
                              f", got {v}")
-    for f in flags if flags is not None else (
-            x.name for x in dataclasses.fields(tiling) if x.type in ("bool", bool)):
-        if not isinstance(getattr(tiling, f), bool):
-            raise TypeError(f"{name}.{f} must be a bool, got {getattr(tiling, f)!r}")
+        object.__setattr__(tiling, f, int(v))
+    for x in dataclasses.fields(tiling):
+        if x.type in ("bool", bool) and not isinstance(getattr(tiling, x.name), bool):
+            raise TypeError(f"{name}.{x.name} must be a bool, got {getattr(tiling, x.name)!r}")
 
 
 def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False

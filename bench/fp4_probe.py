@@ -22,10 +22,11 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   activation codes, the integer-dot gemv (``MatmulTiling(dp4a=True)``), a
   skeleton of its grid and weight blocks that only sums the loaded bytes (several bm / split; with and without the XLA split sum),
   and XLA reading the same bytes.
-* ``params``: seconds to compile the host program of the concrete kernel
-  parameters (``pallas_params._params_executable``: thresholds; thresholds + the 8
-  e4m3 sets) and to evaluate it once (session 10: the in-trace evaluation it
-  replaced took 80-100 s per first call on the H200, jax 0.11.2).
+* ``layouts``: the same N = 1 cold decode with one step per program (``bk = K /
+  split``, ``LAYOUTS``): skeleton, dp4a on codes, ``linear_gemv`` dp4a.
+* ``params``: seconds to compute the concrete kernel parameters on the host
+  (``pallas_params._host_params``, NumPy) vs the first call of the softfloat
+  program (session 10/11: 80-106 s on the H200 with jax 0.11.2).
 
 Session 5's "very slow compile" of the quantize rows (H200) came from the
 kernel parameters staged with constant scalars (XLA GPU constant-folding the
@@ -321,6 +322,53 @@ def anatomy_rows(repeats, k=4096, layers=16):
     return rows
 
 
+# (bm, split, warps): one step per program (bk = K / split); split 1 has no XLA sum
+LAYOUTS = [(64, 16, 4), (8, 1, 4), (16, 1, 4), (16, 1, 8), (32, 1, 8), (8, 2, 4), (16, 2, 4),
+           (32, 4, 4), (16, 4, 4), (4, 1, 4)]
+
+
+def layout_rows(repeats, k=4096, layers=16):
+    """N = 1 cold decode (as ``anatomy``) with one step per program: ``bk = K /
+    split`` (``LAYOUTS``): fewer, larger programs whose loads are all issued at
+    once, and with split 1 no XLA sum. Per layout: the skeleton (bytes summed),
+    dp4a on activation codes, ``linear_gemv`` dp4a (the QuantLinear kernel)."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(6)
+    cfg = fp4.MXFP4
+    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
+    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    x = jnp.asarray(r.standard_normal((1, k)), BF16)
+    a = fp4.quantize(x, cfg)
+    ops = lambda c, s, g: (c, s, g, "e8m0")
+    rows = []
+    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
+    wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
+    ref = row("N=1 cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T), [(x, w) for w in wf])
+    want = None
+    for bm, sp, warps in LAYOUTS:
+        bk = k // sp
+        if bk < 256 or k < bm:
+            continue
+        tag = f"{bm}x{bk} s{sp} w{warps}"
+        row(f"N=1 cold skeleton {tag}", lambda c, s, g, bm=bm, sp=sp, bk=bk, w=warps:
+            _gemv_skeleton(c.reshape(c.shape[0], -1, 16), s, bm, sp, bk=bk, warps=w),
+            wsets, ref)
+        t = MM.MatmulTiling(1, bm, bk, warps, 1, sp, gemv=True, dp4a=True)
+        row(f"N=1 cold dp4a codes {tag}", lambda c, s, g, t=t: P.matmul(
+            (a.codes, a.scale_bytes, a.global_scale, "e8m0"), ops(c, s, g), tiling=t),
+            wsets, ref)
+        lin = lambda v, c, s, g, t=t: L.linear_gemv(
+            v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale), ops(c, s, g),
+            group_size=32, scale_dtype="e8m0", rounding=0, tiling=t)
+        if row(f"N=1 cold linear_gemv dp4a {tag}", lin, [(x,) + w for w in wsets], ref):
+            got = np.asarray(lin(x, *wsets[0]))
+            want = got if want is None else want
+            print(f"   max |diff| vs first layout {float(np.max(np.abs(got - want))):.3g}",
+                  flush=True)
+    return rows
+
+
 def decode_rows(n, repeats):
     """``decode_bf16`` of an (n, n) MXFP4 tensor: bytes moved vs a copy."""
     from scmp_jax import fp4
@@ -372,18 +420,24 @@ def prefill_rows(n, repeats):
 
 
 def params_rows():
-    """First-call seconds of the concrete-parameter program (compile, then one value)."""
+    """First-call seconds of the concrete kernel parameters: on the host by NumPy
+    (``pallas_params._host_params``, what concrete scalars get) and, for
+    comparison, compiling + running the softfloat program that traced scalars
+    get (``_params_program``; session 11, H200, jax 0.11.2: 86-98 s)."""
     import time
     rows = []
+    ss, gs = np.float32(1.0), np.float32(1 / 3)
+    bits = lambda v: int(v.view(np.uint32))
     for sets in (False, True):
         t0 = time.perf_counter()
-        PR._params_executable(True, sets)
+        PR._host_params.__wrapped__(bits(ss), bits(gs), 0, True, sets)
         t1 = time.perf_counter()
-        PR._host_params(0x3F800000, 0x3EAAAAAB, 0, True, sets)
+        np.asarray(PR._params_program(ss, gs, np.int32(0), True, sets))
         t2 = time.perf_counter()
-        case = "params program, thresholds" + (" + e4m3 sets" if sets else "")
-        rows.append(dict(case=case, compile_s=t1 - t0, eval_s=t2 - t1))
-        print(f"{case:<48} compile {t1 - t0:7.2f} s  eval {t2 - t1:7.3f} s", flush=True)
+        case = "params, thresholds" + (" + e4m3 sets" if sets else "")
+        rows.append(dict(case=case, host_s=t1 - t0, softfloat_first_s=t2 - t1))
+        print(f"{case:<40} host {t1 - t0:8.4f} s  softfloat program first call {t2 - t1:7.2f} s",
+              flush=True)
     return rows
 
 
@@ -393,7 +447,7 @@ def main(argv=None):
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
                    help="comma-separated: params, quant, quant_sweep, decode, prefill, gemv, mma, "
-                        "anatomy")
+                        "anatomy, layouts")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
@@ -405,6 +459,8 @@ def main(argv=None):
                gemv=gemv_rows(args.repeats, n // 2) if "gemv" in cases else [],
                mma=mma_rows(args.repeats, n // 2) if "mma" in cases else [],
                anatomy=anatomy_rows(args.repeats, max(256, n // 2)) if "anatomy" in cases
+               else [],
+               layouts=layout_rows(args.repeats, max(256, n // 2)) if "layouts" in cases
                else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
                prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])

@@ -256,6 +256,43 @@ def test_params_computed_at_trace_time():
     assert np.array_equal(np.asarray(jax.jit(const)(x)), np.asarray(jax.jit(traced)(x, gs)))
 
 
+_SPECIAL_F32 = [0.0, -0.0, 1.0, 1 / 3, 0.7, 6.0, -1.5, 2.0 ** -149, 2.0 ** -126, 1e-40, 3e38,
+                np.inf, -np.inf, np.nan]
+_f32_bits = st.one_of(st.sampled_from([int(np.float32(v).view(np.uint32)) for v in _SPECIAL_F32]),
+                      st.integers(0, 2 ** 32 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(ss=_f32_bits, gs=_f32_bits, rounding=st.integers(0, 3),
+       flags=st.sampled_from([(False, False), (True, False), (True, True)]))
+def test_host_params_equal_softfloat(ss, gs, rounding, flags):
+    """Concrete params come from NumPy's IEEE float32 arithmetic on the host
+    (``pallas_params.HOST``, no XLA compile: the softfloat program took 86-98 s
+    to compile for the H200's host with jax 0.11.2); every word equals the
+    softfloat program's (``_params_program``, what traced scalars get) for any
+    float32 bit patterns: subnormal, huge, zero, Inf, NaN (canonical)."""
+    assert PR._host_is_ieee()
+    host = PR._host_params.__wrapped__(ss, gs, rounding, *flags)
+    f32 = lambda b: np.uint32(b).view(np.float32)
+    soft = PR._params_program(f32(ss), f32(gs), np.int32(rounding), *flags)
+    assert host.dtype == np.int32 and not host.flags.writeable
+    assert np.array_equal(host, np.asarray(soft))
+
+
+def test_host_params_fallback_when_the_host_flushes(monkeypatch):
+    """A host whose float32 arithmetic flushes subnormals (a library set FTZ/DAZ)
+    gets the softfloat program evaluated eagerly on the host CPU: same vector."""
+    args = (int(np.float32(4.0).view(np.uint32)), int(np.float32(2.0 ** -130).view(np.uint32)),
+            0, True, False)
+    ieee = PR._host_params.__wrapped__(*args)
+    monkeypatch.setattr(PR, "_host_is_ieee", lambda: False)
+    calls = []
+    vector = PR._vector
+    monkeypatch.setattr(PR, "_vector", lambda ar, *a: calls.append(ar) or vector(ar, *a))
+    assert np.array_equal(PR._host_params.__wrapped__(*args), ieee)
+    assert calls == [PR.TH.SOFT]
+
+
 def _hadamard(g):
     h = np.ones((1, 1))
     while h.shape[0] < g:

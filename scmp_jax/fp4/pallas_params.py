@@ -19,7 +19,6 @@ import numpy as np
 from jax import lax
 
 from . import pallas_thresholds as TH
-from . import softfloat as SF
 
 __all__ = ["PARAMS_LEN", "Known", "known", "params"]
 
@@ -56,14 +55,16 @@ def params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = F
     zero padding.
 
     Concrete scalars (python / NumPy constants, also inside a caller's ``jit``)
-    are evaluated now, by a small program compiled ahead of time for the host
-    CPU (``_params_executable``; values cached), and reach the kernel as a
-    NumPy constant: staged, XLA would constant-fold the softfloat arithmetic
-    of ``thresholds`` in every program that uses it (on the H200 that is where
-    the "very slow compile" of the quantize rows came from); traced scalars
-    are staged behind an ``optimization_barrier``, so a traced constant (e.g.
-    ``jnp.float32(0.5)`` written inside a jitted function) is computed at run
-    time like a jit argument instead of being folded (not yet checked on the GPU).
+    are evaluated now on the host by NumPy's IEEE float32 arithmetic
+    (``_host_params``, values cached) and reach the kernel as a NumPy constant:
+    staged, XLA would constant-fold the softfloat arithmetic of ``thresholds``
+    in every program that uses it (on the H200 that is where the "very slow
+    compile" of the quantize rows came from; compiling the softfloat program
+    for the host CPU instead took 86-98 s per first call there with jax
+    0.11.2, session 11). Traced scalars are staged behind an
+    ``optimization_barrier`` (softfloat, ``_params_program``), so a traced
+    constant (e.g. ``jnp.float32(0.5)`` written inside a jitted function) is
+    computed at run time like a jit argument instead of being folded.
     ``sets``: append ``pallas_thresholds.threshold_sets`` (e4m3 scales; concrete
     scalars only, traced ones get none), zero padding to 128 words."""
     args = (scale_scale, global_scale, rounding)
@@ -74,41 +75,78 @@ def params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = F
                         thresholds, sets)
 
 
+def _canonical(r):
+    """float32 results with every NaN as the canonical ``0x7FC00000`` (softfloat's)."""
+    r = np.asarray(r, np.float32)
+    return np.where(np.isnan(r), np.int32(0x7FC00000), r.view(np.int32)).astype(
+        np.int32).view(np.float32)
+
+
+def _host_op(op):
+    def f(a, b):
+        with np.errstate(all="ignore"):
+            return _canonical(op(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                 dtype=np.float32))
+    return f
+
+
+#: the host CPU's float32 arithmetic through NumPy: IEEE, correctly rounded, the
+#: same bits as ``softfloat`` while the host keeps subnormals (``_host_is_ieee``)
+HOST = TH.Arith(np, _host_op(np.multiply), _host_op(np.divide),
+                lambda x: np.asarray(x, np.float32).view(np.int32),
+                lambda b: np.asarray(b, np.int32).view(np.float32))
+
+
+def _host_is_ieee() -> bool:
+    """The host's float32 multiply and divide keep subnormal inputs and results
+    (no flush-to-zero / denormals-are-zero mode set by some loaded library)."""
+    tiny = np.float32(2.0 ** -149)
+    with np.errstate(all="ignore"):
+        return bool(HOST.mul(tiny, np.float32(1.0)) == tiny
+                    and HOST.div(np.float32(2.0 ** -126), np.float32(4.0)) == np.float32(2.0 ** -128)
+                    and HOST.div(tiny, np.float32(0.5)) == np.float32(2.0 ** -148))
+
+
+def _vector(ar: TH.Arith, scale_scale, global_scale, rounding, thresholds, sets):
+    """The params vector of float32 scalars and a rounding index in arithmetic ``ar``."""
+    xp, i32 = ar.xp, ar.xp.int32
+    scale_scale = xp.asarray(scale_scale, xp.float32)
+    global_scale = xp.asarray(global_scale, xp.float32)
+    rounding = xp.asarray(rounding, i32)
+    prod = ar.mul(scale_scale, global_scale)
+    head = xp.stack([xp.asarray(ar.bits(prod)), xp.asarray(ar.bits(global_scale)), rounding,
+                     i32(0)])
+    tail = TH.thresholds(global_scale, rounding, ar) if thresholds else xp.zeros(8, i32)
+    out = [head, tail, xp.zeros(PARAMS_LEN - 12, i32)]
+    if sets:
+        out += [TH.threshold_sets(global_scale, rounding, ar),
+                xp.zeros(128 - PARAMS_LEN - TH.SETS_LEN, i32)]
+    return xp.concatenate(out).astype(i32)
+
+
 @functools.lru_cache(maxsize=256)
 def _host_params(ss_bits: int, gs_bits: int, rounding: int, thresholds: bool, sets: bool):
-    """``params`` of concrete scalars (float32 bit patterns): a read-only NumPy vector
-    from ``_params_executable``, whatever trace is current."""
+    """``params`` of concrete scalars (float32 bit patterns) as a read-only NumPy
+    vector: NumPy's float32 arithmetic (microseconds), or where the host flushes
+    subnormals the softfloat program run eagerly on the host CPU."""
     f32 = lambda b: np.asarray(b, np.uint32).view(np.float32)
-    out = np.asarray(_params_executable(thresholds, sets)(f32(ss_bits), f32(gs_bits),
-                                                          np.int32(rounding)))
+    args = (f32(ss_bits), f32(gs_bits), np.int32(rounding), thresholds, sets)
+    if _host_is_ieee():
+        out = _vector(HOST, *args)
+    else:
+        with jax.default_device(_host_device()), jax.ensure_compile_time_eval():
+            out = np.asarray(_vector(TH.SOFT, *args))
     out.setflags(write=False)
     return out
 
 
-@functools.cache
-def _params_executable(thresholds: bool, sets: bool):
-    """``_params_program`` compiled ahead of time for the host CPU backend: one XLA
-    compile per (thresholds, sets), not an evaluation inside the caller's trace (on
-    the H200 with jax 0.11.2 that took 80-100 s per first call, > 200 s on the GPU
-    backend for the 8 sets)."""
+def _host_device():
     try:
-        host = jax.local_devices(backend="cpu")[0]
+        return jax.local_devices(backend="cpu")[0]
     except RuntimeError:                    # JAX_PLATFORMS without cpu: the default device
-        host = jax.local_devices()[0]
-    on_host = jax.sharding.SingleDeviceSharding(host)
-    spec = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=on_host)
-    return _params_program.lower(spec(F32), spec(F32), spec(I32), thresholds, sets).compile()
+        return jax.local_devices()[0]
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
 def _params_program(scale_scale, global_scale, rounding, thresholds, sets=False):
-    scale_scale, global_scale = jnp.asarray(scale_scale, F32), jnp.asarray(global_scale, F32)
-    rounding = jnp.asarray(rounding, I32)
-    prod = SF.mul(scale_scale, global_scale)
-    head = jnp.stack([SF.bits(prod), SF.bits(global_scale), rounding, I32(0)])
-    tail = TH.thresholds(global_scale, rounding) if thresholds else jnp.zeros(8, I32)
-    out = [head, tail, jnp.zeros(PARAMS_LEN - 12, I32)]
-    if sets:
-        out += [TH.threshold_sets(global_scale, rounding),
-                jnp.zeros(128 - PARAMS_LEN - TH.SETS_LEN, I32)]
-    return jnp.concatenate(out)
+    return _vector(TH.SOFT, scale_scale, global_scale, rounding, thresholds, sets)

@@ -20,39 +20,58 @@ with sets, [16:81] ``threshold_sets``.
 """
 from __future__ import annotations
 
+from typing import Any, Callable, NamedTuple
+
 import jax.numpy as jnp
 
 from . import softfloat as SF
 
-__all__ = ["thresholds", "threshold_codes", "use_thresholds", "threshold_sets", "set_index",
+__all__ = ["Arith", "SOFT", "thresholds", "threshold_codes", "use_thresholds", "threshold_sets", "set_index",
            "use_threshold_sets", "threshold_set_codes", "SETS_AT", "SETS_LEN"]
 
 F32 = jnp.float32
 I32 = jnp.int32
 _INF = 0x7F800000
 
+
+
+class Arith(NamedTuple):
+    """The float32 arithmetic ``thresholds`` / ``threshold_sets`` run on: an array
+    module and correctly rounded ``mul`` / ``div`` (NaN results the canonical
+    ``0x7FC00000``) with bit casts. ``SOFT``: ``softfloat`` on jnp (traced, any
+    backend); ``pallas_params`` has the host's NumPy one for concrete scalars."""
+    xp: Any
+    mul: Callable
+    div: Callable
+    bits: Callable
+    from_bits: Callable
+
+
+SOFT = Arith(jnp, SF.mul, SF.div, SF.bits, SF.from_bits)
+
 _MIDS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 _TIE_UP = (False, True, False, True, False, True, False)   # even: up iff the lower code is odd
 _WINDOW = 4
 
 
-def thresholds(gs, rounding):
+def thresholds(gs, rounding, ar: Arith = SOFT):
     """float32 scalar ``gs``, rounding index -> int32 (8,): [ok, c_0..c_6] (bit
     patterns of positive floats). ok = 1 when rounding is even, every ``c_i``
     was bracketed by its window (first candidate below, last at or above) and
     ``c_0`` above the least normal and ``c_6`` finite (then ``z`` underflowing or overflowing
-    cannot change a code)."""
-    mids = jnp.asarray(_MIDS, F32)
-    base = SF.bits(SF.mul(mids, jnp.broadcast_to(gs, mids.shape)))
-    cand = base[:, None] + jnp.arange(-_WINDOW, _WINDOW + 1, dtype=I32)[None, :]
-    cand = jnp.clip(cand, 0, I32(_INF))
-    q = SF.bits(SF.div(SF.from_bits(cand), jnp.broadcast_to(gs, cand.shape)))
-    mb = SF.bits(mids)[:, None]
-    past = jnp.where(jnp.asarray(_TIE_UP)[:, None], q >= mb, q > mb)       # monotone in cand
-    c = jnp.min(jnp.where(past, cand, I32(_INF)), axis=1)
-    ok = ((rounding == 0) & jnp.all(~past[:, 0] & past[:, -1]) & (c[0] > I32(1 << 23))
-          & (c[-1] < I32(_INF)))
-    return jnp.concatenate([ok.astype(I32)[None], c])
+    cannot change a code). ``ar``: the arithmetic (``Arith``)."""
+    xp, i32 = ar.xp, ar.xp.int32
+    mids = xp.asarray(_MIDS, xp.float32)
+    base = ar.bits(ar.mul(mids, xp.broadcast_to(gs, mids.shape)))
+    cand = base[:, None] + xp.arange(-_WINDOW, _WINDOW + 1, dtype=i32)[None, :]
+    cand = xp.clip(cand, 0, i32(_INF))
+    q = ar.bits(ar.div(ar.from_bits(cand), xp.broadcast_to(gs, cand.shape)))
+    mb = ar.bits(mids)[:, None]
+    past = xp.where(xp.asarray(_TIE_UP)[:, None], q >= mb, q > mb)       # monotone in cand
+    c = xp.min(xp.where(past, cand, i32(_INF)), axis=1)
+    ok = ((xp.asarray(rounding) == 0) & xp.all(~past[:, 0] & past[:, -1])
+          & (c[0] > i32(1 << 23)) & (c[-1] < i32(_INF)))
+    return xp.concatenate([xp.asarray(ok).astype(i32)[None], c])
 
 
 def _k(e, gb):
@@ -136,7 +155,7 @@ SETS_AT = 16        # params offset: [16] ok, [17 + 8j] bits of gs_j, [18 + 8j +
 SETS_LEN = 1 + 8 * 8
 
 
-def threshold_sets(gs, rounding):
+def threshold_sets(gs, rounding, ar: Arith = SOFT):
     """float32 scalar ``gs``, rounding index -> int32 (65,): [ok, then for j = 0..7
     the bits of ``gs_j = RN((1 + j/8) * gs)`` and ``thresholds(gs_j)``'s c_0..c_6].
 
@@ -144,13 +163,14 @@ def threshold_sets(gs, rounding):
     significand bits ``j``, so a group's divisor ``p = RN(scale * gs)``, when
     normal, is ``2^e * gs_j`` exactly: the e8m0 argument holds per group with
     the group's set ``j`` (``use_threshold_sets``). ok: every set found."""
-    ok, rows = jnp.bool_(True), []
+    xp = ar.xp
+    ok, rows = xp.asarray(True), []
     for j in range(8):
-        gj = SF.mul(F32(1 + j / 8), gs)
-        t = thresholds(gj, rounding)
+        gj = ar.mul(xp.float32(1 + j / 8), gs)
+        t = thresholds(gj, rounding, ar)
         ok = ok & (t[0] == 1)
-        rows += [SF.bits(gj)[None], t[1:]]
-    return jnp.concatenate([ok.astype(I32)[None]] + rows)
+        rows += [xp.asarray(ar.bits(gj)).reshape(1), t[1:]]
+    return xp.concatenate([ok.astype(xp.int32).reshape(1)] + rows)
 
 
 def set_index(scale_deq):

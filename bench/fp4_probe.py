@@ -322,50 +322,60 @@ def anatomy_rows(repeats, k=4096, layers=16):
     return rows
 
 
-# (bm, split, warps): one step per program (bk = K / split); split 1 has no XLA sum
-LAYOUTS = [(64, 16, 4), (8, 1, 4), (16, 1, 4), (16, 1, 8), (32, 1, 8), (8, 2, 4), (16, 2, 4),
-           (32, 4, 4), (16, 4, 4), (4, 1, 4)]
+# (N, bm, split, warps): one step per program (bk = K / split); split 1 has no XLA
+# sum. Session 11's first call measured the N = 1 rows of (64, 16, 4) .. (4, 1, 4)
+# (best: 16 x 4096 s1 w8); these are its neighbours and N = 2.
+LAYOUTS = [(1, 64, 16, 4), (1, 16, 1, 8), (1, 32, 1, 8), (1, 16, 1, 16), (1, 32, 1, 16),
+           (1, 8, 1, 8), (1, 32, 2, 8), (1, 64, 4, 8), (2, 64, 16, 4), (2, 16, 1, 8),
+           (2, 32, 1, 8), (2, 32, 2, 8)]
 
 
 def layout_rows(repeats, k=4096, layers=16):
-    """N = 1 cold decode (as ``anatomy``) with one step per program: ``bk = K /
-    split`` (``LAYOUTS``): fewer, larger programs whose loads are all issued at
-    once, and with split 1 no XLA sum. Per layout: the skeleton (bytes summed),
-    dp4a on activation codes, ``linear_gemv`` dp4a (the QuantLinear kernel)."""
+    """Cold decode (as ``anatomy``) with one step per program: ``bk = K / split``
+    (``LAYOUTS``): fewer, larger programs whose loads are all issued at once, and
+    with split 1 no XLA sum. Per layout: the skeleton (bytes summed, N = 1), dp4a
+    on activation codes, ``linear_gemv`` dp4a (the QuantLinear kernel; concrete
+    scalars: thresholds), and the default tiling's rows."""
     from scmp_jax import fp4
     from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(6)
     cfg = fp4.MXFP4
     wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
     wq = [fp4.quantize(w, "mxfp4") for w in wf]
-    x = jnp.asarray(r.standard_normal((1, k)), BF16)
-    a = fp4.quantize(x, cfg)
     ops = lambda c, s, g: (c, s, g, "e8m0")
     rows = []
     row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
     wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
-    ref = row("N=1 cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T), [(x, w) for w in wf])
-    want = None
-    for bm, sp, warps in LAYOUTS:
-        bk = k // sp
-        if bk < 256 or k < bm:
-            continue
-        tag = f"{bm}x{bk} s{sp} w{warps}"
-        row(f"N=1 cold skeleton {tag}", lambda c, s, g, bm=bm, sp=sp, bk=bk, w=warps:
-            _gemv_skeleton(c.reshape(c.shape[0], -1, 16), s, bm, sp, bk=bk, warps=w),
-            wsets, ref)
-        t = MM.MatmulTiling(1, bm, bk, warps, 1, sp, gemv=True, dp4a=True)
-        row(f"N=1 cold dp4a codes {tag}", lambda c, s, g, t=t: P.matmul(
-            (a.codes, a.scale_bytes, a.global_scale, "e8m0"), ops(c, s, g), tiling=t),
-            wsets, ref)
-        lin = lambda v, c, s, g, t=t: L.linear_gemv(
-            v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale), ops(c, s, g),
-            group_size=32, scale_dtype="e8m0", rounding=0, tiling=t)
-        if row(f"N=1 cold linear_gemv dp4a {tag}", lin, [(x,) + w for w in wsets], ref):
-            got = np.asarray(lin(x, *wsets[0]))
-            want = got if want is None else want
-            print(f"   max |diff| vs first layout {float(np.max(np.abs(got - want))):.3g}",
-                  flush=True)
+    for n in (1, 2):
+        x = jnp.asarray(r.standard_normal((n, k)), BF16)
+        a = fp4.quantize(x, cfg)
+        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
+                  [(x, w) for w in wf])
+        row(f"N={n} cold QuantLinear path (default)", lambda v, c, s, g: fp4.quantized_matmul(
+            v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg),
+            [(x, t.codes, t.scales, t.global_scale) for t in wq], ref)
+        want = None
+        for n_, bm, sp, warps in LAYOUTS:
+            bk = k // sp
+            if n_ != n or bk < 256 or k < bm:
+                continue
+            tag = f"{bm}x{bk} s{sp} w{warps}"
+            if n == 1:
+                row(f"N=1 cold skeleton {tag}", lambda c, s, g, bm=bm, sp=sp, bk=bk, w=warps:
+                    _gemv_skeleton(c.reshape(c.shape[0], -1, 16), s, bm, sp, bk=bk, warps=w),
+                    wsets, ref)
+            t = MM.MatmulTiling(1, bm, bk, warps, 1, sp, gemv=True, dp4a=True)
+            row(f"N={n} cold dp4a codes {tag}", lambda c, s, g, t=t, a=a: P.matmul(
+                (a.codes, a.scale_bytes, a.global_scale, "e8m0"), ops(c, s, g), tiling=t),
+                wsets, ref)
+            lin = lambda v, c, s, g, t=t: L.linear_gemv(
+                v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale), ops(c, s, g),
+                group_size=32, scale_dtype="e8m0", rounding=0, tiling=t)
+            if row(f"N={n} cold linear_gemv dp4a {tag}", lin, [(x,) + w for w in wsets], ref):
+                got = np.asarray(lin(x, *wsets[0]))
+                want = got if want is None else want
+                print(f"   max |diff| vs first layout {float(np.max(np.abs(got - want))):.3g}",
+                      flush=True)
     return rows
 
 

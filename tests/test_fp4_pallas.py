@@ -405,6 +405,41 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
         L.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
 
 
+@pytest.mark.parametrize("ss,gs,tiling", [
+    (4.0, 1 / 3, MM.MatmulTiling(1, 16, 256, split=2, gemv=True, dp4a=True)),
+    (4.0, 0.1, MM.MatmulTiling(1, 16, 512, gemv=True)),
+    (4.0, float(F32(2 - 2 ** -23)), MM.MatmulTiling(1, 16, 2048, gemv=True, dp4a=True))])
+def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
+    """With concrete scalars and e8m0 scales ``linear_gemv`` quantizes the activation
+    by the thresholds ``c_i`` (a multiply and comparisons, no division): on
+    quotients next to every e2m1 midpoint it == the gemv schedule on the codes of
+    the division-only quantize kernel, bit for bit; with the per-element division
+    poisoned it does not change, while traced scalars (division) do."""
+    x, _ = _quotient_input(ss, gs, "e8m0", 32, exhaustive=False)
+    x = np.concatenate([x, -x])                                  # (2, 2048)
+    r = np.random.default_rng(23)
+    w = fp4.quantize(r.standard_normal((32, x.shape[1])).astype(F32), "mxfp4")
+    kw = dict(group_size=32, scale_dtype="e8m0", rounding=0)
+    gemv = lambda v, a, b: L.linear_gemv(v, a, b, _ops(w), tiling=tiling, **kw)
+    codes, scales = P.quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
+                                     tiling=P.QuantTiling(thresholds=False), **kw)
+    a = (codes, scales, np.float32(gs), "e8m0")
+    want = np.asarray(P.matmul(a, _ops(w), tiling=tiling)).view(np.uint32)
+    traced = jax.jit(gemv)
+    y = np.asarray(gemv(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32)
+    assert np.array_equal(y, want)
+    assert np.array_equal(np.asarray(traced(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32),
+                          want)
+    div = P._div
+    monkeypatch.setattr(P, "_div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
+                        jnp.ndim(b) < 3 else jnp.full(jnp.shape(b), jnp.nan, F32))
+    jax.clear_caches()
+    assert np.array_equal(np.asarray(gemv(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32),
+                          want)
+    poisoned = np.asarray(jax.jit(gemv)(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32)
+    assert not np.array_equal(poisoned, want)                           # the poison bites
+
+
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])
 def test_linear_gemv_rounding_modes(preset):
     """``linear_gemv`` with each rounding mode (a concrete index: static in the

@@ -6,6 +6,7 @@ quantized inside the decode-rows kernel: one launch, no activation codes).
 Kernels from ``pallas`` (quantize) and ``pallas_matmul`` (decode rows)."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
@@ -90,9 +91,8 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     x3, kind = _group_view(_mm._pad2(x2, N, Kp), G)
     inner, ng = x3.shape[-1], t.bk // G
 
-    # a concrete rounding index is static in the kernel (no branch on it); the
-    # threshold branch is not used here (thresholds need the params vector)
-    known = PR.Known(rounding, ()) if isinstance(rounding, int) else None
+    known = _known(scale_scale, global_scale, rounding, scale_dtype)
+    thresholds = known is not None and bool(known.c)
 
     def act(refs, n, s):                # e2m1 values and decoded scales of row n, step s
         x_ref, ss_ref, gs_ref, r_ref = refs
@@ -101,7 +101,7 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
         prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
         p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
         lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
-        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, False, known)
+        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, thresholds, known)
         v_lo, v_hi = run(lambda c_lo, c_hi: (_mm._value(c_lo, False, interpret),
                                              _mm._value(c_hi, False, interpret)))
         sa = FM.decode_scale(scales, scale_dtype).reshape(ng)
@@ -114,3 +114,17 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     y = _mm.gemv_call((x3,) + scalars, specs, act, w[0], w[1],
                       _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
     return y.reshape(lead + (M,))
+
+
+def _known(scale_scale, global_scale, rounding, scale_dtype):
+    """``pallas_params.Known`` for ``linear_gemv``'s in-kernel quantization: a
+    concrete rounding index is static (no branch on it); with concrete scalars and
+    e8m0 scales also the thresholds (``c_i`` as constants: codes by a multiply and
+    comparisons where a block allows, as in the quantize kernel; the kernel's
+    ``p`` tuple holds the bits of ``gs`` they need). Traced scalars: None."""
+    if not isinstance(rounding, int):
+        return None
+    if scale_dtype != "e8m0" or any(isinstance(v, jax.core.Tracer)
+                                    for v in (scale_scale, global_scale)):
+        return PR.Known(rounding, ())
+    return PR.known(PR.params(scale_scale, global_scale, rounding, True))

@@ -25,8 +25,8 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
 * ``layouts``: the same N = 1 cold decode with one step per program (``bk = K /
   split``, ``LAYOUTS``): skeleton, dp4a on codes, ``linear_gemv`` dp4a.
 * ``params``: seconds to compute the concrete kernel parameters on the host
-  (``pallas_params._host_params``, NumPy) vs the first call of the softfloat
-  program (session 10/11: 80-106 s on the H200 with jax 0.11.2).
+  (``pallas_params._host_params``, NumPy); ``params_soft``: also the first call
+  of the softfloat program (session 10: 86-98 s on the H200's CPU, jax 0.11.2).
 
 Session 5's "very slow compile" of the quantize rows (H200) came from the
 kernel parameters staged with constant scalars (XLA GPU constant-folding the
@@ -429,25 +429,30 @@ def prefill_rows(n, repeats):
     return rows
 
 
-def params_rows():
-    """First-call seconds of the concrete kernel parameters: on the host by NumPy
-    (``pallas_params._host_params``, what concrete scalars get) and, for
-    comparison, compiling + running the softfloat program that traced scalars
-    get (``_params_program``; session 11, H200, jax 0.11.2: 86-98 s)."""
+def params_rows(soft=False):
+    """First-call seconds of the concrete kernel parameters on the host by NumPy
+    (``pallas_params._host_params``, what concrete scalars get); with ``soft``
+    also the first call of the softfloat program that traced scalars get
+    (``_params_program``, on the CPU device; session 10, H200, jax 0.11.2: 86-98
+    s; on the GPU backend it did not finish in 150 s, session 11)."""
     import time
     rows = []
     ss, gs = np.float32(1.0), np.float32(1 / 3)
     bits = lambda v: int(v.view(np.uint32))
+    cpu = jax.local_devices(backend="cpu")[0]
     for sets in (False, True):
+        case = "params, thresholds" + (" + e4m3 sets" if sets else "")
         t0 = time.perf_counter()
         PR._host_params.__wrapped__(bits(ss), bits(gs), 0, True, sets)
-        t1 = time.perf_counter()
-        np.asarray(PR._params_program(ss, gs, np.int32(0), True, sets))
-        t2 = time.perf_counter()
-        case = "params, thresholds" + (" + e4m3 sets" if sets else "")
-        rows.append(dict(case=case, host_s=t1 - t0, softfloat_first_s=t2 - t1))
-        print(f"{case:<40} host {t1 - t0:8.4f} s  softfloat program first call {t2 - t1:7.2f} s",
-              flush=True)
+        rows.append(dict(case=case, host_s=time.perf_counter() - t0))
+        print(f"{case:<40} host {rows[-1]['host_s']:8.4f} s", flush=True)
+        if soft:
+            t0 = time.perf_counter()
+            np.asarray(PR._params_program(*jax.device_put((ss, gs, np.int32(0)), cpu), True,
+                                          sets))
+            rows[-1]["softfloat_cpu_first_s"] = time.perf_counter() - t0
+            print(f"{case:<40} softfloat program, first call on the CPU device "
+                  f"{rows[-1]['softfloat_cpu_first_s']:7.2f} s", flush=True)
     return rows
 
 
@@ -456,13 +461,14 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: params, quant, quant_sweep, decode, prefill, gemv, mma, "
+                   help="comma-separated: params, params_soft, quant, quant_sweep, decode, prefill, gemv, mma, "
                         "anatomy, layouts")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
     cases = args.cases.split(",")
-    write_json(args.out, params=params_rows() if "params" in cases else [],
+    write_json(args.out, params=params_rows("params_soft" in cases)
+               if "params" in cases or "params_soft" in cases else [],
                quant=quant_rows(n, args.repeats, "quant" in cases,
                                           "quant_sweep" in cases)
                if "quant" in cases or "quant_sweep" in cases else [],

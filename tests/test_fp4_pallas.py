@@ -274,7 +274,9 @@ def test_host_params_equal_softfloat(ss, gs, rounding, flags):
     assert PR._host_is_ieee()
     host = PR._host_params.__wrapped__(ss, gs, rounding, *flags)
     f32 = lambda b: np.uint32(b).view(np.float32)
-    soft = PR._params_program(f32(ss), f32(gs), np.int32(rounding), *flags)
+    cpu = jax.local_devices(backend="cpu")[0]     # the GPU backend compiles it for minutes
+    soft = PR._params_program(*jax.device_put((f32(ss), f32(gs), np.int32(rounding)), cpu),
+                              *flags)
     assert host.dtype == np.int32 and not host.flags.writeable
     assert np.array_equal(host, np.asarray(soft))
 
@@ -438,6 +440,42 @@ def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
                           want)
     poisoned = np.asarray(jax.jit(gemv)(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32)
     assert not np.array_equal(poisoned, want)                           # the poison bites
+
+
+@pytest.mark.parametrize("M,K", [(4096, 4096), (4096, 11008), (11008, 4096), (48, 16384),
+                                 (4000, 4000), (40, 64), (2048, 1024)])
+def test_decode_layout(M, K):
+    """The N <= 2 default (``_decode_layout``): MXFP4 by dp4a with one step per
+    program, no K padding (no weight copy) whenever K has a power-of-two factor
+    >= 256, steps of 256..4096, bm dividing M (or the 16-row floor), about 32 KB
+    of weight per program; NVFP4 keeps the float gemv."""
+    for n in (1, 2):
+        t = MM.matmul_tiling(n, M, K, 32, 32)
+        Kp = MM.gemv_padding(K, t)
+        assert t.gemv and t.dp4a and t.bn == 1 and Kp // t.split == t.bk
+        assert (Kp == K) == ((K & -K) >= 256) and 256 <= t.bk <= 4096
+        assert M % t.bm == 0 or t.bm == 16
+        assert t.bm * t.bk <= 65536 and (t.bm == 64 or t.bm * t.bk == 65536 or M % (2 * t.bm))
+        nv = MM.matmul_tiling(n, M, K, 16, 16)
+        assert nv.gemv and not nv.dp4a
+
+
+def test_decode_layout_runs_exact():
+    """A ``_decode_layout`` tiling with one 1024-element step per program (bm
+    halved to M = 32): ``linear_gemv`` == the same tiling on ``quantize_fused``'s
+    codes bit for bit, and close to float64."""
+    r = np.random.default_rng(24)
+    x = jnp.asarray(r.standard_normal((1, 1024)) * 2, jnp.bfloat16)
+    w = fp4.quantize(r.standard_normal((32, 1024)).astype(F32), "mxfp4")
+    t = MM._decode_layout(1, 32, 1024, 32)
+    assert (t.bm, t.bk, t.split, t.dp4a) == (32, 1024, 1, True)
+    cfg = fp4.MXFP4
+    y = np.asarray(L.linear_gemv(x, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
+                                 group_size=32, scale_dtype="e8m0", rounding=0, tiling=t))
+    a = fp4.quantize(x, "mxfp4", implementation="pallas")
+    y_ref = np.asarray(P.matmul(_ops(a), _ops(w), tiling=t))
+    assert np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
+    assert _ref_err(y, a, w) < 1e-5
 
 
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])

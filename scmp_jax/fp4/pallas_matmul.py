@@ -99,24 +99,19 @@ def check_fields(tiling, pow2=(), positive=()):
 
 def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = False
                   ) -> MatmulTiling:
-    """Shape heuristic from the H100 sweeps (``python -m bench.fp4 --sweep``,
-    BENCHMARKS.md), K = M = 4096: N <= 2 with equal group sizes: the dot-free
-    gemv kernel (N = 1: 9 us, 32 weight rows x 256; N = 2: 11 us with 64 rows,
-    vs 15 us split-K), one program per 256-element K step (split = K / 256, at
-    most 16: the layout those numbers were measured with); with G = 32 (MXFP4)
-    by integer group dots (``pallas_dp4a``, 64 weight rows: N = 1 cold, H200,
-    0.79x the bf16 matmul against 1.05x for the float gemv; its GPU exactness
-    test passed at G = 32, NVFP4's G = 16 was not run there); other decode-sized N
-    (<= 16): grouped fused kernel, 16 x 64 tiles, K split in up to 16 ranges of
-    256 (15 us at N = 4 and 8, where gemv takes 17 and 27 us); N >= 256 on GPU:
-    decode once + dense GEMM (0.230 ms at 4096^3 vs 0.57 ms for the best fused
-    tiling); in between the fused kernel (off GPU: always, it runs interpreted)."""
+    """Shape heuristic from the H100 / H200 sweeps (``python -m bench.fp4 --sweep``,
+    ``bench.fp4_probe --cases layouts``, BENCHMARKS.md), K = M = 4096: N <= 2 with
+    equal group sizes: the dot-free gemv kernel (``_decode_layout``); with G = 32
+    (MXFP4) by integer group dots (``pallas_dp4a``; its GPU exactness tests pass
+    at G = 32 and 16, the speed of G = 16 was not measured: NVFP4 keeps the float
+    gemv); other decode-sized N (<= 16): grouped fused kernel, 16 x 64 tiles, K
+    split in up to 16 ranges of 256 (15 us at N = 4 and 8, where gemv takes 17
+    and 27 us); N >= 256 on GPU: decode once + dense GEMM (0.230 ms at 4096^3 vs
+    0.57 ms for the best fused tiling); in between the fused kernel (off GPU:
+    always, it runs interpreted)."""
     bk = max(128, Ga, Gw)
     if N <= 2 and Ga == Gw and not interpret:
-        bk = max(256, Ga)
-        dp4a = Ga == 32                     # integer group dots: checked on the H200 at G = 32
-        return MatmulTiling(1, 64 if dp4a else 32 * N, bk, 4, 3, max(1, min(16, K // bk)),
-                            gemv=True, dp4a=dp4a)
+        return _decode_layout(N, M, K, Ga)
     if N <= 16:
         bk = max(bk, 256)
         return MatmulTiling(16, 64, bk, 4, 3, max(1, min(16, K // bk)), grouped=True)
@@ -125,6 +120,37 @@ def matmul_tiling(N: int, M: int, K: int, Ga: int, Gw: int, interpret: bool = Fa
     if N <= 64 or interpret:
         return MatmulTiling(64, 64, bk, 4, 3)
     return MatmulTiling(256, 128, bk, 8, 3)
+
+
+def _decode_layout(N: int, M: int, K: int, G: int) -> MatmulTiling:
+    """The gemv tiling of N <= 2. G = 32: integer group dots (``dp4a``), one step
+    per program (``bk`` = the K range: all its loads issued at once), ``bk`` the
+    largest power of two <= 4096 dividing K (no padding, so no copy of the
+    weight) when that is >= 256, else 256 with K padded; ``split = K / bk``
+    ranges (XLA adds them when > 1); programs of about 32 KB of weight bytes
+    (``bm = 65536 / bk`` rows, 16..64; halved while M is not a multiple, down
+    to 16).
+
+    H200, N = 1 cold, K = M = 4096 (session 11, ``bench.fp4_probe --cases
+    layouts``, two calls; bf16 matmul 0.0121 / 0.0132 ms): ``linear_gemv`` dp4a
+    16 x 4096 s1 w8 0.0082 / 0.0088 ms (0.68x / 0.66x) against the session 10
+    default 64 x 256 s16 w4 0.0101 / 0.0098 (0.84x / 0.74x); 32 x 2048 s2 w8
+    0.0087, 64 x 1024 s4 w8 0.0091; N = 2: 1.09x against 1.16x. Other K only by
+    this rule (not measured).
+
+    Other G (NVFP4's 16): the float gemv in the session 8 layout, ``32 N`` rows x
+    256, split K / 256 up to 16 (its decoded float tile would not fit in
+    registers at 16 x 4096)."""
+    if G != 32:
+        bk = max(256, G)
+        return MatmulTiling(1, 32 * N, bk, 4, 3, max(1, min(16, K // bk)), gemv=True)
+    d = K & -K
+    bk = min(4096, d) if d >= 256 else 256
+    bm = max(16, min(64, 65536 // bk))
+    while bm > 16 and M % bm:
+        bm //= 2
+    return MatmulTiling(1, bm, bk, 8 if bk >= 1024 else 4, 1, -(-K // bk), gemv=True,
+                        dp4a=True)
 
 
 def _mul(a, b, interpret):

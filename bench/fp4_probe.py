@@ -24,6 +24,8 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   and XLA reading the same bytes.
 * ``layouts``: the same N = 1 cold decode with one step per program (``bk = K /
   split``, ``LAYOUTS``): skeleton, dp4a on codes, ``linear_gemv`` dp4a.
+* ``compile``: first-call seconds of programs with 1 or 4 traced-global-scale
+  quantize calls, with and without the staged threshold params.
 * ``params``: seconds to compute the concrete kernel parameters on the host
   (``pallas_params._host_params``, NumPy); ``params_soft``: also the first call
   of the softfloat program (session 10: 86-98 s on the H200's CPU, jax 0.11.2).
@@ -456,12 +458,44 @@ def params_rows(soft=False):
     return rows
 
 
+def compile_rows():
+    """First-call seconds (trace + compile + run) of jitted programs quantizing
+    ``n`` activations with a traced global scale (as a flax ``QuantLinear``'s
+    variable under jit): the quantize kernel with its thresholds (the softfloat
+    params program staged into the program) or without (division only, the
+    params program reduced to one multiply). Session 11's ``bench.fp4`` first
+    calls on the H200: decode N = 8 / 16 through ``QuantLinear`` 8.2 / 8.5 s
+    (quantize + matmul: params program staged) against 1.4 s at N = 1 (gemv,
+    none staged). Does that cost grow with the number of layers?"""
+    import time
+    rows = []
+    x = jnp.asarray(np.random.default_rng(8).standard_normal((16, 4096)), BF16)
+    for thr in (True, False):
+        for n in (1, 4):
+            til = P.QuantTiling(thresholds=thr)
+
+            def prog(v, g, til=til, n=n):
+                out = []
+                for i in range(n):
+                    c, s = P.quantize_fused(v * (i + 1), np.float32(4.0), g, group_size=32,
+                                            scale_dtype="e8m0", rounding=0, tiling=til)
+                    out.append(c)
+                return out
+            jax.clear_caches()
+            t0 = time.perf_counter()
+            jax.block_until_ready(jax.jit(prog)(x, jnp.float32(1 / 3)))
+            case = f"{n} traced-gs quantize(s), thresholds={thr}"
+            rows.append(dict(case=case, first_s=time.perf_counter() - t0))
+            print(f"{case:<48} first call {rows[-1]['first_s']:7.2f} s", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4_probe", description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: params, params_soft, quant, quant_sweep, decode, prefill, gemv, mma, "
+                   help="comma-separated: params, params_soft, compile, quant, quant_sweep, decode, prefill, gemv, mma, "
                         "anatomy, layouts")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
@@ -478,6 +512,7 @@ def main(argv=None):
                else [],
                layouts=layout_rows(args.repeats, max(256, n // 2)) if "layouts" in cases
                else [],
+               compile=compile_rows() if "compile" in cases else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
                prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])
 

@@ -478,6 +478,38 @@ def test_decode_layout_runs_exact():
     assert _ref_err(y, a, w) < 1e-5
 
 
+def test_quantized_matmul_one_pass_keeps_concrete_scalars(monkeypatch):
+    """``fp4.quantized_matmul``'s one-pass gemv schedule (taken on the GPU; forced
+    here, the kernel interpreted) hands a concrete global scale and the config's
+    rounding to ``linear_gemv`` as host values: the rounding is static and the
+    codes come by thresholds; a traced global scale (e.g. a flax variable under
+    jit) keeps the static rounding without thresholds. Both == the same tiling
+    on ``quantize_fused``'s codes, bit for bit."""
+    from scmp_jax.fp4 import api
+    t = MM._decode_layout(1, 32, 512, 32)
+    monkeypatch.setattr(api, "on_gpu", lambda: True)
+    monkeypatch.setattr(api._pallas, "matmul_tiling", lambda *a, **k: t)
+    monkeypatch.setattr(L, "matmul_tiling", lambda *a, **k: t)
+    seen = []
+    known = L._known
+    monkeypatch.setattr(L, "_known", lambda *a: seen.append(known(*a)) or seen[-1])
+    r = np.random.default_rng(25)
+    x = jnp.asarray(r.standard_normal((1, 512)) * 2, jnp.bfloat16)
+    w = fp4.quantize(r.standard_normal((32, 512)).astype(F32), "mxfp4")
+    a = fp4.quantize(x, "mxfp4", implementation="pallas")
+    want = np.asarray(P.matmul(_ops(a), _ops(w), tiling=t)).view(np.uint32)
+    y = fp4.quantized_matmul(x, w, "mxfp4", quant_implementation="pallas",
+                             matmul_implementation="pallas")
+    assert seen[-1].rounding == 0 and len(seen[-1].c) == 7
+    assert np.array_equal(np.asarray(y).view(np.uint32), want)
+    gs = jnp.float32(fp4.MXFP4.global_scale)
+    y = jax.jit(lambda v, g: fp4.quantized_matmul(
+        v, w, "mxfp4", global_scale=g, quant_implementation="pallas",
+        matmul_implementation="pallas"))(x, gs)
+    assert seen[-1] == PR.Known(0, ())
+    assert np.array_equal(np.asarray(y).view(np.uint32), want)
+
+
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])
 def test_linear_gemv_rounding_modes(preset):
     """``linear_gemv`` with each rounding mode (a concrete index: static in the

@@ -221,8 +221,7 @@ def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, trans
     if one is not None:
         return _linear_one_pass(x, np.float32(cfg.scale_scale), gs,
                                 (w.codes, w.scales, w.global_scale), cfg.group_size,
-                                cfg.scale_dtype, np.int32(ROUNDINGS.index(cfg.rounding)),
-                                w.scale_dtype, one)
+                                cfg.scale_dtype, ROUNDINGS.index(cfg.rounding), w.scale_dtype, one)
     a = quantize(x, cfg, global_scale=gs, transform=transform, implementation=quant_implementation)
     return matmul(a, w, implementation=matmul_implementation)
 
@@ -243,9 +242,14 @@ def _one_pass(x, w, cfg, transform, qi, mi):
     return "dequant" if t.dequant else "gemv" if (t.gemv or t.mma) else None
 
 
-@partial(jax.jit, static_argnums=(4, 5, 7, 8))
 def _linear_one_pass(x, scale_scale, global_scale, w, group_size, scale_dtype, rounding,
                      dtype_w, schedule):
+    """Not jitted on purpose (as ``_quantize``): a concrete global scale and the
+    config's scale scale and rounding index (a Python int) reach the kernel
+    builders as host values, so ``linear_gemv`` bakes the rounding in and, for
+    e8m0 scales, quantizes by thresholds (session 11: jitted here, every
+    scalar was traced, and the kernel carried a branch on the rounding and
+    divided per element)."""
     fn = _linear.linear_dequant if schedule == "dequant" else _linear.linear_gemv
     return fn(x, scale_scale, global_scale, (w[0], _u8(w[1]), w[2], dtype_w),
               group_size=group_size, scale_dtype=scale_dtype, rounding=rounding)

@@ -22,10 +22,13 @@ G = 32). That is what the GPU test checks against the float64 reference; it
 is not guaranteed by the Triton API. Off GPU (interpret) the same integers by
 jnp operations.
 
-Measured (session 10, H200, ``bench.fp4_probe --cases anatomy``): N = 1 cold,
-K = M = 4096, 64 x 256 tiles, split 16: 0.0096 ms, 0.79x the bf16 matmul (the
-float gemv: 1.05x); on the GPU ``test_dp4a_group_dots_every_byte`` and
-``test_linear_gemv_one_pass`` at G = 32 passed (G = 16 not yet run there).
+Measured (H200, N = 1 cold, K = M = 4096): session 10 (``bench.fp4_probe
+--cases anatomy``) 64 x 256 tiles, split 16: 0.0096 ms, 0.79x the bf16 matmul
+(the float gemv: 1.05x); session 11 (``--cases layouts``) one 4096-element
+step per program, 16 rows, 8 warps (``pallas_matmul._decode_layout``, the
+default since): 0.66-0.68x in the activation-quantizing ``linear_gemv``. On
+the GPU ``test_dp4a_group_dots_every_byte`` and the dp4a cases of
+``test_linear_gemv_one_pass`` pass at G = 32 and G = 16 (session 11).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import pallas as pl
 
 from . import formats as FM
@@ -122,8 +123,9 @@ def _known(scale_scale, global_scale, rounding, scale_dtype):
     e8m0 scales also the thresholds (``c_i`` as constants: codes by a multiply and
     comparisons where a block allows, as in the quantize kernel; the kernel's
     ``p`` tuple holds the bits of ``gs`` they need). Traced scalars: None."""
-    if not isinstance(rounding, int):
+    if not isinstance(rounding, (int, np.integer)):
         return None
+    rounding = int(rounding)
     if scale_dtype != "e8m0" or any(isinstance(v, jax.core.Tracer)
                                     for v in (scale_scale, global_scale)):
         return PR.Known(rounding, ())

@@ -24,6 +24,8 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   and XLA reading the same bytes.
 * ``layouts``: the same N = 1 cold decode with one step per program (``bk = K /
   split``, ``LAYOUTS``): skeleton, dp4a on codes, ``linear_gemv`` dp4a.
+* ``group_mma``: decode N = 8, 16 cold on activation codes: the default
+  schedule vs ``MatmulTiling(group_mma=True)`` tilings (``pallas_group_mma``).
 * ``compile``: first-call seconds of programs with 1 or 4 traced-global-scale
   quantize calls, with and without the staged threshold params.
 * ``params``: seconds to compute the concrete kernel parameters on the host
@@ -458,6 +460,47 @@ def params_rows(soft=False):
     return rows
 
 
+# (bm, bk, split, warps) of MatmulTiling(16, bm, bk, warps, 3, split, group_mma=True)
+GROUP_MMA = [(64, 256, 16, 4), (128, 256, 16, 4), (64, 512, 8, 4), (128, 512, 8, 8),
+             (32, 256, 16, 4), (128, 1024, 4, 8)]
+
+
+def group_mma_rows(repeats, k=4096, layers=16):
+    """Decode N = 8, 16 cold (``layers`` distinct MXFP4 weights per timed call, as
+    ``anatomy``), activation codes given: bf16 matmul vs the default schedule
+    (grouped fused) vs ``pallas_group_mma`` tilings (``GROUP_MMA``); each row's
+    output checked against the default's (max relative difference printed)."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(9)
+    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
+    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
+    ops = lambda c, s, g: (c, s, g, "e8m0")
+    rows = []
+    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
+    for n in (8, 16):
+        x = jnp.asarray(r.standard_normal((n, k)), BF16)
+        a = fp4.quantize(x, "mxfp4")
+        aops = (a.codes, a.scale_bytes, a.global_scale, "e8m0")
+        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
+                  [(x, w) for w in wf])
+        row(f"N={n} cold default matmul on codes", lambda c, s, g: P.matmul(aops, ops(c, s, g)),
+            wsets, ref)
+        want = np.asarray(P.matmul(aops, ops(*wsets[0])))
+        for bm, bk, sp, warps in GROUP_MMA:
+            if bk > k or bm > k:                    # the CPU smoke run's small shapes
+                continue
+            sp = max(1, min(sp, k // bk))
+            t = MM.MatmulTiling(16, bm, bk, warps, 3, sp, group_mma=True)
+            fn = lambda c, s, g, t=t: P.matmul(aops, ops(c, s, g), tiling=t)
+            if row(f"N={n} cold group_mma {bm}x{bk} s{sp} w{warps}", fn, wsets, ref):
+                got = np.asarray(fn(*wsets[0]))
+                rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+                print(f"   relative L2 difference vs default {rel:.2e}", flush=True)
+    return rows
+
+
 def compile_rows():
     """First-call seconds (trace + compile + run) of jitted programs quantizing
     ``n`` activations with a traced global scale (as a flax ``QuantLinear``'s
@@ -495,7 +538,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: params, params_soft, compile, quant, quant_sweep, decode, prefill, gemv, mma, "
+                   help="comma-separated: params, params_soft, compile, group_mma, quant, quant_sweep, decode, prefill, gemv, mma, "
                         "anatomy, layouts")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
@@ -513,6 +556,8 @@ def main(argv=None):
                layouts=layout_rows(args.repeats, max(256, n // 2)) if "layouts" in cases
                else [],
                compile=compile_rows() if "compile" in cases else [],
+               group_mma=group_mma_rows(args.repeats, max(256, n // 2)) if "group_mma" in cases
+               else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
                prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])
 

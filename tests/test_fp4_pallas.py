@@ -656,6 +656,35 @@ def test_matmul_gemv(n, preset, tiling):
         P.matmul(ops(a), ops(other), tiling=tiling)
 
 
+@pytest.mark.parametrize("n,tiling,act_scales", [
+    (3, MM.MatmulTiling(16, 64, 256, split=2, group_mma=True), "e8m0"),
+    (16, MM.MatmulTiling(16, 32, 512, group_mma=True), "e4m3"),
+    (20, MM.MatmulTiling(16, 16, 128, split=2, group_mma=True), "e8m0")])  # 2 row tiles, K loop
+def test_matmul_group_mma(n, tiling, act_scales):
+    """Per-group tensor-core dots of all activation rows (``pallas_group_mma``): close
+    to float64 with e8m0 or e4m3 activation scales (G = 32), a NaN activation
+    group gives a NaN row, padding of N, M, K; G = 16 and unequal group sizes
+    refused naming the schedule."""
+    r = np.random.default_rng(26)
+    xa = (r.standard_normal((n, 480)) * np.exp(r.uniform(-4, 4, (n, 1)))).astype(F32)
+    xa[1, 7] = np.nan
+    a = fp4.quantize(xa, group_size=32, scale_dtype=act_scales, scale_scale=4.0,
+                     global_scale=0.5)
+    w = fp4.quantize(r.standard_normal((40, 480)).astype(F32), "mxfp4")
+    y = np.asarray(P.matmul(_ops(a), _ops(w), tiling=tiling))
+    assert y.shape == (n, 40) and np.isnan(y[1]).all()
+    ok = np.delete(np.arange(n), 1)
+    assert np.isfinite(y[ok]).all()
+    assert _ref_err(y[ok], fp4.quantize(xa[ok], group_size=32, scale_dtype=act_scales,
+                                        scale_scale=4.0, global_scale=0.5), w) < 1e-5
+    nv = lambda v: fp4.quantize(v, "nvfp4")
+    with pytest.raises(ValueError, match="group_mma"):
+        P.matmul(_ops(nv(xa)), _ops(nv(r.standard_normal((40, 480)).astype(F32))),
+                 tiling=tiling)
+    with pytest.raises(ValueError, match="group_mma"):
+        P.matmul(_ops(a), _ops(nv(r.standard_normal((40, 480)).astype(F32))), tiling=tiling)
+
+
 def test_unsupported_configurations():
     x = np.ones((2, 48), F32)
     with pytest.raises(ValueError, match="group_size must be a power of two"):

@@ -23,6 +23,10 @@ float32 accumulation. Three schedules (``MatmulTiling.gemv`` / ``.dequant``):
   (``decode_bf16``), then XLA's dot (cuBLAS on GPU) with float32 accumulation;
   for prefill-sized N the tensor-core GEMM then dominates.
 
+Opt-in: ``MatmulTiling(mma=True)`` (``pallas_mma``, decode rows on the tensor
+cores) and ``MatmulTiling(group_mma=True)`` (``pallas_group_mma``, all
+activation rows per group on the tensor cores).
+
 All are within float32 accumulation error of the float64 reference (not bit
 equal to one another: summation order). ``alpha`` multiplies the accumulated
 sum last. Off GPU the kernels run with ``interpret=True``.
@@ -66,13 +70,16 @@ class MatmulTiling:
     mma: bool = False       # decode rows on the tensor cores, scales after the dot (pallas_mma)
     asm: bool = False       # mma: weight nibbles by a PTX block (GPU only)
     dp4a: bool = False      # gemv: integer group dots (pallas_dp4a; PTX dp4a on the GPU)
+    group_mma: bool = False  # all activation rows per group on the tensor cores, scales
+    #                          after each group's dot (pallas_group_mma; opt-in, unmeasured)
 
     def __post_init__(self):
         check_fields(self, pow2=("bn", "bm", "bk", "warps"), positive=("stages", "split"))
-        chosen = [f for f in ("dequant", "grouped", "gemv", "mma") if getattr(self, f)]
+        chosen = [f for f in ("dequant", "grouped", "gemv", "mma", "group_mma")
+                  if getattr(self, f)]
         if len(chosen) > 1:
             raise ValueError(f"MatmulTiling: at most one schedule of dequant / grouped / gemv "
-                             f"/ mma, got {' and '.join(chosen)}")
+                             f"/ mma / group_mma, got {' and '.join(chosen)}")
         if self.asm and not self.mma:
             raise ValueError("MatmulTiling: asm needs mma=True")
         if self.dp4a and not self.gemv:
@@ -476,7 +483,12 @@ def matmul(a, w, *, tiling: MatmulTiling | None = None, interpret: bool = False)
     if (t.mma or t.gemv) and (Ga != Gw or N > 16):
         raise ValueError(f"tiling.{'mma' if t.mma else 'gemv'} needs equal group sizes and "
                          f"N <= 16, got groups {Ga}/{Gw}, N={N}")
-    if t.mma or t.gemv:
+    if t.group_mma:
+        if Ga != Gw:
+            raise ValueError(f"tiling.group_mma needs equal group sizes, got {Ga}/{Gw}")
+        from .pallas_group_mma import group_mma
+        y = group_mma(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
+    elif t.mma or t.gemv:
         y = _gemv(ac2, as2, wc, ws, gs, dta, dtw, Ga, t, interpret)
     else:
         y = _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t, interpret)

@@ -763,6 +763,8 @@ def test_mma_refuses_small_steps():
     (lambda: MM.MatmulTiling(1, 16, 256, gemv=True, mma=True), ValueError, "gemv and mma"),
     (lambda: MM.MatmulTiling(16, 16, 256, dequant=True, grouped=True), ValueError,
      "dequant and grouped"),
+    (lambda: MM.MatmulTiling(16, 16, 256, gemv=True, group_mma=True), ValueError,
+     "gemv and group_mma"),
     (lambda: MM.MatmulTiling(1, 16, 256, gemv=True, asm=True), ValueError, "asm needs mma"),
     (lambda: MM.MatmulTiling(1, 16, 256, mma=True, dp4a=True), ValueError, "dp4a needs gemv"),
     (lambda: P.QuantTiling(rows=3), ValueError, "rows must be a power of two"),

@@ -538,8 +538,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: params, params_soft, compile, group_mma, quant, quant_sweep, decode, prefill, gemv, mma, "
-                        "anatomy, layouts")
+                   help="comma-separated: params, params_soft, compile, group_mma, quant, "
+                        "quant_sweep, decode, prefill, gemv, mma, anatomy, layouts")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256

@@ -100,11 +100,10 @@ HOST = TH.Arith(np, _host_op(np.multiply), _host_op(np.divide),
 def _host_is_ieee() -> bool:
     """The host's float32 multiply and divide keep subnormal inputs and results
     (no flush-to-zero / denormals-are-zero mode set by some loaded library)."""
-    tiny = np.float32(2.0 ** -149)
+    p = lambda e: np.float32(2.0 ** e)
     with np.errstate(all="ignore"):
-        return bool(HOST.mul(tiny, np.float32(1.0)) == tiny
-                    and HOST.div(np.float32(2.0 ** -126), np.float32(4.0)) == np.float32(2.0 ** -128)
-                    and HOST.div(tiny, np.float32(0.5)) == np.float32(2.0 ** -148))
+        return bool(HOST.mul(p(-149), p(0)) == p(-149) and HOST.div(p(-126), p(2)) == p(-128)
+                    and HOST.div(p(-149), p(-1)) == p(-148))
 
 
 def _vector(ar: TH.Arith, scale_scale, global_scale, rounding, thresholds, sets):

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 
 from . import softfloat as SF
 
-__all__ = ["Arith", "SOFT", "thresholds", "threshold_codes", "use_thresholds", "threshold_sets", "set_index",
-           "use_threshold_sets", "threshold_set_codes", "SETS_AT", "SETS_LEN"]
+__all__ = ["Arith", "SOFT", "thresholds", "threshold_codes", "use_thresholds", "threshold_sets",
+           "set_index", "use_threshold_sets", "threshold_set_codes", "SETS_AT", "SETS_LEN"]
 
 F32 = jnp.float32
 I32 = jnp.int32

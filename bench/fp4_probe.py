@@ -189,6 +189,16 @@ MMA_TILINGS = {1: [(32, 4, 4, False, 3), (32, 4, 4, True, 3), (64, 4, 4, True, 3
                16: [(32, 4, 4, True, 3), (64, 4, 4, True, 3)]}
 
 
+def _cold_weights(r, k, layers):
+    """``layers`` distinct (k, k) weights for the cold decode rows (together past
+    the L2): bfloat16, their MXFP4 tensors, and (codes, scale bytes, global
+    scale) of each."""
+    from scmp_jax import fp4
+    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
+    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    return wf, wq, [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
+
+
 def _rotating_row(rows, repeats, case, fn, sets, ref=None):
     """Times ``fn`` over ``sets`` (``device_time_rotating``), appends and prints the
     row (with its ratio to ``ref`` seconds); a kernel that does not compile is
@@ -215,8 +225,7 @@ def mma_rows(repeats, k=4096, layers=16):
     from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(5)
     cfg = fp4.MXFP4
-    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
-    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    wf, wq, wsets = _cold_weights(r, k, layers)
     ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
     rows = []
     row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
@@ -285,8 +294,7 @@ def anatomy_rows(repeats, k=4096, layers=16):
     from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(6)
     cfg = fp4.MXFP4
-    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
-    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    wf, wq, wsets = _cold_weights(r, k, layers)
     x = jnp.asarray(r.standard_normal((1, k)), BF16)
     a = fp4.quantize(x, cfg)
     ops = lambda c, s, g: (c, s, g, "e8m0")
@@ -294,7 +302,6 @@ def anatomy_rows(repeats, k=4096, layers=16):
     rows = []
     row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
 
-    wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
     ref = row("N=1 cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T), [(x, w) for w in wf])
     row("N=1 cold QuantLinear path (default)", lambda v, c, s, g: fp4.quantized_matmul(
         v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg),
@@ -344,12 +351,10 @@ def layout_rows(repeats, k=4096, layers=16):
     from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(6)
     cfg = fp4.MXFP4
-    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
-    wq = [fp4.quantize(w, "mxfp4") for w in wf]
+    wf, wq, wsets = _cold_weights(r, k, layers)
     ops = lambda c, s, g: (c, s, g, "e8m0")
     rows = []
     row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
-    wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
     for n in (1, 2):
         x = jnp.asarray(r.standard_normal((n, k)), BF16)
         a = fp4.quantize(x, cfg)
@@ -473,9 +478,7 @@ def group_mma_rows(repeats, k=4096, layers=16):
     from scmp_jax import fp4
     from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(9)
-    wf = [jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16) for _ in range(layers)]
-    wq = [fp4.quantize(w, "mxfp4") for w in wf]
-    wsets = [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
+    wf, wq, wsets = _cold_weights(r, k, layers)
     ops = lambda c, s, g: (c, s, g, "e8m0")
     rows = []
     row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)

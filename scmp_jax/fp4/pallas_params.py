@@ -14,16 +14,12 @@ import dataclasses
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from . import pallas_thresholds as TH
 
 __all__ = ["PARAMS_LEN", "Known", "known", "params"]
-
-F32 = jnp.float32
-I32 = jnp.int32
 
 PARAMS_LEN = 16
 

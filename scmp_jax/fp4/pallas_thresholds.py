@@ -34,7 +34,6 @@ I32 = jnp.int32
 _INF = 0x7F800000
 
 
-
 class Arith(NamedTuple):
     """The float32 arithmetic ``thresholds`` / ``threshold_sets`` run on: an array
     module and correctly rounded ``mul`` / ``div`` (NaN results the canonical

@@ -26,6 +26,9 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   split``, ``LAYOUTS``): skeleton, dp4a on codes, ``linear_gemv`` dp4a.
 * ``group_mma``: decode N = 8, 16 cold on activation codes: the default
   schedule vs ``MatmulTiling(group_mma=True)`` tilings (``pallas_group_mma``).
+* ``fused``: decode N = 4, 8, 16 cold: the QuantLinear path's parts (quantize
+  launch, params, matmul on codes) vs ``linear_fused`` (the activation quantized
+  in each fused program) at ``FUSED`` tilings.
 * ``compile``: first-call seconds of programs with 1 or 4 traced-global-scale
   quantize calls, with and without the staged threshold params.
 * ``params``: seconds to compute the concrete kernel parameters on the host
@@ -504,6 +507,69 @@ def group_mma_rows(repeats, k=4096, layers=16):
     return rows
 
 
+# (bm, bk, split, warps) of MatmulTiling(16, bm, bk, warps, 3, split, grouped=True) for
+# linear_fused; the first is matmul_tiling's N <= 16 default
+FUSED = [(64, 256, 16, 4), (128, 256, 16, 4), (32, 256, 16, 4), (64, 512, 8, 4),
+         (128, 512, 8, 8)]
+
+
+def fused_rows(repeats, k=4096, layers=16):
+    """Decode N = 4, 8, 16 cold (``layers`` distinct MXFP4 weights per timed call):
+    where the QuantLinear path's time goes beyond the matmul on activation codes.
+    bf16 matmul; ``fp4.quantized_matmul`` with a traced global scale (a flax
+    variable under jit) and a concrete one; the two launches (quantize with the
+    staged threshold params or dividing, then the default matmul on codes); the
+    matmul on codes alone; ``linear_fused`` (activation quantized in each fused
+    program, traced global scale) at ``FUSED`` tilings, checked == the two
+    launches bit for bit."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(10)
+    cfg = fp4.MXFP4
+    wf, wq, wsets = _cold_weights(r, k, layers)
+    ops = lambda c, s, g: (c, s, g, "e8m0")
+    tensor = lambda c, s, g: fp4.FP4Tensor(c, jax.lax.bitcast_convert_type(
+        s, jnp.float8_e8m0fnu), g, 32, "e8m0", "even", (k, k))
+    ss = np.float32(cfg.scale_scale)
+    rows = []
+    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
+
+    def two(v, c, s, g, ga, thr=True):
+        codes, sb = P.quantize_fused(v, ss, ga, group_size=32, scale_dtype="e8m0", rounding=0,
+                                     tiling=P.QuantTiling(thresholds=thr))
+        return P.matmul((codes, sb, ga, "e8m0"), ops(c, s, g))
+
+    for n in (4, 8, 16):
+        x = jnp.asarray(r.standard_normal((n, k)), BF16)
+        a = fp4.quantize(x, cfg)
+        ga = jnp.float32(cfg.global_scale)
+        sets = [(x,) + w + (ga,) for w in wsets]
+        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
+                  [(x, w) for w in wf])
+        row(f"N={n} cold QuantLinear path, traced gs", lambda v, c, s, g, ga: (
+            fp4.quantized_matmul(v, tensor(c, s, g), cfg, global_scale=ga)), sets, ref)
+        row(f"N={n} cold QuantLinear path, concrete gs", lambda v, c, s, g: (
+            fp4.quantized_matmul(v, tensor(c, s, g), cfg)), [(x,) + w for w in wsets], ref)
+        row(f"N={n} cold quantize (staged thresholds) + matmul", two, sets, ref)
+        row(f"N={n} cold quantize (division) + matmul",
+            lambda *v: two(*v, thr=False), sets, ref)
+        row(f"N={n} cold matmul on codes", lambda c, s, g: P.matmul(
+            (a.codes, a.scale_bytes, a.global_scale, "e8m0"), ops(c, s, g)), wsets, ref)
+        want = np.asarray(two(*sets[0])).view(np.uint32)
+        for bm, bk, sp, warps in FUSED:
+            if bk > k or bm > k:                    # the CPU smoke run's small shapes
+                continue
+            sp = max(1, min(sp, k // bk))
+            t = MM.MatmulTiling(16, bm, bk, warps, 3, sp, grouped=True)
+            fn = lambda v, c, s, g, ga, t=t: L.linear_fused(
+                v, ss, ga, ops(c, s, g), group_size=32, scale_dtype="e8m0", rounding=0,
+                tiling=t)
+            if row(f"N={n} cold linear_fused {bm}x{bk} s{sp} w{warps}", fn, sets, ref):
+                same = np.array_equal(np.asarray(jax.jit(fn)(*sets[0])).view(np.uint32), want)
+                print(f"   == quantize + matmul bit for bit: {same}", flush=True)
+    return rows
+
+
 def compile_rows():
     """First-call seconds (trace + compile + run) of jitted programs quantizing
     ``n`` activations with a traced global scale (as a flax ``QuantLinear``'s
@@ -541,7 +607,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: params, params_soft, compile, group_mma, quant, "
+                   help="comma-separated: params, params_soft, compile, group_mma, fused, quant, "
                         "quant_sweep, decode, prefill, gemv, mma, anatomy, layouts")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
@@ -558,6 +624,7 @@ def main(argv=None):
                else [],
                layouts=layout_rows(args.repeats, max(256, n // 2)) if "layouts" in cases
                else [],
+               fused=fused_rows(args.repeats, max(256, n // 2)) if "fused" in cases else [],
                compile=compile_rows() if "compile" in cases else [],
                group_mma=group_mma_rows(args.repeats, max(256, n // 2)) if "group_mma" in cases
                else [],

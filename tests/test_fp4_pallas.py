@@ -407,14 +407,54 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
         L.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
 
 
+@pytest.mark.parametrize("preset,wpreset,dtype,n,tiling", [
+    ("mxfp4", "mxfp4", jnp.bfloat16, 5, MM.MatmulTiling(16, 16, 64, split=2, grouped=True)),
+    ("nvfp4", "nvfp4", jnp.float32, 3, MM.MatmulTiling(16, 32, 64, grouped=True)),  # K padded
+    ("mxfp4", "nvfp4", jnp.float16, 16, MM.MatmulTiling(16, 16, 64, split=3)),
+    ("nvfp4", "mxfp4", jnp.bfloat16, 18, MM.MatmulTiling(16, 16, 128, split=2, grouped=True))])
+def test_linear_fused_one_pass(preset, wpreset, dtype, n, tiling):
+    """``linear_fused`` (each fused-kernel program quantizes its activation tile
+    to bfloat16 ``v * s``) == the fused schedule with the same tiling on
+    ``quantize_fused``'s codes, bit for bit (NaN group -> NaN row, -0, ties,
+    saturation, huge and tiny groups; several row tiles; activation and weight
+    group sizes differing), and close to float64."""
+    r = np.random.default_rng(26)
+    K = 224
+    x = (r.standard_normal((n, K)) * 3).astype(F32)
+    x[0, :16] = np.arange(16) * 0.25                           # exact e2m1 ties (scale 1)
+    x[-1, 32:40] = [6e30 if dtype != jnp.float16 else 6e4, -1e-30, 0.0, 1e-40, -5.0, 5.0,
+                    3.5, -2.5]
+    x[-1, 64:96] = -0.0
+    x[1, 100] = np.nan
+    xx = jnp.asarray(x, dtype)
+    cfg = fp4.PRESETS[preset]
+    kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=0)
+    w = fp4.quantize(r.standard_normal((48, K)).astype(F32), wpreset, global_scale=0.25)
+    fused = lambda v, ss, gs: L.linear_fused(v, ss, gs, _ops(w), tiling=tiling, **kw)
+    y = np.asarray(fused(xx, F32(cfg.scale_scale), F32(cfg.global_scale)))
+    t = fp4.quantize(xx, preset, implementation="pallas")
+    y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
+    assert y.shape == (n, 48) and np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
+    y_traced = np.asarray(jax.jit(fused)(xx, F32(cfg.scale_scale), F32(cfg.global_scale)))
+    assert np.array_equal(y_traced.view(np.uint32), y_ref.view(np.uint32))
+    assert np.isnan(y[1]).all()
+    ok = np.array([i for i in range(n) if i != 1])
+    assert _ref_err(y[ok], fp4.quantize(xx[ok], preset), w) < 1e-5
+    with pytest.raises(ValueError, match="fused tiling"):
+        L.linear_fused(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
+                       tiling=MM.MatmulTiling(1, 16, 64, gemv=True), **kw)
+
+
 @pytest.mark.parametrize("ss,gs,tiling", [
+    (4.0, 1 / 3, MM.MatmulTiling(16, 16, 256, split=2, grouped=True)),
     (4.0, 1 / 3, MM.MatmulTiling(1, 16, 256, split=2, gemv=True, dp4a=True)),
     (4.0, 0.1, MM.MatmulTiling(1, 16, 512, gemv=True)),
     (4.0, float(F32(2 - 2 ** -23)), MM.MatmulTiling(1, 16, 2048, gemv=True, dp4a=True))])
 def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
-    """With concrete scalars and e8m0 scales ``linear_gemv`` quantizes the activation
-    by the thresholds ``c_i`` (a multiply and comparisons, no division): on
-    quotients next to every e2m1 midpoint it == the gemv schedule on the codes of
+    """With concrete scalars and e8m0 scales ``linear_gemv`` (``linear_fused`` for a
+    fused tiling) quantizes the activation by the thresholds ``c_i`` (a multiply
+    and comparisons, no division): on quotients next to every e2m1 midpoint it ==
+    the same tiling on the codes of
     the division-only quantize kernel, bit for bit; with the per-element division
     poisoned it does not change, while traced scalars (division) do."""
     x, _ = _quotient_input(ss, gs, "e8m0", 32, exhaustive=False)
@@ -422,7 +462,8 @@ def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
     r = np.random.default_rng(23)
     w = fp4.quantize(r.standard_normal((32, x.shape[1])).astype(F32), "mxfp4")
     kw = dict(group_size=32, scale_dtype="e8m0", rounding=0)
-    gemv = lambda v, a, b: L.linear_gemv(v, a, b, _ops(w), tiling=tiling, **kw)
+    one_pass = L.linear_gemv if tiling.gemv else L.linear_fused
+    gemv = lambda v, a, b: one_pass(v, a, b, _ops(w), tiling=tiling, **kw)
     codes, scales = P.quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
                                      tiling=P.QuantTiling(thresholds=False), **kw)
     a = (codes, scales, np.float32(gs), "e8m0")
@@ -508,6 +549,32 @@ def test_quantized_matmul_one_pass_keeps_concrete_scalars(monkeypatch):
         matmul_implementation="pallas"))(x, gs)
     assert seen[-1] == PR.Known(0, ())
     assert np.array_equal(np.asarray(y).view(np.uint32), want)
+
+
+def test_quantized_matmul_one_pass_fused(monkeypatch):
+    """``fp4.quantized_matmul`` on the GPU (forced here, kernels interpreted) with a
+    grouped fused tiling (2 < N <= 16) runs ``linear_fused`` once, with concrete
+    and traced global scales, == the same tiling on ``quantize_fused``'s codes."""
+    from scmp_jax.fp4 import api
+    t = MM.MatmulTiling(16, 16, 256, split=2, grouped=True)
+    monkeypatch.setattr(api, "on_gpu", lambda: True)
+    monkeypatch.setattr(api._pallas, "matmul_tiling", lambda *a, **k: t)
+    monkeypatch.setattr(L, "matmul_tiling", lambda *a, **k: t)
+    calls = []
+    fused = L.linear_fused
+    monkeypatch.setattr(L, "linear_fused", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    r = np.random.default_rng(27)
+    x = jnp.asarray(r.standard_normal((2, 4, 512)) * 2, jnp.bfloat16)
+    w = fp4.quantize(r.standard_normal((32, 512)).astype(F32), "mxfp4")
+    a = fp4.quantize(x, "mxfp4", implementation="pallas")
+    want = np.asarray(P.matmul(_ops(a), _ops(w), tiling=t)).view(np.uint32)
+    kw = dict(quant_implementation="pallas", matmul_implementation="pallas")
+    y = fp4.quantized_matmul(x, w, "mxfp4", **kw)
+    assert calls == [1] and y.shape == (2, 4, 32)
+    assert np.array_equal(np.asarray(y).view(np.uint32), want)
+    y = jax.jit(lambda v, g: fp4.quantized_matmul(v, w, "mxfp4", global_scale=g, **kw))(
+        x, jnp.float32(fp4.MXFP4.global_scale))
+    assert calls == [1, 1] and np.array_equal(np.asarray(y).view(np.uint32), want)
 
 
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])

@@ -1,8 +1,10 @@
 """FP4 Pallas schedules of ``matmul(quantize(x), w)`` in fewer passes (SPEC.md
 section 9; same bits as the two steps): ``quantize_dequant`` (the activation
 quantized straight to its bfloat16 ``v * s``), ``linear_dequant`` (that, then
-the dense GEMM against the decoded weight) and ``linear_gemv`` (the activation
-quantized inside the decode-rows kernel: one launch, no activation codes).
+the dense GEMM against the decoded weight), ``linear_gemv`` (the activation
+quantized inside the decode-rows kernel: one launch, no activation codes) and
+``linear_fused`` (the same inside the fused kernel's tiles: decode-sized N
+beyond the gemv's).
 Kernels from ``pallas`` (quantize) and ``pallas_matmul`` (decode rows)."""
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ from . import formats as FM
 from . import pallas_matmul as _mm
 from . import pallas_params as PR
 from . import softfloat as SF
-from .pallas import (QuantTiling, _codes_of, _group_view, _halves, _interpret, _pair_call,
-                     _prologue, unsupported, unsupported_matmul)
+from .pallas import (QuantTiling, _codes_of, _dequant_values, _group_view, _halves,
+                     _interpret, _pair_call, _prologue, unsupported, unsupported_matmul)
 from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
 
-__all__ = ["quantize_dequant", "linear_dequant", "linear_gemv"]
+__all__ = ["quantize_dequant", "linear_dequant", "linear_gemv", "linear_fused"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -96,13 +98,9 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
     thresholds = known is not None and bool(known.c)
 
     def act(refs, n, s):                # e2m1 values and decoded scales of row n, step s
-        x_ref, ss_ref, gs_ref, r_ref = refs
-        # the params of the quantize kernels, formed here from the scalars (no XLA
-        # computation before the launch): bits of ss * gs as a (1, 1) tensor, gs, rounding
-        prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
-        p = (SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0])
-        lo, hi = _halves(x_ref, kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
-        scales, run = _codes_of(lo, hi, p, scale_dtype, interpret, thresholds, known)
+        lo, hi = _halves(refs[0], kind, H, (pl.ds(n, 1), pl.ds(s * ng, ng)))
+        scales, run = _codes_of(lo, hi, _params_in_kernel(refs[1:], interpret), scale_dtype,
+                                interpret, thresholds, known)
         v_lo, v_hi = run(lambda c_lo, c_hi: (_mm._value(c_lo, False, interpret),
                                              _mm._value(c_hi, False, interpret)))
         sa = FM.decode_scale(scales, scale_dtype).reshape(ng)
@@ -110,11 +108,67 @@ def linear_gemv(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype
 
     one = pl.BlockSpec((1,), lambda j, s: (0,))
     specs = lambda ng_s: [pl.BlockSpec((N, ng_s, inner), lambda j, s: (0, s, 0)), one, one, one]
-    scalars = _mm.scalar_operands(scale_scale, global_scale) + (
-        jnp.asarray(rounding, I32).reshape(1),)
-    y = _mm.gemv_call((x3,) + scalars, specs, act, w[0], w[1],
-                      _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
+    y = _mm.gemv_call((x3,) + _scalars(scale_scale, global_scale, rounding), specs, act, w[0],
+                      w[1], _mm.scalar_operands(global_scale, w[2]), N, K, G, w[3], t, interpret)
     return y.reshape(lead + (M,))
+
+
+def linear_fused(x, scale_scale, global_scale, w, *, group_size: int, scale_dtype: str,
+                 rounding, tiling: MatmulTiling | None = None, interpret: bool | None = None):
+    """float activations (..., N, K) quantized with these settings (no transform)
+    times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale, scale
+    dtype) -> float32 (..., N, M): the fused schedule of ``matmul(quantize(x),
+    w)`` (the default for 2 < N <= 16: ``grouped``), each program quantizing its
+    (bn, bk) activation tile straight to bfloat16 ``v * s`` (one launch, no
+    activation codes); the same bits as ``matmul`` with the same ``tiling`` on
+    ``quantize_fused``'s output."""
+    x, rounding, interpret = _prologue(x, rounding, interpret)
+    K, M = x.shape[-1], w[0].shape[0]
+    G, Gw = group_size, K // w[1].shape[-1]
+    why = unsupported_matmul(G, Gw)
+    if why or G < 2:
+        raise ValueError(why or f"linear_fused needs group_size >= 2, got {G}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    N, H = x2.shape[0], G // 2
+    t = tiling or matmul_tiling(N, M, K, G, Gw, interpret)
+    if t.dequant or t.gemv or t.mma or t.group_mma:
+        raise ValueError(f"linear_fused needs a fused tiling, got {t}")
+    Np, _, Kp = _mm.fused_padding(N, M, K, t)
+    x3, kind = _group_view(_mm._pad2(x2, Np, Kp), G)
+    inner, ng = x3.shape[-1], t.bk // G
+    known = _known(scale_scale, global_scale, rounding, scale_dtype)
+    thresholds = known is not None and bool(known.c)
+
+    def act(refs, k):                   # bfloat16 v * s (low, high halves) of step k
+        lo, hi = _halves(refs[0], kind, H, (slice(None), pl.ds(k * ng, ng)))
+        v = _dequant_values(lo, hi, _params_in_kernel(refs[1:], interpret), scale_dtype,
+                            interpret, thresholds, known)
+        return [u.astype(jnp.bfloat16).reshape(t.bn, t.bk // 2) for u in v]   # exact
+
+    one = pl.BlockSpec((1,), lambda i, j, s: (0,))
+    specs = lambda Kc: [pl.BlockSpec((t.bn, Kc // G, inner), lambda i, j, s: (i, s, 0)),
+                        one, one, one]
+    y = _mm.fused_call((x3,) + _scalars(scale_scale, global_scale, rounding), specs, act,
+                       w[0], w[1], _mm.scalar_operands(global_scale, w[2]), N, K, Gw, w[3], t,
+                       interpret)
+    return y.reshape(lead + (M,))
+
+
+def _scalars(scale_scale, global_scale, rounding):
+    """The in-kernel quantization's scalar operands: (1,) scale scale, global scale
+    (float32) and rounding index (int32)."""
+    return _mm.scalar_operands(scale_scale, global_scale) + (
+        jnp.asarray(rounding, I32).reshape(1),)
+
+
+def _params_in_kernel(refs, interpret):
+    """The quantize kernels' params tuple formed inside a kernel from the
+    ``_scalars`` refs (no XLA computation before the launch): bits of ``ss * gs`` as
+    a (1, 1) tensor, bits of ``gs``, the rounding index."""
+    ss_ref, gs_ref, r_ref = refs
+    prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
+    return SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0]
 
 
 def _known(scale_scale, global_scale, rounding, scale_dtype):

@@ -199,25 +199,33 @@ def _decode_tile(c, high, s, G, scale_dtype, interpret):
     return _scaled(c, high, sd, interpret).astype(BF16)
 
 
-def _fused_kernel(ac_ref, as_ref, wc_ref, ws_ref, ga_ref, gw_ref, o_ref, *, steps, bk, Ga, Gw,
-                  dtype_a, dtype_w, scale_in_kernel, grouped, interpret):
+def code_tile(c_ref, s_ref, k, bk, G, dtype, rows, grouped, interpret):
+    """Step ``k`` of a fused-kernel operand given as codes -> bfloat16 ``v * s`` of
+    the low and high nibbles, each (rows, bk/2): refs (rows, K_s/2) codes or, with
+    ``grouped``, (rows, K_s/G, G/2), and (rows, K_s/G) scale bytes."""
     h = bk // 2
+    s = s_ref[:, pl.ds(k * (bk // G), bk // G)].astype(I32)
+    if grouped:                                         # (rows, bk/G, G/2) bytes
+        c = c_ref[:, pl.ds(k * (bk // G), bk // G), :].astype(I32)
+        sd = FM.decode_scale(s, dtype)[:, :, None]
+        return [_scaled(c, hi, sd, interpret).astype(BF16).reshape(rows, h)
+                for hi in (False, True)]
+    c = c_ref[:, pl.ds(k * h, h)].astype(I32)
+    return [_decode_tile(c, hi, s, G, dtype, interpret) for hi in (False, True)]
+
+
+def _fused_kernel(*refs, n_act, act, steps, bk, Gw, dtype_w, scale_in_kernel, grouped,
+                  interpret):
+    """One (bn, bm) output tile over one K range in ``steps`` steps: ``act(act_refs,
+    k)`` -> the activation's bfloat16 ``v * s`` (low, high nibbles; (bn, bk/2)
+    each), the weight's by ``code_tile``; one float32-accumulated dot per half."""
+    act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
     bn, bm = o_ref.shape[-2:]
     dims = (((1,), (1,)), ((), ()))
 
-    def tile(c_ref, s_ref, k, G, dtype, rows):
-        s = s_ref[:, pl.ds(k * (bk // G), bk // G)].astype(I32)
-        if grouped:                                     # (rows, bk/G, G/2) bytes
-            c = c_ref[:, pl.ds(k * (bk // G), bk // G), :].astype(I32)
-            sd = FM.decode_scale(s, dtype)[:, :, None]
-            return [_scaled(c, hi, sd, interpret).astype(BF16).reshape(rows, h)
-                    for hi in (False, True)]
-        c = c_ref[:, pl.ds(k * h, h)].astype(I32)
-        return [_decode_tile(c, hi, s, G, dtype, interpret) for hi in (False, True)]
-
     def step(k, acc):
-        a = tile(ac_ref, as_ref, k, Ga, dtype_a, bn)
-        w = tile(wc_ref, ws_ref, k, Gw, dtype_w, bm)
+        a = act(act_refs, k)
+        w = code_tile(wc_ref, ws_ref, k, bk, Gw, dtype_w, bm, grouped, interpret)
         for x, y in zip(a, w):
             acc = acc + lax.dot_general(x, y, dims, preferred_element_type=F32)
         return acc
@@ -251,38 +259,58 @@ def _split_sum(out, gs):
     return out[0] if out.shape[0] == 1 else out.sum(axis=0) * SF.mul(gs[0][0], gs[1][0])
 
 
-def _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t: MatmulTiling, interpret):
-    N, M, K = ac2.shape[0], wc.shape[0], 2 * ac2.shape[1]
-    S = t.split
-    Np, Mp = pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm
-    Kp = pl.cdiv(K, t.bk * S) * t.bk * S
+def fused_padding(N, M, K, t: MatmulTiling):
+    """(Np, Mp, Kp) of the fused schedule: rows to whole tiles, K to ``split``
+    ranges of whole steps."""
+    return (pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm,
+            pl.cdiv(K, t.bk * t.split) * t.bk * t.split)
+
+
+def fused_call(act_args, act_specs, act, wc, ws, gs, N, K, Gw, dtw, t: MatmulTiling,
+               interpret):
+    """Runs the fused kernel of ``t`` over weights (M, K/2) codes / (M, K/Gw) scale
+    bytes with activation operands ``act_args`` (padded to ``fused_padding``;
+    ``act_specs(Kc)`` their BlockSpecs for a K range of ``Kc`` elements on the grid
+    ``(i, j, s)``; ``act(refs, k)`` as in ``_fused_kernel``) -> float32 (N, M)."""
+    M, S = wc.shape[0], t.split
+    Np, Mp, Kp = fused_padding(N, M, K, t)
     Kc = Kp // S
-    ac2, as2 = _pad2(ac2, Np, Kp // 2), _pad2(as2, Np, Kp // Ga)
     wc2, ws2 = _pad2(wc, Mp, Kp // 2), _pad2(ws, Mp, Kp // Gw)
-    kernel = functools.partial(_fused_kernel, steps=Kc // t.bk, bk=t.bk, Ga=Ga, Gw=Gw,
-                               dtype_a=dta, dtype_w=dtw, scale_in_kernel=S == 1,
-                               grouped=t.grouped, interpret=interpret)
     if t.grouped:
-        ac2, wc2 = ac2.reshape(Np, Kp // Ga, Ga // 2), wc2.reshape(Mp, Kp // Gw, Gw // 2)
-        code_spec = lambda b, G: pl.BlockSpec((b, Kc // G, G // 2), lambda i, j, s: (i, s, 0))
-        specs = [code_spec(t.bn, Ga), None, pl.BlockSpec((t.bm, Kc // Gw, Gw // 2),
-                                                         lambda i, j, s: (j, s, 0))]
+        wc2 = wc2.reshape(Mp, Kp // Gw, Gw // 2)
+        w_spec = pl.BlockSpec((t.bm, Kc // Gw, Gw // 2), lambda i, j, s: (j, s, 0))
     else:
-        specs = [pl.BlockSpec((t.bn, Kc // 2), lambda i, j, s: (i, s)), None,
-                 pl.BlockSpec((t.bm, Kc // 2), lambda i, j, s: (j, s))]
+        w_spec = pl.BlockSpec((t.bm, Kc // 2), lambda i, j, s: (j, s))
+    kernel = functools.partial(_fused_kernel, n_act=len(act_args), act=act, steps=Kc // t.bk,
+                               bk=t.bk, Gw=Gw, dtype_w=dtw, scale_in_kernel=S == 1,
+                               grouped=t.grouped, interpret=interpret)
     out = pl.pallas_call(
         kernel, grid=(Np // t.bn, Mp // t.bm, S),
-        in_specs=[specs[0],
-                  pl.BlockSpec((t.bn, Kc // Ga), lambda i, j, s: (i, s)),
-                  specs[2],
-                  pl.BlockSpec((t.bm, Kc // Gw), lambda i, j, s: (j, s)),
-                  pl.BlockSpec((1,), lambda i, j, s: (0,)),
-                  pl.BlockSpec((1,), lambda i, j, s: (0,))],
+        in_specs=list(act_specs(Kc)) + [
+            w_spec,
+            pl.BlockSpec((t.bm, Kc // Gw), lambda i, j, s: (j, s)),
+            pl.BlockSpec((1,), lambda i, j, s: (0,)),
+            pl.BlockSpec((1,), lambda i, j, s: (0,))],
         out_specs=pl.BlockSpec((None, t.bn, t.bm), lambda i, j, s: (s, i, j)),
         out_shape=jax.ShapeDtypeStruct((S, Np, Mp), F32),
         interpret=interpret, **triton_params(interpret, t.warps, t.stages),
-    )(ac2, as2, wc2, ws2, *gs)
+    )(*act_args, wc2, ws2, *gs)
     return _split_sum(out, gs)[:N, :M]
+
+
+def _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t: MatmulTiling, interpret):
+    """Activation codes (N, K/2) / scale bytes (N, K/Ga) x weights, fused kernel."""
+    N, M, K = ac2.shape[0], wc.shape[0], 2 * ac2.shape[1]
+    Np, _, Kp = fused_padding(N, M, K, t)
+    ac2, as2 = _pad2(ac2, Np, Kp // 2), _pad2(as2, Np, Kp // Ga)
+    if t.grouped:
+        ac2 = ac2.reshape(Np, Kp // Ga, Ga // 2)
+        c_spec = lambda Kc: pl.BlockSpec((t.bn, Kc // Ga, Ga // 2), lambda i, j, s: (i, s, 0))
+    else:
+        c_spec = lambda Kc: pl.BlockSpec((t.bn, Kc // 2), lambda i, j, s: (i, s))
+    specs = lambda Kc: [c_spec(Kc), pl.BlockSpec((t.bn, Kc // Ga), lambda i, j, s: (i, s))]
+    act = lambda refs, k: code_tile(*refs, k, t.bk, Ga, dta, t.bn, t.grouped, interpret)
+    return fused_call((ac2, as2), specs, act, wc, ws, gs, N, K, Gw, dtw, t, interpret)
 
 
 # ---- gemv: few activation rows, no tensor-core dot ---------------------------------------

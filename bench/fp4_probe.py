@@ -29,6 +29,8 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
 * ``fused``: decode N = 4, 8, 16 cold: the QuantLinear path's parts (quantize
   launch, params, matmul on codes) vs ``linear_fused`` (the activation quantized
   in each fused program) at ``FUSED`` tilings.
+* ``grouped``: decode N = 8, 16 cold on codes: the grouped fused kernel at
+  ``GROUPED`` tilings (fewer K ranges, larger programs).
 * ``compile``: first-call seconds of programs with 1 or 4 traced-global-scale
   quantize calls, with and without the staged threshold params.
 * ``params``: seconds to compute the concrete kernel parameters on the host
@@ -570,6 +572,45 @@ def fused_rows(repeats, k=4096, layers=16):
     return rows
 
 
+# (bm, bk, split, warps, stages) of MatmulTiling(16, bm, bk, warps, stages, split,
+# grouped=True); the first is matmul_tiling's N <= 16 default (session 8's sweep)
+GROUPED = [(64, 256, 16, 4, 3), (64, 256, 8, 4, 3), (64, 256, 4, 4, 3), (128, 256, 8, 4, 3),
+           (128, 256, 4, 8, 3), (64, 512, 4, 4, 3), (128, 512, 2, 8, 3), (32, 256, 8, 4, 3),
+           (256, 256, 2, 8, 3), (64, 1024, 4, 4, 1), (128, 1024, 2, 8, 1), (32, 512, 8, 4, 3)]
+
+
+def grouped_rows(repeats, k=4096, layers=16):
+    """Decode N = 8, 16 cold on activation codes: the grouped fused kernel at
+    ``GROUPED`` tilings. Fewer K ranges (``split``) write fewer float32 partials
+    ((split, 16, M): 4 MB at the default's 16, as many bytes as half the weight)
+    for XLA to add, but give fewer programs."""
+    from scmp_jax import fp4
+    from scmp_jax.fp4 import pallas_matmul as MM
+    r = np.random.default_rng(12)
+    wf, wq, wsets = _cold_weights(r, k, layers)
+    ops = lambda c, s, g: (c, s, g, "e8m0")
+    rows = []
+    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
+    for n in (8, 16):
+        x = jnp.asarray(r.standard_normal((n, k)), BF16)
+        a = fp4.quantize(x, "mxfp4")
+        aops = (a.codes, a.scale_bytes, a.global_scale, "e8m0")
+        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
+                  [(x, w) for w in wf])
+        want = np.asarray(P.matmul(aops, ops(*wsets[0])))
+        for bm, bk, sp, warps, stages in GROUPED:
+            if bk > k or bm > k:                    # the CPU smoke run's small shapes
+                continue
+            sp = max(1, min(sp, k // bk))
+            t = MM.MatmulTiling(16, bm, bk, warps, stages, sp, grouped=True)
+            fn = lambda c, s, g, t=t: P.matmul(aops, ops(c, s, g), tiling=t)
+            if row(f"N={n} cold grouped {bm}x{bk} s{sp} w{warps} st{stages}", fn, wsets, ref):
+                got = np.asarray(fn(*wsets[0]))
+                rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+                print(f"   relative L2 difference vs default {rel:.2e}", flush=True)
+    return rows
+
+
 def compile_rows():
     """First-call seconds (trace + compile + run) of jitted programs quantizing
     ``n`` activations with a traced global scale (as a flax ``QuantLinear``'s
@@ -607,7 +648,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: params, params_soft, compile, group_mma, fused, quant, "
+                   help="comma-separated: params, params_soft, compile, group_mma, fused, grouped, "
+                        "quant, "
                         "quant_sweep, decode, prefill, gemv, mma, anatomy, layouts")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
@@ -625,6 +667,8 @@ def main(argv=None):
                layouts=layout_rows(args.repeats, max(256, n // 2)) if "layouts" in cases
                else [],
                fused=fused_rows(args.repeats, max(256, n // 2)) if "fused" in cases else [],
+               grouped=grouped_rows(args.repeats, max(256, n // 2)) if "grouped" in cases
+               else [],
                compile=compile_rows() if "compile" in cases else [],
                group_mma=group_mma_rows(args.repeats, max(256, n // 2)) if "group_mma" in cases
                else [],

@@ -551,30 +551,26 @@ def test_quantized_matmul_one_pass_keeps_concrete_scalars(monkeypatch):
     assert np.array_equal(np.asarray(y).view(np.uint32), want)
 
 
-def test_quantized_matmul_one_pass_fused(monkeypatch):
-    """``fp4.quantized_matmul`` on the GPU (forced here, kernels interpreted) with a
-    grouped fused tiling (2 < N <= 16) runs ``linear_fused`` once, with concrete
-    and traced global scales, == the same tiling on ``quantize_fused``'s codes."""
-    from scmp_jax.fp4 import api
-    t = MM.MatmulTiling(16, 16, 256, split=2, grouped=True)
-    monkeypatch.setattr(api, "on_gpu", lambda: True)
-    monkeypatch.setattr(api._pallas, "matmul_tiling", lambda *a, **k: t)
-    monkeypatch.setattr(L, "matmul_tiling", lambda *a, **k: t)
-    calls = []
-    fused = L.linear_fused
-    monkeypatch.setattr(L, "linear_fused", lambda *a, **k: calls.append(1) or fused(*a, **k))
-    r = np.random.default_rng(27)
-    x = jnp.asarray(r.standard_normal((2, 4, 512)) * 2, jnp.bfloat16)
-    w = fp4.quantize(r.standard_normal((32, 512)).astype(F32), "mxfp4")
-    a = fp4.quantize(x, "mxfp4", implementation="pallas")
-    want = np.asarray(P.matmul(_ops(a), _ops(w), tiling=t)).view(np.uint32)
-    kw = dict(quant_implementation="pallas", matmul_implementation="pallas")
-    y = fp4.quantized_matmul(x, w, "mxfp4", **kw)
-    assert calls == [1] and y.shape == (2, 4, 32)
-    assert np.array_equal(np.asarray(y).view(np.uint32), want)
-    y = jax.jit(lambda v, g: fp4.quantized_matmul(v, w, "mxfp4", global_scale=g, **kw))(
-        x, jnp.float32(fp4.MXFP4.global_scale))
-    assert calls == [1, 1] and np.array_equal(np.asarray(y).view(np.uint32), want)
+@pytest.mark.parametrize("scale_dtype", ["e8m0", "e4m3"])
+def test_small_traced_quantize_divides(scale_dtype, monkeypatch):
+    """``quantize_fused`` without a tiling, traced scalars and fewer than
+    ``SMALL_TRACED`` elements: no threshold params are staged (division), at or
+    above it (the cutoff lowered here) the e8m0 thresholds are; concrete scalars
+    always use them. Every variant's codes and scales == the default's bits."""
+    asked = []
+    params = PR.params
+    monkeypatch.setattr(PR, "params", lambda *a, **k: asked.append(a[3]) or params(*a, **k))
+    r = np.random.default_rng(28)
+    x = jnp.asarray(r.standard_normal((8, 256)) * 3, jnp.bfloat16)
+    kw = dict(group_size=32, scale_dtype=scale_dtype, rounding=0)
+    q = jax.jit(lambda v, g: P.quantize_fused(v, F32(4.0), g, **kw))
+    outs = [q(x, F32(1 / 3))]
+    monkeypatch.setattr(P, "SMALL_TRACED", x.size)
+    outs.append(jax.jit(lambda v, g: P.quantize_fused(v, F32(4.0), g, **kw))(x, F32(1 / 3)))
+    outs.append(P.quantize_fused(x, F32(4.0), F32(1 / 3), **kw))
+    assert asked == [False, scale_dtype == "e8m0", scale_dtype == "e8m0"]
+    for o in outs[1:]:
+        assert all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(o, outs[0]))
 
 
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])

@@ -209,9 +209,9 @@ def quantized_matmul(x, w: "FP4Tensor", config=None, *, global_scale=None, trans
     N) one kernel quantizes ``x`` and writes its bfloat16 values for the dense
     dot (``pallas_linear.linear_dequant``: no activation codes, no second decode pass);
     for the gemv schedule (N <= 2) the gemv kernel quantizes its slice of ``x``
-    itself (``pallas_linear.linear_gemv``: one launch); for the grouped fused
-    schedule (2 < N <= 16) each program quantizes its activation tile
-    (``pallas_linear.linear_fused``: one launch)."""
+    itself (``pallas_linear.linear_gemv``: one launch). Other N: two launches
+    (``pallas_linear.linear_fused``, the activation quantized in each fused
+    program, measured slower at N = 4..16: session 12)."""
     _check_tensor(w, "w")
     x, cfg, transform, gs, qi = _quantize_args(x, config, None, None, None, global_scale, None,
                                                transform, quant_implementation)
@@ -241,8 +241,7 @@ def _one_pass(x, w, cfg, transform, qi, mi):
         return None
     N = int(np.prod(shape[:-1]))
     t = _pallas.matmul_tiling(N, w.shape[0], shape[-1], cfg.group_size, w.group_size)
-    return ("dequant" if t.dequant else "gemv" if (t.gemv or t.mma)
-            else "fused" if t.grouped else None)
+    return "dequant" if t.dequant else "gemv" if (t.gemv or t.mma) else None
 
 
 def _linear_one_pass(x, scale_scale, global_scale, w, group_size, scale_dtype, rounding,
@@ -253,8 +252,7 @@ def _linear_one_pass(x, scale_scale, global_scale, w, group_size, scale_dtype, r
     e8m0 scales, quantizes by thresholds (session 11: jitted here, every
     scalar was traced, and the kernel carried a branch on the rounding and
     divided per element)."""
-    fn = {"dequant": _linear.linear_dequant, "gemv": _linear.linear_gemv,
-          "fused": _linear.linear_fused}[schedule]
+    fn = _linear.linear_dequant if schedule == "dequant" else _linear.linear_gemv
     return fn(x, scale_scale, global_scale, (w[0], _u8(w[1]), w[2], dtype_w),
               group_size=group_size, scale_dtype=scale_dtype, rounding=rounding)
 

@@ -388,6 +388,21 @@ def _prologue(x, rounding, interpret):
     return x, rounding, _interpret() if interpret is None else interpret
 
 
+#: below this many elements, traced scalars quantize by division (``QuantTiling(
+#: thresholds=False)``): their threshold params are a staged softfloat program
+#: (``pallas_params.params``) that costs more per call than dividing saves. H200,
+#: session 12 (``bench.fp4_probe --cases fused``, decode N = 4 / 8 / 16 x 4096,
+#: quantize + matmul): 0.0210 / 0.0223 / 0.0192 ms dividing vs 0.0235 / 0.0234 /
+#: 0.0216 with the staged thresholds; at 8192^2 thresholds (params read in the
+#: kernel) save 0.0145 ms = 0.22 ps per element (session 9), i.e. ~2 us at 2^23.
+SMALL_TRACED = 1 << 22
+
+
+def _default_tiling(x, scale_scale, global_scale) -> "QuantTiling":
+    traced = any(isinstance(v, jax.core.Tracer) for v in (scale_scale, global_scale))
+    return QuantTiling(thresholds=not (traced and x.size < SMALL_TRACED))
+
+
 def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: int,
                    scale_dtype: str, rounding, tiling: QuantTiling | None = None,
                    return_transformed: bool = False, interpret: bool | None = None):
@@ -402,7 +417,7 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     shape = x.shape
     K = shape[-1]
     x2 = x.reshape(-1, K)
-    tiling = tiling or QuantTiling()
+    tiling = tiling or _default_tiling(x, scale_scale, global_scale)
     pair = transform is None and group_size >= 2 and not return_transformed
     params = PR.params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
                        pair and tiling.use_sets(scale_dtype))

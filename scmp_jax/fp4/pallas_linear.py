@@ -3,8 +3,8 @@ section 9; same bits as the two steps): ``quantize_dequant`` (the activation
 quantized straight to its bfloat16 ``v * s``), ``linear_dequant`` (that, then
 the dense GEMM against the decoded weight), ``linear_gemv`` (the activation
 quantized inside the decode-rows kernel: one launch, no activation codes) and
-``linear_fused`` (the same inside the fused kernel's tiles: decode-sized N
-beyond the gemv's).
+``linear_fused`` (the same inside the fused kernel's tiles; opt-in: slower than
+quantize + matmul at N = 4..16 on the H200, session 12).
 Kernels from ``pallas`` (quantize) and ``pallas_matmul`` (decode rows)."""
 from __future__ import annotations
 
@@ -118,10 +118,14 @@ def linear_fused(x, scale_scale, global_scale, w, *, group_size: int, scale_dtyp
     """float activations (..., N, K) quantized with these settings (no transform)
     times fp4 weights ``w`` = (codes (M, K/2), scale bytes, global scale, scale
     dtype) -> float32 (..., N, M): the fused schedule of ``matmul(quantize(x),
-    w)`` (the default for 2 < N <= 16: ``grouped``), each program quantizing its
-    (bn, bk) activation tile straight to bfloat16 ``v * s`` (one launch, no
-    activation codes); the same bits as ``matmul`` with the same ``tiling`` on
-    ``quantize_fused``'s output."""
+    w)``, each program quantizing its (bn, bk) activation tile straight to
+    bfloat16 ``v * s`` (one launch, no activation codes); the same bits as
+    ``matmul`` with the same ``tiling`` on ``quantize_fused``'s output.
+
+    Not used by ``fp4.quantized_matmul``: every program quantizes its tile again
+    (M / bm times in all), which costs more than the launch it saves. H200,
+    session 12 (``bench.fp4_probe --cases fused``, N = 8 cold, traced global
+    scale): 0.0268-0.0407 ms against 0.0223 for quantize + matmul."""
     x, rounding, interpret = _prologue(x, rounding, interpret)
     K, M = x.shape[-1], w[0].shape[0]
     G, Gw = group_size, K // w[1].shape[-1]

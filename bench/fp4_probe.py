@@ -475,14 +475,14 @@ GROUP_MMA = [(64, 256, 16, 4), (128, 256, 16, 4), (64, 512, 8, 4), (128, 512, 8,
              (32, 256, 16, 4), (128, 1024, 4, 8)]
 
 
-def group_mma_rows(repeats, k=4096, layers=16):
+def _codes_tiling_rows(repeats, k, layers, seed, tilings, default_row):
     """Decode N = 8, 16 cold (``layers`` distinct MXFP4 weights per timed call, as
-    ``anatomy``), activation codes given: bf16 matmul vs the default schedule
-    (grouped fused) vs ``pallas_group_mma`` tilings (``GROUP_MMA``); each row's
-    output checked against the default's (max relative difference printed)."""
+    ``anatomy``), activation codes given: bf16 matmul (and with ``default_row`` the
+    default schedule) vs ``P.matmul`` at ``tilings`` ((tag, MatmulTiling) pairs, the
+    tags of the printed rows); each row's output checked against the default's
+    (relative L2 difference printed)."""
     from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
-    r = np.random.default_rng(9)
+    r = np.random.default_rng(seed)
     wf, wq, wsets = _cold_weights(r, k, layers)
     ops = lambda c, s, g: (c, s, g, "e8m0")
     rows = []
@@ -493,20 +493,28 @@ def group_mma_rows(repeats, k=4096, layers=16):
         aops = (a.codes, a.scale_bytes, a.global_scale, "e8m0")
         ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
                   [(x, w) for w in wf])
-        row(f"N={n} cold default matmul on codes", lambda c, s, g: P.matmul(aops, ops(c, s, g)),
-            wsets, ref)
+        if default_row:
+            row(f"N={n} cold default matmul on codes",
+                lambda c, s, g: P.matmul(aops, ops(c, s, g)), wsets, ref)
         want = np.asarray(P.matmul(aops, ops(*wsets[0])))
-        for bm, bk, sp, warps in GROUP_MMA:
-            if bk > k or bm > k:                    # the CPU smoke run's small shapes
-                continue
-            sp = max(1, min(sp, k // bk))
-            t = MM.MatmulTiling(16, bm, bk, warps, 3, sp, group_mma=True)
+        for tag, t in tilings:
             fn = lambda c, s, g, t=t: P.matmul(aops, ops(c, s, g), tiling=t)
-            if row(f"N={n} cold group_mma {bm}x{bk} s{sp} w{warps}", fn, wsets, ref):
+            if row(f"N={n} cold {tag}", fn, wsets, ref):
                 got = np.asarray(fn(*wsets[0]))
                 rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
                 print(f"   relative L2 difference vs default {rel:.2e}", flush=True)
     return rows
+
+
+def group_mma_rows(repeats, k=4096, layers=16):
+    """``_codes_tiling_rows`` of the default schedule (grouped fused) vs
+    ``pallas_group_mma`` tilings (``GROUP_MMA``)."""
+    from scmp_jax.fp4 import pallas_matmul as MM
+    tilings = [(f"group_mma {bm}x{bk} s{max(1, min(sp, k // bk))} w{warps}",
+                MM.MatmulTiling(16, bm, bk, warps, 3, max(1, min(sp, k // bk)), group_mma=True))
+               for bm, bk, sp, warps in GROUP_MMA
+               if bk <= k and bm <= k]                  # the CPU smoke run's small shapes
+    return _codes_tiling_rows(repeats, k, layers, 9, tilings, True)
 
 
 # (bm, bk, split, warps) of MatmulTiling(16, bm, bk, warps, 3, split, grouped=True) for
@@ -580,35 +588,19 @@ GROUPED = [(64, 256, 16, 4, 3), (64, 256, 8, 4, 3), (64, 256, 4, 4, 3), (128, 25
 
 
 def grouped_rows(repeats, k=4096, layers=16):
-    """Decode N = 8, 16 cold on activation codes: the grouped fused kernel at
-    ``GROUPED`` tilings. Fewer K ranges (``split``) write fewer float32 partials
-    ((split, 16, M): 4 MB at the default's 16, as many bytes as half the weight)
-    for XLA to add, but give fewer programs."""
-    from scmp_jax import fp4
+    """``_codes_tiling_rows`` of the grouped fused kernel at ``GROUPED`` tilings.
+    Fewer K ranges (``split``) write fewer float32 partials ((split, 16, M): 4 MB
+    at the default's 16, as many bytes as half the weight) for XLA to add, but
+    give fewer programs."""
     from scmp_jax.fp4 import pallas_matmul as MM
-    r = np.random.default_rng(12)
-    wf, wq, wsets = _cold_weights(r, k, layers)
-    ops = lambda c, s, g: (c, s, g, "e8m0")
-    rows = []
-    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
-    for n in (8, 16):
-        x = jnp.asarray(r.standard_normal((n, k)), BF16)
-        a = fp4.quantize(x, "mxfp4")
-        aops = (a.codes, a.scale_bytes, a.global_scale, "e8m0")
-        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
-                  [(x, w) for w in wf])
-        want = np.asarray(P.matmul(aops, ops(*wsets[0])))
-        for bm, bk, sp, warps, stages in GROUPED:
-            if bk > k or bm > k:                    # the CPU smoke run's small shapes
-                continue
-            sp = max(1, min(sp, k // bk))
-            t = MM.MatmulTiling(16, bm, bk, warps, stages, sp, grouped=True)
-            fn = lambda c, s, g, t=t: P.matmul(aops, ops(c, s, g), tiling=t)
-            if row(f"N={n} cold grouped {bm}x{bk} s{sp} w{warps} st{stages}", fn, wsets, ref):
-                got = np.asarray(fn(*wsets[0]))
-                rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
-                print(f"   relative L2 difference vs default {rel:.2e}", flush=True)
-    return rows
+    tilings = []
+    for bm, bk, sp, warps, stages in GROUPED:
+        if bk > k or bm > k:                            # the CPU smoke run's small shapes
+            continue
+        sp = max(1, min(sp, k // bk))
+        tilings.append((f"grouped {bm}x{bk} s{sp} w{warps} st{stages}",
+                        MM.MatmulTiling(16, bm, bk, warps, stages, sp, grouped=True)))
+    return _codes_tiling_rows(repeats, k, layers, 12, tilings, False)
 
 
 def compile_rows():

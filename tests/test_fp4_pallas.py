@@ -366,6 +366,19 @@ def test_quantize_dequant_one_pass(preset, dtype, rounding):
     assert np.array_equal(y_api.view(np.uint32), y_two.view(np.uint32))
 
 
+def _crafted_rows(r, n, K, dtype):
+    """(n, K) activations of ``dtype`` with exact e2m1 ties (scale 1) in row 0, huge,
+    tiny, zero and tie values and a -0 group in the last row, a NaN in row 1 (n > 1)."""
+    x = (r.standard_normal((n, K)) * 3).astype(F32)
+    x[0, :16] = np.arange(16) * 0.25
+    x[-1, 32:40] = [6e30 if dtype != jnp.float16 else 6e4, -1e-30, 0.0, 1e-40, -5.0, 5.0,
+                    3.5, -2.5]
+    x[-1, 64:96] = -0.0
+    if n > 1:
+        x[1, 100] = np.nan
+    return jnp.asarray(x, dtype)
+
+
 @pytest.mark.parametrize("preset,dtype,n,tiling", [
     ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 16, 64, split=2, gemv=True)),
     ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 64, gemv=True)),     # K loop, K padded
@@ -382,14 +395,7 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     ties, saturation, huge and tiny groups), and close to float64."""
     r = np.random.default_rng(21)
     K = 224
-    x = (r.standard_normal((n, K)) * 3).astype(F32)
-    x[0, :16] = np.arange(16) * 0.25                           # exact e2m1 ties (scale 1)
-    x[-1, 32:40] = [6e30 if dtype != jnp.float16 else 6e4, -1e-30, 0.0, 1e-40, -5.0, 5.0,
-                    3.5, -2.5]
-    x[-1, 64:96] = -0.0
-    if n > 1:
-        x[1, 100] = np.nan
-    xx = jnp.asarray(x, dtype)
+    xx = _crafted_rows(r, n, K, dtype)
     cfg = fp4.PRESETS[preset]
     kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=0)
     w = fp4.quantize(r.standard_normal((48, K)).astype(F32), preset, global_scale=0.25)
@@ -420,13 +426,7 @@ def test_linear_fused_one_pass(preset, wpreset, dtype, n, tiling):
     group sizes differing), and close to float64."""
     r = np.random.default_rng(26)
     K = 224
-    x = (r.standard_normal((n, K)) * 3).astype(F32)
-    x[0, :16] = np.arange(16) * 0.25                           # exact e2m1 ties (scale 1)
-    x[-1, 32:40] = [6e30 if dtype != jnp.float16 else 6e4, -1e-30, 0.0, 1e-40, -5.0, 5.0,
-                    3.5, -2.5]
-    x[-1, 64:96] = -0.0
-    x[1, 100] = np.nan
-    xx = jnp.asarray(x, dtype)
+    xx = _crafted_rows(r, n, K, dtype)
     cfg = fp4.PRESETS[preset]
     kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=0)
     w = fp4.quantize(r.standard_normal((48, K)).astype(F32), wpreset, global_scale=0.25)

@@ -18,7 +18,9 @@ float32 accumulation. Three schedules (``MatmulTiling.gemv`` / ``.dequant``):
   grid ``(N/bn, M/bm, split)``; ``split > 1`` cuts K into ``split`` ranges
   whose float32 partials XLA adds (decode-sized N: more programs than output
   tiles). The low nibbles of a byte row and the high nibbles are dotted
-  separately (the sum over K does not care about its order).
+  separately (the sum over K does not care about its order). The activation
+  comes as codes or, in ``pallas_linear.linear_fused`` (opt-in), as floats
+  quantized in each program (same bits).
 * dequant: a decode kernel writes each operand once as bfloat16 ``v * s``
   (``decode_bf16``), then XLA's dot (cuBLAS on GPU) with float32 accumulation;
   for prefill-sized N the tensor-core GEMM then dominates.
@@ -48,7 +50,8 @@ from .config import _is_int
 from . import softfloat as SF
 
 __all__ = ["MatmulTiling", "matmul_tiling", "matmul", "decode_bf16", "dense_times_codes",
-           "gemv_call", "gemv_padding", "scalar_operands", "group_sum_kernel", "check_fields"]
+           "gemv_call", "gemv_padding", "fused_call", "fused_padding", "code_tile",
+           "scalar_operands", "group_sum_kernel", "check_fields"]
 
 F32 = jnp.float32
 I32 = jnp.int32

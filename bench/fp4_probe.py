@@ -475,6 +475,22 @@ GROUP_MMA = [(64, 256, 16, 4), (128, 256, 16, 4), (64, 512, 8, 4), (128, 512, 8,
              (32, 256, 16, 4), (128, 1024, 4, 8)]
 
 
+def _tilings(specs, k, **kind):
+    """(tag, ``MatmulTiling(16, bm, bk, warps, stages, split, **kind)``) of the rows
+    (bm, bk, split, warps[, stages = 3]) that fit K = k (the CPU smoke run's small
+    shapes skip the rest), split clamped to ``k // bk`` (at least 1)."""
+    from scmp_jax.fp4 import pallas_matmul as MM
+    out = []
+    for spec in specs:
+        bm, bk, sp, warps, stages = tuple(spec) + (3,) * (5 - len(spec))
+        if bk > k or bm > k:
+            continue
+        sp = max(1, min(sp, k // bk))
+        out.append((f"{bm}x{bk} s{sp} w{warps} st{stages}",
+                    MM.MatmulTiling(16, bm, bk, warps, stages, sp, **kind)))
+    return out
+
+
 def _codes_tiling_rows(repeats, k, layers, seed, tilings, default_row):
     """Decode N = 8, 16 cold (``layers`` distinct MXFP4 weights per timed call, as
     ``anatomy``), activation codes given: bf16 matmul (and with ``default_row`` the
@@ -509,11 +525,7 @@ def _codes_tiling_rows(repeats, k, layers, seed, tilings, default_row):
 def group_mma_rows(repeats, k=4096, layers=16):
     """``_codes_tiling_rows`` of the default schedule (grouped fused) vs
     ``pallas_group_mma`` tilings (``GROUP_MMA``)."""
-    from scmp_jax.fp4 import pallas_matmul as MM
-    tilings = [(f"group_mma {bm}x{bk} s{max(1, min(sp, k // bk))} w{warps}",
-                MM.MatmulTiling(16, bm, bk, warps, 3, max(1, min(sp, k // bk)), group_mma=True))
-               for bm, bk, sp, warps in GROUP_MMA
-               if bk <= k and bm <= k]                  # the CPU smoke run's small shapes
+    tilings = [("group_mma " + tag, t) for tag, t in _tilings(GROUP_MMA, k, group_mma=True)]
     return _codes_tiling_rows(repeats, k, layers, 9, tilings, True)
 
 
@@ -533,7 +545,6 @@ def fused_rows(repeats, k=4096, layers=16):
     program, traced global scale) at ``FUSED`` tilings, checked == the two
     launches bit for bit."""
     from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(10)
     cfg = fp4.MXFP4
     wf, wq, wsets = _cold_weights(r, k, layers)
@@ -566,15 +577,11 @@ def fused_rows(repeats, k=4096, layers=16):
         row(f"N={n} cold matmul on codes", lambda c, s, g: P.matmul(
             (a.codes, a.scale_bytes, a.global_scale, "e8m0"), ops(c, s, g)), wsets, ref)
         want = np.asarray(two(*sets[0])).view(np.uint32)
-        for bm, bk, sp, warps in FUSED:
-            if bk > k or bm > k:                    # the CPU smoke run's small shapes
-                continue
-            sp = max(1, min(sp, k // bk))
-            t = MM.MatmulTiling(16, bm, bk, warps, 3, sp, grouped=True)
+        for tag, t in _tilings(FUSED, k, grouped=True):
             fn = lambda v, c, s, g, ga, t=t: L.linear_fused(
                 v, ss, ga, ops(c, s, g), group_size=32, scale_dtype="e8m0", rounding=0,
                 tiling=t)
-            if row(f"N={n} cold linear_fused {bm}x{bk} s{sp} w{warps}", fn, sets, ref):
+            if row(f"N={n} cold linear_fused {tag}", fn, sets, ref):
                 same = np.array_equal(np.asarray(jax.jit(fn)(*sets[0])).view(np.uint32), want)
                 print(f"   == quantize + matmul bit for bit: {same}", flush=True)
     return rows
@@ -592,14 +599,7 @@ def grouped_rows(repeats, k=4096, layers=16):
     Fewer K ranges (``split``) write fewer float32 partials ((split, 16, M): 4 MB
     at the default's 16, as many bytes as half the weight) for XLA to add, but
     give fewer programs."""
-    from scmp_jax.fp4 import pallas_matmul as MM
-    tilings = []
-    for bm, bk, sp, warps, stages in GROUPED:
-        if bk > k or bm > k:                            # the CPU smoke run's small shapes
-            continue
-        sp = max(1, min(sp, k // bk))
-        tilings.append((f"grouped {bm}x{bk} s{sp} w{warps} st{stages}",
-                        MM.MatmulTiling(16, bm, bk, warps, stages, sp, grouped=True)))
+    tilings = [("grouped " + tag, t) for tag, t in _tilings(GROUPED, k, grouped=True)]
     return _codes_tiling_rows(repeats, k, layers, 12, tilings, False)
 
 

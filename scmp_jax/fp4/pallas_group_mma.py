@@ -35,7 +35,7 @@ from jax.experimental import pallas as pl
 from .._backend import triton_params
 from . import formats as FM
 from .pallas_matmul import (MatmulTiling, _alpha, _mul, _pad2, _split_sum, _value,
-                             gemv_padding)
+                             fused_padding)
 from .pallas_mma import nibbles_f16
 
 __all__ = ["group_mma"]
@@ -82,8 +82,7 @@ def group_mma(ac2, as2, wc, ws, gs, dta, dtw, G, t: MatmulTiling, interpret):
     if t.bk % G or t.bn < 16 or t.bm < 16 or G < 32:
         raise ValueError(f"tiling.group_mma needs bk a multiple of the group size, bn and bm "
                          f">= 16 and G >= 32 (float16 dots need k >= 16), got G={G}, {t}")
-    Np, Mp = pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm
-    Kp = gemv_padding(K, t)                            # K: a multiple of bk * split
+    Np, Mp, Kp = fused_padding(N, M, K, t)
     ng, ng_s = t.bk // G, Kp // S // G
     kernel = functools.partial(
         _kernel, steps=ng_s // ng, ng=ng, H=H, dta=dta, dtw=dtw, scale_in_kernel=S == 1,

@@ -263,10 +263,9 @@ def _split_sum(out, gs):
 
 
 def fused_padding(N, M, K, t: MatmulTiling):
-    """(Np, Mp, Kp) of the fused schedule: rows to whole tiles, K to ``split``
-    ranges of whole steps."""
-    return (pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm,
-            pl.cdiv(K, t.bk * t.split) * t.bk * t.split)
+    """(Np, Mp, Kp) of the fused and group_mma schedules: rows to whole tiles, K to
+    ``split`` ranges of whole steps (``gemv_padding``)."""
+    return pl.cdiv(N, t.bn) * t.bn, pl.cdiv(M, t.bm) * t.bm, gemv_padding(K, t)
 
 
 def fused_call(act_args, act_specs, act, wc, ws, gs, N, K, Gw, dtw, t: MatmulTiling,
@@ -422,7 +421,7 @@ def gemv_call(act_args, act_specs, act, wc, ws, gs, N, K, G, dtw, t: MatmulTilin
 
 
 def gemv_padding(K, t: MatmulTiling):
-    """Padded K of the gemv and mma schedules."""
+    """Padded K of every split schedule: a multiple of ``bk * split``."""
     return pl.cdiv(K, t.bk * t.split) * t.bk * t.split
 
 

@@ -130,12 +130,15 @@ class _Reference:
         return ms, res
 
 
-def run(quick: bool = False, repeats: int = 5, reference=None):
+def run(quick: bool = False, repeats: int = 5, reference=None, cases=None):
+    """``cases``: names of ``GPU_CASES`` to run (all when None)."""
     on_gpu = jax.default_backend() == "gpu"
     ref = _Reference(reference) if (reference and on_gpu) else None
     rng = np.random.default_rng(0)
     results = []
     for name, sa, sb, kw in GPU_CASES:
+        if cases is not None and name not in cases:
+            continue
         if not on_gpu:
             sa, sb = _scale_for_cpu(sa), _scale_for_cpu(sb)
             if quick and name not in ("per_row", "per_head", "per_row small"):
@@ -188,14 +191,21 @@ def main(argv=None):
     p.add_argument("--out", default="bench_results.json")
     p.add_argument("--reference", default=None,
                    help="directory holding a local copy of the scmp_kernels package (GPU only)")
+    p.add_argument("--cases", default=None,
+                   help="comma-separated case names (default: all): " +
+                   ", ".join(c[0] for c in GPU_CASES))
     args = p.parse_args(argv)
+    cases = None if args.cases is None else args.cases.split(",")
+    unknown = set(cases or ()) - {c[0] for c in GPU_CASES}
+    if unknown:
+        p.error(f"unknown --cases {sorted(unknown)}")
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}  device {dev.device_kind} ({jax.default_backend()})  "
           f"host {platform.machine()}")
     print(f"{'case':<22} {'a':>16} {'sc ms':>10} {'G lk/s':>8} {'/xla':>8} {'/gather':>8} "
           f"{'/fp32':>9} {'/bf16':>9}"
           + (f" {'ref ms':>9} {'/ref':>7}" if args.reference else ""))
-    res = run(args.quick, args.repeats, args.reference)
+    res = run(args.quick, args.repeats, args.reference, cases)
     write_json(args.out, results=res)
 
 

@@ -126,37 +126,19 @@ def test_auto_counts_rule():
 
 
 @pytest.mark.parametrize("D", [1, 2, 3, 5, 11, 33, 40, 100])
-@pytest.mark.parametrize("slice_d", [None, 8])
-def test_correction_any_d(D, slice_d, monkeypatch):
-    """``dense._correction`` == its formula in int64 NumPy for any inner size,
-    L = 256 (all three terms live), in slices of ``slice_d`` d or one. On the
-    H200 the int8 GEMM this replaced doubled it for K = 3 * D not a multiple of 32."""
-    if slice_d:
-        monkeypatch.setattr(dense, "_CORR_SLICE", slice_d)
-    L = G = 256
-    lay = tables.layout(1, L, G)
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_dense_any_d(D, impl):
+    """Any inner size, in one chunk and in several (a 1 KB cap: chunks of 32 d),
+    with most elements at the top level (k = L and c = 256: the correction
+    columns count) == golden. The matmul's K is ``dc * (W + 4)``, a multiple of
+    32: on the H200 XLA's int8 GEMM doubled sums at other K (session 8)."""
     rng = np.random.default_rng(D)
-    H, N, M = 2, 5, 7
-    lb = lay.vp.bit_length() - 1
-    row = rng.choice([0, 1, 100, L - 1, L], (H, N, D))
-    neg = rng.integers(0, 2, (H, N, D))
-    bb = rng.integers(0, lay.vp, (H, M, D))
-    negb = rng.integers(0, 2, (H, M, D))
-    r = ((row << lb) | (neg << lay.shift)).astype(np.int32)
-    c = (bb | (negb << lay.shift)).astype(np.int32)
-    table = rng.choice(np.array([0, 3, 256], np.int16), lay.size)
-    cols = dense.columns("bipolar", 8, G)
-    inv = np.full(lay.vp, -1, np.int32)
-    inv[np.asarray(cols)] = np.arange(len(cols))
-    sid = np.zeros(D, np.int32)
-    sa = np.where(row % (L + 1) == 0, 0, 1 - 2 * neg).astype(np.int64)
-    sb = np.where(inv[bb] < 0, 0, 1 - 2 * negb).astype(np.int64)
-    ea = sa * (row % (L + 1) == L)
-    eb = sb * (table[L * lay.vp + bb] == 256)
-    want = (np.einsum("hnd,hmd->hnm", 127 * sa, sb) + np.einsum("hnd,hmd->hnm", sa > 0, sb)
-            + np.einsum("hnd,hmd->hnm", ea, eb))
-    fn = jax.jit(lambda r, c, t, s, i: dense._correction(r, c, t, lay, s, L, i))
-    got = np.asarray(fn(r, c, table, sid, inv))
-    assert got.dtype == np.int32
-    np.testing.assert_array_equal(got, want)
-    assert np.abs(want).max() > 0
+    mags = np.array([1.0, 1.0, 0.5, 0.3, 0.0], np.float32)
+    a = rng.choice(mags, (5, D)) * rng.choice([-1.0, 1.0], (5, D)).astype(np.float32)
+    b = rng.choice(mags, (7, D)) * rng.choice([-1.0, 1.0], (7, D)).astype(np.float32)
+    a[:, 0], b[:, 0] = 1.0, -1.0                       # every row has a top level
+    for kw in (dict(granularity="per_row"), dict(granularity="per_tensor")):
+        want = call_golden(a, b, kw)
+        assert np.abs(want).max() > 0
+        for cap in (256 << 20, 1 << 10):
+            assert_same_bits(call_jax(a, b, kw, impl, counts="dense", table_cap_bytes=cap), want)

@@ -144,7 +144,7 @@ def linear_fused(x, scale_scale, global_scale, w, *, group_size: int, scale_dtyp
     known = _known(scale_scale, global_scale, rounding, scale_dtype)
     thresholds = known is not None and bool(known.c)
 
-    def act(refs, k):                   # bfloat16 v * s (low, high halves) of step k
+    def act(refs, k, i):         # bfloat16 v * s (low, high halves) of step k (rows padded)
         lo, hi = _halves(refs[0], kind, H, (slice(None), pl.ds(k * ng, ng)))
         v = _dequant_values(lo, hi, _params_in_kernel(refs[1:], interpret), scale_dtype,
                             interpret, thresholds, known)

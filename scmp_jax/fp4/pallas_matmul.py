@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
 
 from .._backend import triton_params
 from .._kernel_math import PtxMath
@@ -202,32 +203,48 @@ def _decode_tile(c, high, s, G, scale_dtype, interpret):
     return _scaled(c, high, sd, interpret).astype(BF16)
 
 
-def code_tile(c_ref, s_ref, k, bk, G, dtype, rows, grouped, interpret):
+def _rows_load(view, shape, valid):
+    """``view[...]``, or with ``valid`` (a traced int) only its first ``valid`` rows
+    read (masked load; the others are 0): a row block reaching past the array's
+    last row reads no memory outside it."""
+    if valid is None:
+        return view[...]
+    mask = lax.broadcasted_iota(I32, shape, 0) < valid
+    return plgpu.load(view, mask=mask, other=0)
+
+
+def code_tile(c_ref, s_ref, k, bk, G, dtype, rows, grouped, interpret, valid=None):
     """Step ``k`` of a fused-kernel operand given as codes -> bfloat16 ``v * s`` of
     the low and high nibbles, each (rows, bk/2): refs (rows, K_s/2) codes or, with
-    ``grouped``, (rows, K_s/G, G/2), and (rows, K_s/G) scale bytes."""
+    ``grouped``, (rows, K_s/G, G/2), and (rows, K_s/G) scale bytes; ``valid``:
+    rows of the block inside the array when it ends there (``_rows_load``; the
+    rows past it give values that only reach output rows past it)."""
     h = bk // 2
-    s = s_ref[:, pl.ds(k * (bk // G), bk // G)].astype(I32)
+    s = _rows_load(s_ref.at[:, pl.ds(k * (bk // G), bk // G)], (rows, bk // G),
+                   valid).astype(I32)
     if grouped:                                         # (rows, bk/G, G/2) bytes
-        c = c_ref[:, pl.ds(k * (bk // G), bk // G), :].astype(I32)
+        c = _rows_load(c_ref.at[:, pl.ds(k * (bk // G), bk // G), :],
+                       (rows, bk // G, G // 2), valid).astype(I32)
         sd = FM.decode_scale(s, dtype)[:, :, None]
         return [_scaled(c, hi, sd, interpret).astype(BF16).reshape(rows, h)
                 for hi in (False, True)]
-    c = c_ref[:, pl.ds(k * h, h)].astype(I32)
+    c = _rows_load(c_ref.at[:, pl.ds(k * h, h)], (rows, h), valid).astype(I32)
     return [_decode_tile(c, hi, s, G, dtype, interpret) for hi in (False, True)]
 
 
 def _fused_kernel(*refs, n_act, act, steps, bk, Gw, dtype_w, scale_in_kernel, grouped,
                   interpret):
     """One (bn, bm) output tile over one K range in ``steps`` steps: ``act(act_refs,
-    k)`` -> the activation's bfloat16 ``v * s`` (low, high nibbles; (bn, bk/2)
-    each), the weight's by ``code_tile``; one float32-accumulated dot per half."""
+    k, i)`` -> the activation's bfloat16 ``v * s`` (low, high nibbles; (bn, bk/2)
+    each; ``i``: the row block, ``program_id(0)``, read outside the loop), the
+    weight's by ``code_tile``; one float32-accumulated dot per half."""
     act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
     bn, bm = o_ref.shape[-2:]
     dims = (((1,), (1,)), ((), ()))
+    i = pl.program_id(0)
 
     def step(k, acc):
-        a = act(act_refs, k)
+        a = act(act_refs, k, i)
         w = code_tile(wc_ref, ws_ref, k, bk, Gw, dtype_w, bm, grouped, interpret)
         for x, y in zip(a, w):
             acc = acc + lax.dot_general(x, y, dims, preferred_element_type=F32)
@@ -273,7 +290,7 @@ def fused_call(act_args, act_specs, act, wc, ws, gs, N, K, Gw, dtw, t: MatmulTil
     """Runs the fused kernel of ``t`` over weights (M, K/2) codes / (M, K/Gw) scale
     bytes with activation operands ``act_args`` (padded to ``fused_padding``;
     ``act_specs(Kc)`` their BlockSpecs for a K range of ``Kc`` elements on the grid
-    ``(i, j, s)``; ``act(refs, k)`` as in ``_fused_kernel``) -> float32 (N, M)."""
+    ``(i, j, s)``; ``act(refs, k, i)`` as in ``_fused_kernel``) -> float32 (N, M)."""
     M, S = wc.shape[0], t.split
     Np, Mp, Kp = fused_padding(N, M, K, t)
     Kc = Kp // S
@@ -304,14 +321,17 @@ def _fused(ac2, as2, wc, ws, gs, dta, dtw, Ga, Gw, t: MatmulTiling, interpret):
     """Activation codes (N, K/2) / scale bytes (N, K/Ga) x weights, fused kernel."""
     N, M, K = ac2.shape[0], wc.shape[0], 2 * ac2.shape[1]
     Np, _, Kp = fused_padding(N, M, K, t)
-    ac2, as2 = _pad2(ac2, Np, Kp // 2), _pad2(as2, Np, Kp // Ga)
+    # rows are not padded (an XLA op as long as the matmul at decode sizes): the
+    # last row block loads masked; K is (to whole steps)
+    ac2, as2 = _pad2(ac2, N, Kp // 2), _pad2(as2, N, Kp // Ga)
     if t.grouped:
-        ac2 = ac2.reshape(Np, Kp // Ga, Ga // 2)
+        ac2 = ac2.reshape(N, Kp // Ga, Ga // 2)
         c_spec = lambda Kc: pl.BlockSpec((t.bn, Kc // Ga, Ga // 2), lambda i, j, s: (i, s, 0))
     else:
         c_spec = lambda Kc: pl.BlockSpec((t.bn, Kc // 2), lambda i, j, s: (i, s))
     specs = lambda Kc: [c_spec(Kc), pl.BlockSpec((t.bn, Kc // Ga), lambda i, j, s: (i, s))]
-    act = lambda refs, k: code_tile(*refs, k, t.bk, Ga, dta, t.bn, t.grouped, interpret)
+    act = lambda refs, k, i: code_tile(*refs, k, t.bk, Ga, dta, t.bn, t.grouped, interpret,
+                                       None if N == Np else N - i * t.bn)
     return fused_call((ac2, as2), specs, act, wc, ws, gs, N, K, Gw, dtw, t, interpret)
 
 

@@ -16,15 +16,15 @@ With one column per boundary,
 * only ``c = 256`` (``L = 256``) leaves int8: it is clamped, and it happens
   only on the product set ``k = L`` x ``cum[L, bb] = L``, so
   ``correction = sum_d 127 s_a s_b + [s_a = 1] s_b + (s_a [k = L]) (s_b [cum[L, bb] = 256])``
-  (one more matmul with three columns per ``d``, bfloat16 in / float32 out,
-  exact: see ``_correction``) restores the exact sum.
+  restores the exact sum. Its three terms are three more int8 columns per ``d``
+  of the same matmul (``W + 4`` columns per ``d`` in all).
 
 int8 x int8 products summed in int32 are exact, so ``acc`` equals the gather's
 bit for bit. Cost: ``W`` multiply-adds per product on the tensor cores instead
 of one table lookup; it pays on GPUs for large ``N * M`` (``bench.sc_probe``).
 Needs ``L <= 256`` and ``W <= 128`` (``eligible``). The inner dim is walked in
-chunks of ``dc`` so one chunk's expanded operands, ``H * (N + M) * dc * W``
-bytes, stay under twice the table cap. The matmuls are
+chunks of ``dc`` so one chunk's expanded operands, ``H * (N + M) * dc * (W + 4)``
+bytes, stay under twice the table cap; both are written as int32 words. The matmuls are
 ``lax.dot_general`` (cuBLAS on GPU) and the row expansion is XLA's ``take``
 (3.1 TB/s of int32 words on the H200) in both implementations: a Pallas int8
 GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1 ms
@@ -34,16 +34,14 @@ expansion kernel (no faster, and its GPU golden run failed, cause not found).
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 __all__ = ["columns", "eligible", "counts"]
 
-I8, I32, BF16 = jnp.int8, jnp.int32, jnp.bfloat16
+I8, I32 = jnp.int8, jnp.int32
 _MAX_W = 128
 _MIN_OUTPUTS = 1 << 20        # auto mode: below this many outputs the gather wins
 
@@ -76,17 +74,24 @@ def worth_it(H: int, N: int, M: int) -> bool:
 
 
 def _row_tables(table, lay, L: int, cols: tuple, W: int):
-    """int32 words ``(2 * R, W // 4)``: row ``2 * (sid_b * (L + 1) + k) + neg_a``
-    holds that row's int8 ``X`` values (little-endian bytes)."""
+    """int32 words: ``(2 * R, W // 4)`` and ``(2 * R,)``; row ``2 * (sid_b * (L + 1) + k)
+    + neg_a`` holds that row's int8 ``X`` values, then its correction bytes
+    ``[s_a, [s_a = 1], s_a [k = L = 256], 0]`` (little-endian bytes)."""
     R = (table.shape[0] - (1 << lay.shift)) // lay.vp          # rows of the positive part
     pos = jnp.arange(R, dtype=I32)[:, None] * lay.vp + jnp.asarray(cols, I32)[None, :]
     c = jnp.take(table, pos, mode="clip").astype(I32)          # (R, ncols)
     c = jnp.pad(c, ((0, 0), (0, W - len(cols))))
-    live = (jnp.arange(R) % (L + 1) != 0)[:, None] & (jnp.arange(W) < len(cols))[None, :]
+    k = jnp.arange(R) % (L + 1)
+    live = (k != 0)[:, None] & (jnp.arange(W) < len(cols))[None, :]
     xp = jnp.where(live, jnp.clip(c - 128, -128, 127), 0)
     xn = jnp.where(live, jnp.clip(127 - c, -128, 127), 0)
     x = jnp.stack([xp, xn], axis=1).astype(I8).reshape(2 * R, W // 4, 4)
-    return lax.bitcast_convert_type(x, I32)
+    sa = (k != 0).astype(I32)                                  # s_a of the positive row
+    top = sa * ((k == L) & (L == 256))
+    zero = jnp.zeros_like(sa)
+    e = jnp.stack([jnp.stack([sa, sa, top, zero], -1), jnp.stack([-sa, zero, -top, zero], -1)],
+                  axis=1).astype(I8).reshape(2 * R, 4)
+    return lax.bitcast_convert_type(x, I32), lax.bitcast_convert_type(e, I32)
 
 
 def _pad_to(x, axis, n):
@@ -99,8 +104,9 @@ def _pad_to(x, axis, n):
 
 def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
     """Inner indices per chunk, a power of two in [32, next_pow2(D)]: one
-    chunk's expanded operands stay under ``2 * cap`` bytes unless even 32
-    exceeds it (few, long chunks: 4 chunks ran per_row in 8.7 ms, 32 in 11.5)."""
+    chunk's expanded operands (``W`` bytes per index and row) stay under
+    ``2 * cap`` bytes unless even 32 exceeds it (few, long chunks: 4 chunks ran
+    per_row in 8.7 ms, 32 in 11.5)."""
     dc = max(1, (2 * cap) // max(1, H * (N + M) * W))
     dc = max(32, 1 << (dc.bit_length() - 1))
     return min(dc, max(32, 1 << (D - 1).bit_length()))
@@ -108,59 +114,48 @@ def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
 
 def _dot(x, y):
     """(H, N, K) int8 x (H, M, K) int8 -> (H, N, M) int32, exact (cuBLAS on GPU).
-    K is a multiple of 1024 here (``dc * W``, both >= 32): see ``_correction``
-    for what XLA's int8 GEMM did with other K."""
+    K is ``dc * (W + 4)``, a multiple of 32 (dc >= 32): XLA's int8 GEMM on the
+    H200 (jax 0.11.2) returned doubled sums for K not a multiple of 32 (session
+    8; PALLAS_NOTES: Triton's int8 dot is wrong at K = 16)."""
     assert x.shape[-1] % 32 == 0, x.shape
     return lax.dot_general(x, y, (((2,), (2,)), ((0,), (0,))), preferred_element_type=I32)
 
 
-class _Decoded(NamedTuple):
-    row: jax.Array       # a: sid_b * (L + 1) + k
-    neg: jax.Array       # a: sign bit
-    sa: jax.Array        # a: -1 / 0 / +1 (0 when k = 0)
-    j: jax.Array         # b: column of bb, -1 if none
-    sb: jax.Array        # b: -1 / 0 / +1 (0 when bb has no column)
-    bb: jax.Array
+def _bytes(words):
+    """int32 words (..., n) -> their int8 bytes (..., 4 n), little-endian order."""
+    b = lax.bitcast_convert_type(words, I8)
+    return b.reshape(*b.shape[:-2], -1)
 
 
-def _decode(r, c, lay, L, inv):
-    row, neg, bb = lay.row(r), lay.neg(r), lay.level(c)
-    sa = jnp.where(row % (L + 1) == 0, 0, 1 - 2 * neg)
-    j = jnp.take(inv, bb, mode="clip")
+def _x_operand(r, words, corr, lay):
+    """a-side indices (H, dc, N) -> X (H, N, dc * (W + 4)) int8: each d's table row,
+    then all the chunk's correction bytes (gathers of int32 words; the int8
+    view is a bitcast)."""
+    r = jnp.swapaxes(r, 1, 2)                                          # (H, N, dc)
+    i = 2 * lay.row(r) + lay.neg(r)
+    x = jnp.take(words, i, axis=0, mode="clip")                        # (H, N, dc, W/4)
+    x = jnp.concatenate([x.reshape(*r.shape[:2], -1), jnp.take(corr, i, mode="clip")], -1)
+    return _bytes(x)
+
+
+def _y_operand(c, table, lay, sid, L, inv, W):
+    """b-side indices (H, dc, M) -> Y (H, M, dc * (W + 4)) int8: each d's one-hot
+    ``s_b`` at its boundary's column, then the chunk's correction bytes
+    ``[127 s_b, s_b, s_b [cum[L, bb] = 256], 0]``; built as int32 words (a byte
+    per element wrote at a quarter of the bandwidth on the H200, session 13)."""
+    c = jnp.swapaxes(c, 1, 2)                                          # (H, M, dc)
+    bb = lay.level(c)
+    j = jnp.take(inv, bb, mode="clip")                                 # column, -1 if none
     sb = jnp.where(j < 0, 0, 1 - 2 * lay.neg(c))
-    return _Decoded(row, neg, sa, j, sb, bb)
-
-
-_CORR_SLICE = 1 << 16      # d per correction dot: |partial sums| <= 129 * 2^16 < 2^24
-
-
-def _correction(r, c, table, lay, sid, L, inv):
-    """``sum_d 127 s_a s_b + [s_a = 1] s_b + (s_a [k = L]) (s_b [cum[L, bb] = 256])``
-    as one matmul over all d (r: (H, N, D), c: (H, M, D)).
-
-    bfloat16 operands (``s`` in {-1, 0, 1} and ``127 s``: exact) with float32
-    accumulation: every partial sum is an integer below ``129 * 2^16 < 2^24``
-    per slice of ``_CORR_SLICE`` d, so exact; slices are added in int32. Not
-    int8: XLA's int8 GEMM on the H200 (jax 0.11.2) returned doubled sums when
-    K was not a multiple of 32 (session 8; ``tests/test_dense.py``
-    ``test_correction_any_d``; PALLAS_NOTES: Triton's int8 dot is wrong at
-    K = 16), which a zero-padded d can become once XLA drops the padding."""
-    e = _decode(r, c, lay, L, inv)
-    if L == 256:                                    # c = 256 only then
-        full = jnp.take(table, (sid * (L + 1) + L) * lay.vp + e.bb, mode="clip") == 256
-        ea, eb = e.sa * (e.row % (L + 1) == L), e.sb * full
+    byte = (sb & 255) << (8 * (j & 3))
+    hot = jnp.where(jnp.arange(W // 4, dtype=I32) == (j >> 2)[..., None], byte[..., None], 0)
+    if L == 256:                                    # c = 256 (outside int8) only then
+        full = jnp.take(table, (sid * (L + 1) + L) * lay.vp + bb, mode="clip") == 256
+        eb = sb * full
     else:
-        ea, eb = jnp.zeros_like(e.sa), jnp.zeros_like(e.sb)
-    D = r.shape[-1]
-    acc = None
-    for lo in range(0, D, _CORR_SLICE):
-        s = slice(lo, min(D, lo + _CORR_SLICE))
-        xe = jnp.concatenate([e.sa[..., s], (e.sa[..., s] > 0).astype(I32), ea[..., s]], axis=-1)
-        ye = jnp.concatenate([127 * e.sb[..., s], e.sb[..., s], eb[..., s]], axis=-1)
-        part = lax.dot_general(xe.astype(BF16), ye.astype(BF16), (((2,), (2,)), ((0,), (0,))),
-                               preferred_element_type=jnp.float32).astype(I32)
-        acc = part if acc is None else acc + part
-    return acc
+        eb = jnp.zeros_like(sb)
+    extra = ((127 * sb) & 255) | ((sb & 255) << 8) | ((eb & 255) << 16)
+    return _bytes(jnp.concatenate([hot.reshape(*c.shape[:2], -1), extra], -1))
 
 
 def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int):
@@ -171,26 +166,23 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     W = width(mode, p, G)
     H, D, N = ro.shape
     M = co.shape[2]
-    words = _row_tables(table, lay, L, cols, W)
+    words, corr = _row_tables(table, lay, L, cols, W)
     inv = np.full(lay.vp, -1, np.int32)                       # -1: not a column, no count
     inv[np.asarray(cols)] = np.arange(len(cols))
     inv = jnp.asarray(inv)
-    dc = chunk_size(H, N, M, D, W, cap)
+    dc = chunk_size(H, N, M, D, W + 4, cap)
     n = -(-D // dc)
-    # d-last from here on; padding index 0 is k = 0 and bb = 0: no count
-    ro = _pad_to(jnp.swapaxes(ro, 1, 2), 2, n * dc)                       # (H, N, n*dc)
-    co = _pad_to(jnp.swapaxes(co, 1, 2), 2, n * dc)                       # (H, M, n*dc)
+    # padding index 0 is k = 0 and bb = 0: no count, correction bytes 0
+    ro, co = _pad_to(ro, 1, n * dc), _pad_to(co, 1, n * dc)
     sid = _pad_to(sid_b.astype(I32), 0, n * dc)
 
-    def body(acc, i):
-        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=2)        # (H, N, dc)
-        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=2)        # (H, M, dc)
-        e = _decode(r, c, lay, L, inv)
-        x = jnp.take(words, 2 * e.row + e.neg, axis=0, mode="clip")          # (H, N, dc, W/4)
-        x = lax.bitcast_convert_type(x, I8).reshape(H, N, dc * W)
-        y = jnp.where(e.j[..., None] == jnp.arange(W, dtype=I32), e.sb[..., None], 0)
-        return acc + _dot(x, y.astype(I8).reshape(H, M, dc * W)), None
+    def chunk(i):
+        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=1)        # (H, dc, N)
+        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=1)        # (H, dc, M)
+        s = lax.dynamic_slice_in_dim(sid, i * dc, dc)
+        return _dot(_x_operand(r, words, corr, lay), _y_operand(c, table, lay, s, L, inv, W))
 
-    acc0 = _correction(ro, co, table, lay, sid, L, inv)
-    acc, _ = lax.scan(body, acc0, jnp.arange(n))
+    acc = chunk(0)                                  # no zero-filled accumulator to add to
+    if n > 1:
+        acc, _ = lax.scan(lambda a, i: (a + chunk(i), None), acc, jnp.arange(1, n))
     return acc

@@ -239,17 +239,20 @@ def _staged_params(fn, *args):
     return sum(e.params.get("name") == "_params_program" for e in eqns)
 
 
-def test_params_computed_at_trace_time():
+def test_params_computed_at_trace_time(monkeypatch):
     """Concrete scale scalars (also inside a caller's jit): the kernel parameters
     (softfloat thresholds) are computed while tracing, not staged (staged with
     constant inputs, XLA GPU spent minutes constant-folding them: the "very slow
-    compile" of session 5); traced scalars stay staged; same parameters, same codes."""
+    compile" of session 5); traced scalars stay staged (at least ``SMALL_TRACED``
+    elements; below it the kernel forms them); same parameters, same codes."""
     x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 64)), jnp.bfloat16)
     const = lambda v: fp4.quantize(v, "mxfp4", implementation="pallas").codes
     traced = lambda v, g: fp4.quantize(v, "mxfp4", global_scale=g, implementation="pallas").codes
     gs = F32(fp4.MXFP4.global_scale)
     assert _staged_params(const, x) == 0
-    assert _staged_params(traced, x, gs) == 1
+    assert _staged_params(traced, x, gs) == 0
+    monkeypatch.setattr(P, "SMALL_TRACED", x.size // 2)      # a new shape: traced again
+    assert _staged_params(traced, x[:2], gs) == 1
     eager = PR.params(F32(4.0), gs, 0, True)
     staged = jax.jit(lambda s, g: PR.params(s, g, 0, True))(F32(4.0), gs)
     assert np.array_equal(np.asarray(eager), np.asarray(staged))
@@ -554,12 +557,14 @@ def test_quantized_matmul_one_pass_keeps_concrete_scalars(monkeypatch):
 @pytest.mark.parametrize("scale_dtype", ["e8m0", "e4m3"])
 def test_small_traced_quantize_divides(scale_dtype, monkeypatch):
     """``quantize_fused`` without a tiling, traced scalars and fewer than
-    ``SMALL_TRACED`` elements: no threshold params are staged (division), at or
-    above it (the cutoff lowered here) the e8m0 thresholds are; concrete scalars
-    always use them. Every variant's codes and scales == the default's bits."""
+    ``SMALL_TRACED`` elements: no params are staged (division; the kernel forms
+    ``ss * gs`` from its scalar operands), at or above it (the cutoff lowered
+    here) the e8m0 thresholds are; concrete scalars always use them. Every
+    variant's codes and scales == the default's bits."""
     asked = []
-    params = PR.params
+    params, scalars = PR.params, P._scalars
     monkeypatch.setattr(PR, "params", lambda *a, **k: asked.append(a[3]) or params(*a, **k))
+    monkeypatch.setattr(P, "_scalars", lambda *a: asked.append("kernel") or scalars(*a))
     r = np.random.default_rng(28)
     x = jnp.asarray(r.standard_normal((8, 256)) * 3, jnp.bfloat16)
     kw = dict(group_size=32, scale_dtype=scale_dtype, rounding=0)
@@ -568,7 +573,8 @@ def test_small_traced_quantize_divides(scale_dtype, monkeypatch):
     monkeypatch.setattr(P, "SMALL_TRACED", x.size)
     outs.append(jax.jit(lambda v, g: P.quantize_fused(v, F32(4.0), g, **kw))(x, F32(1 / 3)))
     outs.append(P.quantize_fused(x, F32(4.0), F32(1 / 3), **kw))
-    assert asked == [False, scale_dtype == "e8m0", scale_dtype == "e8m0"]
+    e8m0 = scale_dtype == "e8m0"
+    assert asked == ["kernel", True if e8m0 else "kernel", e8m0]
     for o in outs[1:]:
         assert all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(o, outs[0]))
 

@@ -230,11 +230,30 @@ def _dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=Non
     return run(lambda c_lo, c_hi: (value(c_lo), value(c_hi)))
 
 
-def _pair_kernel(x_ref, p_ref, *out_refs, kind, scale_dtype, interpret, thresholds=True,
+def _scalars(scale_scale, global_scale, rounding):
+    """The in-kernel quantization's scalar operands: (1,) scale scale, global scale
+    (float32) and rounding index (int32)."""
+    return _mm.scalar_operands(scale_scale, global_scale) + (
+        jnp.asarray(rounding, I32).reshape(1),)
+
+
+def _params_in_kernel(refs, interpret):
+    """The quantize kernels' params tuple formed inside a kernel from the
+    ``_scalars`` refs (no XLA computation before the launch): bits of ``ss * gs`` as
+    a (1, 1) tensor, bits of ``gs``, the rounding index."""
+    ss_ref, gs_ref, r_ref = refs
+    prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
+    return SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0]
+
+
+def _pair_kernel(x_ref, *refs, n_params, kind, scale_dtype, interpret, thresholds=True,
                  dequant=False, known=None):
     """One (BR, NG) block of groups; codes written as (BR, NG, G/2) bytes (no
     interleave) with the scale bytes, or with ``dequant`` the bfloat16 values
-    ``v * scale`` as (BR, NG, G/2) int32 words holding a pair (no codes)."""
+    ``v * scale`` as (BR, NG, G/2) int32 words holding a pair (no codes).
+    ``n_params``: 1 (the params vector) or 3 (``_scalars``: params formed here)."""
+    p_ref = refs[0] if n_params == 1 else _params_in_kernel(refs[:3], interpret)
+    out_refs = refs[n_params:]
     H = out_refs[0].shape[-1]
     lo, hi = _halves(x_ref, kind, H)
     if dequant:
@@ -262,7 +281,10 @@ def _group_view(x2, G):
 
 def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
     """x2 (R, K) float32/bf16/f16, G >= 2 -> (codes (R, K/2), scale bytes (R, K/G)),
-    or with ``dequant`` bfloat16 (R, K) ``v * scale``."""
+    or with ``dequant`` bfloat16 (R, K) ``v * scale``. ``params``: the params
+    vector (``pallas_params.params``) or, with thresholds off, the ``_scalars``
+    tuple (the kernel forms the params: no XLA op before the launch)."""
+    params = params if isinstance(params, tuple) else (params,)
     R, K = x2.shape
     ng, H = K // G, G // 2
     x3, kind = _group_view(x2, G)
@@ -272,10 +294,13 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
     Rp, NGp = pl.cdiv(R, BR) * BR, pl.cdiv(ng, NG) * NG
     if (Rp, NGp) != (R, ng):
         x3 = jnp.pad(x3, ((0, Rp - R), (0, NGp - ng), (0, 0)))
-    kernel = functools.partial(_pair_kernel, kind=kind, scale_dtype=scale_dtype,
-                               interpret=interpret, dequant=dequant,
+    if len(params) > 1 and tiling.use_thresholds(scale_dtype):
+        raise ValueError("_pair_call: scalar operands need a tiling without thresholds")
+    kernel = functools.partial(_pair_kernel, n_params=len(params), kind=kind,
+                               scale_dtype=scale_dtype, interpret=interpret, dequant=dequant,
                                thresholds=tiling.use_thresholds(scale_dtype),
-                               known=PR.known(params) if tiling.static_params else None)
+                               known=PR.known(params[0]) if tiling.static_params
+                               and len(params) == 1 else None)
     block = pl.BlockSpec((BR, NG, H), lambda i, j: (i, j, 0))
     if dequant:
         out_specs, out_shape = block, jax.ShapeDtypeStruct((Rp, NGp, H), I32)
@@ -284,10 +309,10 @@ def _pair_call(x2, params, G, scale_dtype, tiling, interpret, dequant=False):
         out_shape = [jax.ShapeDtypeStruct((Rp, NGp, H), U8), jax.ShapeDtypeStruct((Rp, NGp), U8)]
     out = pl.pallas_call(
         kernel, grid=(Rp // BR, NGp // NG),
-        in_specs=[pl.BlockSpec((BR, NG, inner), lambda i, j: (i, j, 0)),
-                  pl.BlockSpec(params.shape, lambda i, j: (0,))],
+        in_specs=[pl.BlockSpec((BR, NG, inner), lambda i, j: (i, j, 0))] + [
+            pl.BlockSpec(v.shape, lambda i, j: (0,)) for v in params],
         out_specs=out_specs, out_shape=out_shape,
-        interpret=interpret, **triton_params(interpret, tiling.warps))(x3, params)
+        interpret=interpret, **triton_params(interpret, tiling.warps))(x3, *params)
     if dequant:
         words = out[:R, :ng].reshape(R, K // 2)
         return lax.bitcast_convert_type(words, BF16).reshape(R, K)
@@ -419,8 +444,13 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     x2 = x.reshape(-1, K)
     tiling = tiling or _default_tiling(x, scale_scale, global_scale)
     pair = transform is None and group_size >= 2 and not return_transformed
-    params = PR.params(scale_scale, global_scale, rounding, tiling.use_thresholds(scale_dtype),
-                       pair and tiling.use_sets(scale_dtype))
+    traced = any(isinstance(v, jax.core.Tracer) for v in (scale_scale, global_scale, rounding))
+    if pair and traced and not tiling.use_thresholds(scale_dtype):
+        params = _scalars(scale_scale, global_scale, rounding)     # formed in the kernel
+    else:
+        params = PR.params(scale_scale, global_scale, rounding,
+                           tiling.use_thresholds(scale_dtype),
+                           pair and tiling.use_sets(scale_dtype))
     if pair:
         out = _pair_call(x2, params, group_size, scale_dtype, tiling, interpret)
     else:

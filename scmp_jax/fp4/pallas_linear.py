@@ -18,8 +18,9 @@ from . import pallas_matmul as _mm
 from . import pallas_params as PR
 from . import softfloat as SF
 from .pallas import (QuantTiling, _codes_of, _dequant_values, _group_view, _halves,
-                     _interpret, _pair_call, _prologue, unsupported, unsupported_matmul)
-from .pallas_matmul import MatmulTiling, _mul, matmul_tiling
+                     _interpret, _pair_call, _params_in_kernel, _prologue, _scalars,
+                     unsupported, unsupported_matmul)
+from .pallas_matmul import MatmulTiling, matmul_tiling
 
 __all__ = ["quantize_dequant", "linear_dequant", "linear_gemv", "linear_fused"]
 
@@ -157,22 +158,6 @@ def linear_fused(x, scale_scale, global_scale, w, *, group_size: int, scale_dtyp
                        w[0], w[1], _mm.scalar_operands(global_scale, w[2]), N, K, Gw, w[3], t,
                        interpret)
     return y.reshape(lead + (M,))
-
-
-def _scalars(scale_scale, global_scale, rounding):
-    """The in-kernel quantization's scalar operands: (1,) scale scale, global scale
-    (float32) and rounding index (int32)."""
-    return _mm.scalar_operands(scale_scale, global_scale) + (
-        jnp.asarray(rounding, I32).reshape(1),)
-
-
-def _params_in_kernel(refs, interpret):
-    """The quantize kernels' params tuple formed inside a kernel from the
-    ``_scalars`` refs (no XLA computation before the launch): bits of ``ss * gs`` as
-    a (1, 1) tensor, bits of ``gs``, the rounding index."""
-    ss_ref, gs_ref, r_ref = refs
-    prod = _mul(jnp.full((1, 1), ss_ref[0], F32), gs_ref[0], interpret)
-    return SF.bits(prod), SF.bits(gs_ref[0]), r_ref[0]
 
 
 def _known(scale_scale, global_scale, rounding, scale_dtype):

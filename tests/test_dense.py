@@ -103,6 +103,57 @@ def test_chunks_stay_under_the_cap():
         assert dc <= max(32, 2 * D)
 
 
+def test_plan_stays_under_the_cap():
+    """``dense.plan``: one matmul when everything fits, else chunks of whole heads
+    when one head fits, else chunks of d; K = dc * Wb a multiple of 32."""
+    Wb = 132
+    seen = set()
+    for H, N, M, D, cap in [(1, 2048, 4096, 4096, 256 << 20), (32, 1024, 1024, 128, 256 << 20),
+                            (12, 100, 90, 77, 1 << 20), (7, 100, 90, 77, 1 << 20),
+                            (3, 50, 70, 1000, 1 << 20), (2, 8, 8, 5, 1 << 30)]:
+        hc, dc = dense.plan(H, N, M, D, Wb, cap)
+        assert H % hc == 0 and dc % 8 == 0 and (dc * Wb) % 32 == 0
+        if dc >= D:                                 # one matmul per chunk of heads
+            assert dc < D + 8 and (hc == 1 or hc * (N + M) * dc * Wb <= 2 * cap)
+            kind = "one" if hc == H else "heads"
+            if kind == "heads":                     # the largest divisor that fits
+                assert all(H % h or h * (N + M) * dc * Wb > 2 * cap for h in range(hc + 1, H + 1))
+        else:                                       # a head's whole D does not fit
+            assert hc == H and (N + M) * -(-D // 8) * 8 * Wb > 2 * cap
+            assert dc == dense.chunk_size(H, N, M, D, Wb, cap)
+            kind = "d"
+        seen.add(kind)
+    assert seen == {"one", "heads", "d"}
+    assert dense.plan(32, 1024, 1024, 128, Wb, 256 << 20) == (8, 128)
+    assert dense.plan(1, 2048, 4096, 4096, Wb, 256 << 20) == (1, 512)
+
+
+_PLANS = {"one": lambda H, N, M, D, Wb, cap: (H, -(-D // 8) * 8),
+          "heads": lambda H, N, M, D, Wb, cap: (2, -(-D // 8) * 8),
+          "d": lambda H, N, M, D, Wb, cap: (H, 32)}
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+@pytest.mark.parametrize("walk", sorted(_PLANS))
+def test_dense_chunk_plans(walk, impl, monkeypatch):
+    """Each walk of ``counts`` (one matmul; chunks of 2 heads, each over all of D;
+    chunks of 32 d over all heads with the partial sums added) == golden, on 3D
+    operands (per_head and per_row) with top levels (the correction columns)."""
+    monkeypatch.setattr(dense, "plan", _PLANS[walk])
+    rng = np.random.default_rng(len(walk))
+    H, N, M, D = 4, 5, 7, 70
+    mags = np.array([1.0, 1.0, 0.5, 0.3, 0.0], np.float32)
+    a = rng.choice(mags, (H, N, D)) * rng.choice([-1.0, 1.0], (H, N, D)).astype(np.float32)
+    b = rng.choice(mags, (H, M, D)) * rng.choice([-1.0, 1.0], (H, M, D)).astype(np.float32)
+    for g in ("per_head", "per_row"):
+        kw = dict(granularity=g)
+        scmp_jax.clear_caches()                     # trace again under this plan
+        got = call_jax(a, b, kw, impl, counts="dense")
+        assert_same_bits(got, call_golden(a, b, kw))
+        assert np.abs(got).max() > 0
+    scmp_jax.clear_caches()
+
+
 def test_counts_argument_is_validated():
     a = np.ones((4, 8), np.float32)
     with pytest.raises(ValueError, match="counts"):

@@ -22,9 +22,10 @@ With one column per boundary,
 int8 x int8 products summed in int32 are exact, so ``acc`` equals the gather's
 bit for bit. Cost: ``W`` multiply-adds per product on the tensor cores instead
 of one table lookup; it pays on GPUs for large ``N * M`` (``bench.sc_probe``).
-Needs ``L <= 256`` and ``W <= 128`` (``eligible``). The inner dim is walked in
-chunks of ``dc`` so one chunk's expanded operands, ``H * (N + M) * dc * (W + 4)``
-bytes, stay under twice the table cap; both are written as int32 words. The matmuls are
+Needs ``L <= 256`` and ``W <= 128`` (``eligible``). Heads, or else the inner
+dim, are walked in chunks (``plan``) so one chunk's expanded operands,
+``hc * (N + M) * dc * (W + 4)`` bytes, stay under twice the table cap; both are
+written as int32 words. The matmuls are
 ``lax.dot_general`` (cuBLAS on GPU) and the row expansion is XLA's ``take``
 (3.1 TB/s of int32 words on the H200) in both implementations: a Pallas int8
 GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1 ms
@@ -39,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["columns", "eligible", "counts"]
+__all__ = ["columns", "eligible", "counts", "plan"]
 
 I8, I32 = jnp.int8, jnp.int32
 _MAX_W = 128
@@ -112,9 +113,30 @@ def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
     return min(dc, max(32, 1 << (D - 1).bit_length()))
 
 
+def plan(H: int, N: int, M: int, D: int, Wb: int, cap: int) -> tuple[int, int]:
+    """(heads, inner indices) per chunk, ``Wb`` bytes per index and row, budget
+    ``2 * cap`` bytes of expanded operands per chunk:
+
+    * all of it fits: one matmul, ``(H, Dp)`` (``Dp``: D rounded up to 8, so
+      ``K = Dp * Wb`` is a multiple of 32);
+    * one head's whole D fits: chunks of ``hc`` heads (the largest divisor of H
+      that fits), each one matmul over all of D: no partial sums to add (per_head
+      (32, 1024, 128): 4 chunks of 8 heads instead of 4 chunks of 32 d, whose
+      three int32 additions took 0.27 of 1.52 ms on the H200, session 13);
+    * else chunks of ``chunk_size`` d over all heads, partial sums added."""
+    budget = 2 * cap
+    Dp = -(-D // 8) * 8
+    one = (N + M) * Dp * Wb
+    if H * one <= budget:
+        return H, Dp
+    if one <= budget:
+        return max(h for h in range(1, H + 1) if H % h == 0 and h * one <= budget), Dp
+    return H, chunk_size(H, N, M, D, Wb, cap)
+
+
 def _dot(x, y):
     """(H, N, K) int8 x (H, M, K) int8 -> (H, N, M) int32, exact (cuBLAS on GPU).
-    K is ``dc * (W + 4)``, a multiple of 32 (dc >= 32): XLA's int8 GEMM on the
+    K is ``dc * (W + 4)``, a multiple of 32 (``plan``: dc a multiple of 8): XLA's int8 GEMM on the
     H200 (jax 0.11.2) returned doubled sums for K not a multiple of 32 (session
     8; PALLAS_NOTES: Triton's int8 dot is wrong at K = 16)."""
     assert x.shape[-1] % 32 == 0, x.shape
@@ -170,17 +192,21 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     inv = np.full(lay.vp, -1, np.int32)                       # -1: not a column, no count
     inv[np.asarray(cols)] = np.arange(len(cols))
     inv = jnp.asarray(inv)
-    dc = chunk_size(H, N, M, D, W + 4, cap)
+    hc, dc = plan(H, N, M, D, W + 4, cap)
     n = -(-D // dc)
     # padding index 0 is k = 0 and bb = 0: no count, correction bytes 0
     ro, co = _pad_to(ro, 1, n * dc), _pad_to(co, 1, n * dc)
     sid = _pad_to(sid_b.astype(I32), 0, n * dc)
+    operands = lambda r, c, s: (_x_operand(r, words, corr, lay),
+                                _y_operand(c, table, lay, s, L, inv, W))
+    if hc < H:                                      # head chunks, all of D in each
+        rc = (ro.reshape(H // hc, hc, dc, N), co.reshape(H // hc, hc, dc, M))
+        return lax.map(lambda v: _dot(*operands(*v, sid)), rc).reshape(H, N, M)
 
     def chunk(i):
         r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=1)        # (H, dc, N)
         c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=1)        # (H, dc, M)
-        s = lax.dynamic_slice_in_dim(sid, i * dc, dc)
-        return _dot(_x_operand(r, words, corr, lay), _y_operand(c, table, lay, s, L, inv, W))
+        return _dot(*operands(r, c, lax.dynamic_slice_in_dim(sid, i * dc, dc)))
 
     acc = chunk(0)                                  # no zero-filled accumulator to add to
     if n > 1:

@@ -3,7 +3,6 @@ golden, bit for bit, fed by the XLA and the Pallas quantization (interpret mode
 off GPU; compiled on the GPU with ``pytest -m gpu``)."""
 import dataclasses
 
-import jax
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +13,7 @@ import scmp_jax
 from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax._backend import on_gpu
 from scmp_jax.quant import xla as QX
-from scmp_jax.sc import api, dense, tables
+from scmp_jax.sc import api, dense
 
 pytestmark = pytest.mark.gpu
 
@@ -130,16 +129,19 @@ def test_plan_stays_under_the_cap():
 
 _PLANS = {"one": lambda H, N, M, D, Wb, cap: (H, -(-D // 8) * 8),
           "heads": lambda H, N, M, D, Wb, cap: (2, -(-D // 8) * 8),
+          "heads_map": lambda H, N, M, D, Wb, cap: (1, -(-D // 8) * 8),   # _UNROLL = 2 below
           "d": lambda H, N, M, D, Wb, cap: (H, 32)}
 
 
 @pytest.mark.parametrize("impl", ["xla", "pallas"])
 @pytest.mark.parametrize("walk", sorted(_PLANS))
 def test_dense_chunk_plans(walk, impl, monkeypatch):
-    """Each walk of ``counts`` (one matmul; chunks of 2 heads, each over all of D;
-    chunks of 32 d over all heads with the partial sums added) == golden, on 3D
-    operands (per_head and per_row) with top levels (the correction columns)."""
+    """Each walk of ``counts`` (one matmul; chunks of 2 heads, each over all of D,
+    written out or, beyond ``_UNROLL`` chunks, by ``lax.map``; chunks of 32 d over
+    all heads with the partial sums added) == golden, on 3D operands (per_head
+    and per_row) with top levels (the correction columns)."""
     monkeypatch.setattr(dense, "plan", _PLANS[walk])
+    monkeypatch.setattr(dense, "_UNROLL", 2)
     rng = np.random.default_rng(len(walk))
     H, N, M, D = 4, 5, 7, 70
     mags = np.array([1.0, 1.0, 0.5, 0.3, 0.0], np.float32)

@@ -3,7 +3,6 @@ golden, bit for bit, fed by the XLA and the Pallas quantization (interpret mode
 off GPU; compiled on the GPU with ``pytest -m gpu``)."""
 import dataclasses
 
-
 import jax.numpy as jnp
 import numpy as np
 import pytest

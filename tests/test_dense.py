@@ -3,6 +3,7 @@ golden, bit for bit, fed by the XLA and the Pallas quantization (interpret mode
 off GPU; compiled on the GPU with ``pytest -m gpu``)."""
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -128,19 +129,18 @@ def test_plan_stays_under_the_cap():
 
 _PLANS = {"one": lambda H, N, M, D, Wb, cap: (H, -(-D // 8) * 8),
           "heads": lambda H, N, M, D, Wb, cap: (2, -(-D // 8) * 8),
-          "heads_map": lambda H, N, M, D, Wb, cap: (1, -(-D // 8) * 8),   # _UNROLL = 2 below
+          "heads1": lambda H, N, M, D, Wb, cap: (1, -(-D // 8) * 8),
           "d": lambda H, N, M, D, Wb, cap: (H, 32)}
 
 
 @pytest.mark.parametrize("impl", ["xla", "pallas"])
 @pytest.mark.parametrize("walk", sorted(_PLANS))
 def test_dense_chunk_plans(walk, impl, monkeypatch):
-    """Each walk of ``counts`` (one matmul; chunks of 2 heads, each over all of D,
-    written out or, beyond ``_UNROLL`` chunks, by ``lax.map``; chunks of 32 d over
-    all heads with the partial sums added) == golden, on 3D operands (per_head
-    and per_row) with top levels (the correction columns)."""
+    """Each walk of ``counts`` (one matmul; chunks of 2 heads or of 1, each over
+    all of D; chunks of 32 d over all heads with the partial sums added) ==
+    golden, on 3D operands (per_head and per_row) with top levels (the
+    correction columns)."""
     monkeypatch.setattr(dense, "plan", _PLANS[walk])
-    monkeypatch.setattr(dense, "_UNROLL", 2)
     rng = np.random.default_rng(len(walk))
     H, N, M, D = 4, 5, 7, 70
     mags = np.array([1.0, 1.0, 0.5, 0.3, 0.0], np.float32)
@@ -194,3 +194,22 @@ def test_dense_any_d(D, impl):
         assert np.abs(want).max() > 0
         for cap in (256 << 20, 1 << 10):
             assert_same_bits(call_jax(a, b, kw, impl, counts="dense", table_cap_bytes=cap), want)
+
+
+@pytest.mark.parametrize("walk", ["heads", "d"])
+def test_dense_walks_keep_one_chunk_live(walk):
+    """The compiled program's temporary memory (XLA's buffer assignment) holds
+    about one chunk of expanded operands, not all of them: 8 heads walked one
+    per chunk (``lax.map``), or all heads in chunks of 32 d (``lax.scan``). A
+    written-out head walk chained by optimization barriers kept all 8 chunks
+    live on CPU (XLA drops the barriers; session 13), so it was not kept."""
+    H, N, M, D, Wb = 8, 64, 64, 128, 132
+    one = (N + M) * D * Wb                          # one head's whole D, expanded
+    cap = one // 2 if walk == "heads" else one // 4
+    hc, dc = dense.plan(H, N, M, D, Wb, cap)
+    assert (hc, dc) == ((1, D) if walk == "heads" else (H, 32))
+    a, b = np.zeros((H, N, D), np.float32), np.zeros((H, M, D), np.float32)
+    f = jax.jit(lambda x, y: scmp_jax.sc_matmul(x, y, "per_head", counts="dense",
+                                                table_cap_bytes=cap, implementation="xla"))
+    temp = f.lower(a, b).compile().memory_analysis().temp_size_in_bytes
+    assert temp < H * one / 2, (temp, H * one)

@@ -45,11 +45,6 @@ __all__ = ["columns", "eligible", "counts", "plan"]
 I8, I32 = jnp.int8, jnp.int32
 _MAX_W = 128
 _MIN_OUTPUTS = 1 << 20        # auto mode: below this many outputs the gather wins
-# head chunks written out (up to this many), chained by optimization barriers so one
-# chunk's operands live at a time; the outputs' concatenation fuses into the consumer.
-# A lax.map over them stacked its outputs by copies after zero-filling the stack:
-# 0.10 of 1.29 ms for per_head (32, 1024, 128) on the H200 (session 13)
-_UNROLL = 8
 
 
 @functools.lru_cache(maxsize=64)
@@ -204,17 +199,9 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     sid = _pad_to(sid_b.astype(I32), 0, n * dc)
     operands = lambda r, c, s: (_x_operand(r, words, corr, lay),
                                 _y_operand(c, table, lay, s, L, inv, W))
-    if hc < H:                                      # head chunks, all of D in each
-        if H // hc > _UNROLL:
-            rc = (ro.reshape(H // hc, hc, dc, N), co.reshape(H // hc, hc, dc, M))
-            return lax.map(lambda v: _dot(*operands(*v, sid)), rc).reshape(H, N, M)
-        parts = []
-        for h in range(0, H, hc):
-            r, c = ro[h:h + hc], co[h:h + hc]
-            if parts:                               # after the previous chunk's matmul:
-                (r, c), _ = lax.optimization_barrier(((r, c), parts[-1]))   # one chunk live
-            parts.append(_dot(*operands(r, c, sid)))
-        return jnp.concatenate(parts, axis=0)
+    if hc < H:                  # head chunks, all of D in each; a loop: one chunk live
+        rc = (ro.reshape(H // hc, hc, dc, N), co.reshape(H // hc, hc, dc, M))
+        return lax.map(lambda v: _dot(*operands(*v, sid)), rc).reshape(H, N, M)
 
     def chunk(i):
         r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=1)        # (H, dc, N)

@@ -19,6 +19,7 @@ step golden_gpu python -m pytest -q -p no:cacheprovider tests/test_sc_golden.py 
 step memory python -m bench.memory --out "$OUT/memory.json"
 step bench python -m bench ${REF:+--reference $REF} --out "$OUT/bench.json"
 step mixed python -m bench.mixed --out "$OUT/mixed.json"
+step kernels python -m bench.kernels --out "$OUT/kernels.json"
 [ -f bench/fp4.py ] && step fp4 python -m bench.fp4 --out "$OUT/fp4.json"
 tail -n 12 "$OUT/bench.log"; cat "$OUT/memory.log" | tail -2; tail -2 "$OUT/mixed.log"
 [ -f "$OUT/fp4.log" ] && tail -n 12 "$OUT/fp4.log"

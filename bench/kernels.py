@@ -38,10 +38,11 @@ __all__ = ["device_events", "profile", "build_case"]
 
 
 def device_events(trace_dir: str):
-    """(events, device line names): complete events (name, ts us, dur us) on the device streams of the Perfetto
-    trace that ``jax.profiler.trace(..., create_perfetto_trace=True)`` wrote
-    under ``trace_dir`` (processes named ``/device:...``; their threads named
-    ``Stream...`` when there are such, else all their threads)."""
+    """(events, device line names): complete events (name, ts us, dur us) on the
+    device streams of the Perfetto trace that ``jax.profiler.trace(...,
+    create_perfetto_trace=True)`` wrote under ``trace_dir`` (processes named
+    ``/device:...``; their threads named ``Stream...`` when there are such, else
+    all their threads)."""
     paths = glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True)
     if not paths:
         raise RuntimeError(f"no perfetto trace under {trace_dir}")

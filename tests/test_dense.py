@@ -127,6 +127,13 @@ def test_plan_stays_under_the_cap():
     assert dense.plan(1, 2048, 4096, 4096, Wb, 256 << 20) == (1, 512)
 
 
+def _top_heavy(rng, shape):
+    """float32 operands, signed, mostly at the row / tensor maximum (k = L: the
+    correction columns count), some smaller, some 0."""
+    mags = np.array([1.0, 1.0, 0.5, 0.3, 0.0], np.float32)
+    return rng.choice(mags, shape) * rng.choice(np.array([-1.0, 1.0], np.float32), shape)
+
+
 _PLANS = {"one": lambda H, N, M, D, Wb, cap: (H, -(-D // 8) * 8),
           "heads": lambda H, N, M, D, Wb, cap: (2, -(-D // 8) * 8),
           "heads1": lambda H, N, M, D, Wb, cap: (1, -(-D // 8) * 8),
@@ -143,9 +150,7 @@ def test_dense_chunk_plans(walk, impl, monkeypatch):
     monkeypatch.setattr(dense, "plan", _PLANS[walk])
     rng = np.random.default_rng(len(walk))
     H, N, M, D = 4, 5, 7, 70
-    mags = np.array([1.0, 1.0, 0.5, 0.3, 0.0], np.float32)
-    a = rng.choice(mags, (H, N, D)) * rng.choice([-1.0, 1.0], (H, N, D)).astype(np.float32)
-    b = rng.choice(mags, (H, M, D)) * rng.choice([-1.0, 1.0], (H, M, D)).astype(np.float32)
+    a, b = _top_heavy(rng, (H, N, D)), _top_heavy(rng, (H, M, D))
     for g in ("per_head", "per_row"):
         kw = dict(granularity=g)
         scmp_jax.clear_caches()                     # trace again under this plan
@@ -185,9 +190,7 @@ def test_dense_any_d(D, impl):
     columns count) == golden. The matmul's K is ``dc * (W + 4)``, a multiple of
     32: on the H200 XLA's int8 GEMM doubled sums at other K (session 8)."""
     rng = np.random.default_rng(D)
-    mags = np.array([1.0, 1.0, 0.5, 0.3, 0.0], np.float32)
-    a = rng.choice(mags, (5, D)) * rng.choice([-1.0, 1.0], (5, D)).astype(np.float32)
-    b = rng.choice(mags, (7, D)) * rng.choice([-1.0, 1.0], (7, D)).astype(np.float32)
+    a, b = _top_heavy(rng, (5, D)), _top_heavy(rng, (7, D))
     a[:, 0], b[:, 0] = 1.0, -1.0                       # every row has a top level
     for kw in (dict(granularity="per_row"), dict(granularity="per_tensor")):
         want = call_golden(a, b, kw)

@@ -145,18 +145,32 @@ _PLANS = {"one": lambda H, N, M, D, Wb, cap: (H, -(-D // 8) * 8),
 def test_dense_chunk_plans(walk, impl, monkeypatch):
     """Each walk of ``counts`` (one matmul; chunks of 2 heads or of 1, each over
     all of D; chunks of 32 d over all heads with the partial sums added) ==
-    golden, on 3D operands (per_head and per_row) with top levels (the
-    correction columns)."""
+    golden, on 3D operands with top levels (the correction columns): per_head,
+    per_row, per_tensor, unipolar per_row (zero points and row sums in the
+    float assembly, which the head walks run per chunk), each once more with a
+    NaN in a row of a in head 3 and of b in head 0 (per_row: NaN products only
+    there; per_head: those heads NaN; per_tensor: all)."""
     monkeypatch.setattr(dense, "plan", _PLANS[walk])
     rng = np.random.default_rng(len(walk))
     H, N, M, D = 4, 5, 7, 70
     a, b = _top_heavy(rng, (H, N, D)), _top_heavy(rng, (H, M, D))
-    for g in ("per_head", "per_row"):
-        kw = dict(granularity=g)
+    an, bn = a.copy(), b.copy()
+    an[3, 1, 5], bn[0, 6, 0] = np.nan, np.nan
+    for kw in (dict(granularity="per_head"), dict(granularity="per_row"),
+               dict(granularity="per_tensor"),
+               dict(granularity="per_row", mode="unipolar", sc_prec=6)):
         scmp_jax.clear_caches()                     # trace again under this plan
         got = call_jax(a, b, kw, impl, counts="dense")
         assert_same_bits(got, call_golden(a, b, kw))
-        assert np.abs(got).max() > 0
+        assert np.isfinite(got).all() and np.abs(got).max() > 0
+        got = call_jax(an, bn, kw, impl, counts="dense")
+        assert_same_bits(got, call_golden(an, bn, kw))
+        nan = np.zeros(got.shape, bool)
+        if kw["granularity"] == "per_row":
+            nan[3, 1], nan[0, :, 6] = True, True
+        else:
+            nan[[0, 3] if kw["granularity"] == "per_head" else slice(None)] = True
+        np.testing.assert_array_equal(np.isnan(got), nan)
     scmp_jax.clear_caches()
 
 

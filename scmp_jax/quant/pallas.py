@@ -134,7 +134,7 @@ def _codes_kernel(*refs, sch, R, C, smooth, smooth_mul, interpret):
         outs[2][...] = sign
 
 
-def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, interpret):
+def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, dmajor, interpret):
     x_ref, s_ref, f_ref, z_ref, rest = _split(refs, smooth, sch.mode == "unipolar")
     if side_a:
         roff_ref, kb_ref, ktab_ref, *outs = rest
@@ -152,7 +152,7 @@ def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, inter
     if sign is not None:
         val = val | ((sign < 0) & ok).astype(I32) << shift
     val = jnp.where(ok, val, 0)
-    outs[0][...] = val.T
+    outs[0][...] = val.T if dmajor else val
     if sch.mode == "unipolar":
         outs[1][...] = jnp.sum(jnp.where(ok, x_int, 0).astype(I32), axis=1)[:, None]
 
@@ -198,10 +198,13 @@ def encode_codes(x, smooth, prm: QX.Params, *, sch: QX.Scheme, interpret: bool,
     return outs[0], outs[1], outs[2] if sch.mode == "bipolar" else None
 
 
-@functools.partial(jax.jit, static_argnames=("sch", "interpret", "shift", "vp", "smooth_mul"))
+@functools.partial(jax.jit, static_argnames=("sch", "interpret", "shift", "vp", "smooth_mul",
+                                             "dmajor"))
 def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
-                 sch: QX.Scheme, interpret: bool, shift: int, vp: int, smooth_mul: bool = False):
-    """SC table indices, d-major ``(H, C, R)`` int32, and (unipolar) row sums
+                 sch: QX.Scheme, interpret: bool, shift: int, vp: int, smooth_mul: bool = False,
+                 dmajor: bool = True):
+    """SC table indices, d-major ``(H, C, R)`` int32 (row-major ``(H, R, C)`` with
+    ``dmajor=False``: the dense counts' layout), and (unipolar) row sums
     ``(H, R)`` int32. Side a (``roff``, ``kbase`` ``(C,)``, ``ktab`` given):
     ``roff[d] + ktab[kbase[d] + boundary] * vp | neg << shift``; side b:
     ``boundary | neg << shift``."""
@@ -212,14 +215,19 @@ def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
         padc = lambda v: jnp.pad(v.astype(I32), (0, Cp - C))[None, :]
         args += [padc(roff), padc(kbase), ktab]
         specs += [col, col, pl.BlockSpec((ktab.shape[0],), lambda h, i, j: (0,))]
-    out_specs = [pl.BlockSpec((None, BC, BR), lambda h, i, j: (h, j, i))]
-    shapes = [jax.ShapeDtypeStruct((H, Cp, Rp), I32)]
+    if dmajor:
+        out_specs = [pl.BlockSpec((None, BC, BR), lambda h, i, j: (h, j, i))]
+        shapes = [jax.ShapeDtypeStruct((H, Cp, Rp), I32)]
+    else:
+        out_specs = [pl.BlockSpec((None, BR, BC), lambda h, i, j: (h, i, j))]
+        shapes = [jax.ShapeDtypeStruct((H, Rp, Cp), I32)]
     if sch.mode == "unipolar":
         out_specs.append(pl.BlockSpec((None, BR, 1), lambda h, i, j: (h, i, j)))
         shapes.append(jax.ShapeDtypeStruct((H, Rp, Cp // BC), I32))
     outs = pl.pallas_call(
         functools.partial(_index_kernel, sch=sch, R=R, C=C, smooth=smooth is not None,
-                          smooth_mul=smooth_mul, side_a=side_a, shift=shift, vp=vp, interpret=interpret),
+                          smooth_mul=smooth_mul, side_a=side_a, shift=shift, vp=vp, dmajor=dmajor,
+                          interpret=interpret),
         grid=(H, Rp // BR, Cp // BC),
         in_specs=specs,
         out_specs=out_specs,
@@ -227,7 +235,7 @@ def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
         interpret=interpret,
         **triton_params(interpret),
     )(*args)
-    idx = outs[0][:, :C, :R]
+    idx = outs[0][:, :C, :R] if dmajor else outs[0][:, :R, :C]
     rowsum = jnp.sum(outs[1][:, :R], axis=-1, dtype=I32) if sch.mode == "unipolar" else None
     return idx, rowsum
 

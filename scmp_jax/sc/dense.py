@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -150,10 +151,9 @@ def _bytes(words):
 
 
 def _x_operand(r, words, corr, lay):
-    """a-side indices (H, dc, N) -> X (H, N, dc * (W + 4)) int8: each d's table row,
+    """a-side indices (H, N, dc) -> X (H, N, dc * (W + 4)) int8: each d's table row,
     then all the chunk's correction bytes (gathers of int32 words; the int8
     view is a bitcast)."""
-    r = jnp.swapaxes(r, 1, 2)                                          # (H, N, dc)
     i = 2 * lay.row(r) + lay.neg(r)
     x = jnp.take(words, i, axis=0, mode="clip")                        # (H, N, dc, W/4)
     x = jnp.concatenate([x.reshape(*r.shape[:2], -1), jnp.take(corr, i, mode="clip")], -1)
@@ -161,11 +161,10 @@ def _x_operand(r, words, corr, lay):
 
 
 def _y_operand(c, table, lay, sid, L, inv, W):
-    """b-side indices (H, dc, M) -> Y (H, M, dc * (W + 4)) int8: each d's one-hot
+    """b-side indices (H, M, dc) -> Y (H, M, dc * (W + 4)) int8: each d's one-hot
     ``s_b`` at its boundary's column, then the chunk's correction bytes
     ``[127 s_b, s_b, s_b [cum[L, bb] = 256], 0]``; built as int32 words (a byte
     per element wrote at a quarter of the bandwidth on the H200, session 13)."""
-    c = jnp.swapaxes(c, 1, 2)                                          # (H, M, dc)
     bb = lay.level(c)
     j = jnp.take(inv, bb, mode="clip")                                 # column, -1 if none
     sb = jnp.where(j < 0, 0, 1 - 2 * lay.neg(c))
@@ -180,14 +179,31 @@ def _y_operand(c, table, lay, sid, L, inv, W):
     return _bytes(jnp.concatenate([hot.reshape(*c.shape[:2], -1), extra], -1))
 
 
-def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int):
-    """ro: (H, D, N) int32; co: (H, D, M) int32 (``tables.Layout`` indices);
-    table: the flat signed int16 table they index; sid_b: (D,) int32 stream id
-    of each d. Returns (H, N, M) int32, equal to ``sum_d table[ro ^ co]``."""
+def _heads(meta, H: int, hc: int):
+    """Each leaf ``(H, ...)`` -> ``(H // hc, hc, ...)``: the head walk's chunks."""
+    def split(v):
+        if v.shape[:1] != (H,):
+            raise ValueError(f"post's per-head leaves need the lead dim H={H}, got {v.shape}")
+        return v.reshape(H // hc, hc, *v.shape[1:])
+    return jax.tree_util.tree_map(split, meta)
+
+
+def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int,
+           post=None):
+    """ro: (H, N, D) int32; co: (H, M, D) int32 (``tables.Layout`` indices,
+    row-major); table: the flat signed int16 table they index; sid_b: (D,)
+    int32 stream id of each d. Returns (H, N, M) int32, equal to
+    ``sum_d table[ro ^ co]``; or, with ``post = (fn, meta)``, ``fn(counts,
+    meta)``, where every leaf of the pytree ``meta`` has the lead dim H. The
+    head walk applies ``fn`` per chunk of heads, to that chunk's counts and
+    meta slices, so the float assembly is that loop's output and the int32
+    counts never exist whole (session 14: the assembly pass and the map's
+    int32 output copies, 0.13 of 1.29 ms busy at per_head on the H200)."""
+    fn, meta = post if post is not None else ((lambda acc, m: acc), None)
     cols = columns(mode, p, G)
     W = width(mode, p, G)
-    H, D, N = ro.shape
-    M = co.shape[2]
+    H, N, D = ro.shape
+    M = co.shape[1]
     words, corr = _row_tables(table, lay, L, cols, W)
     inv = np.full(lay.vp, -1, np.int32)                       # -1: not a column, no count
     inv[np.asarray(cols)] = np.arange(len(cols))
@@ -195,20 +211,21 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     hc, dc = plan(H, N, M, D, W + 4, cap)
     n = -(-D // dc)
     # padding index 0 is k = 0 and bb = 0: no count, correction bytes 0
-    ro, co = _pad_to(ro, 1, n * dc), _pad_to(co, 1, n * dc)
+    ro, co = _pad_to(ro, 2, n * dc), _pad_to(co, 2, n * dc)
     sid = _pad_to(sid_b.astype(I32), 0, n * dc)
     operands = lambda r, c, s: (_x_operand(r, words, corr, lay),
                                 _y_operand(c, table, lay, s, L, inv, W))
     if hc < H:                  # head chunks, all of D in each; a loop: one chunk live
-        rc = (ro.reshape(H // hc, hc, dc, N), co.reshape(H // hc, hc, dc, M))
-        return lax.map(lambda v: _dot(*operands(*v, sid)), rc).reshape(H, N, M)
+        xs = (ro.reshape(H // hc, hc, N, -1), co.reshape(H // hc, hc, M, -1), _heads(meta, H, hc))
+        out = lax.map(lambda v: fn(_dot(*operands(v[0], v[1], sid)), v[2]), xs)
+        return jax.tree_util.tree_map(lambda y: y.reshape(H, *y.shape[2:]), out)
 
     def chunk(i):
-        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=1)        # (H, dc, N)
-        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=1)        # (H, dc, M)
+        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=2)        # (H, N, dc)
+        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=2)        # (H, M, dc)
         return _dot(*operands(r, c, lax.dynamic_slice_in_dim(sid, i * dc, dc)))
 
     acc = chunk(0)                                  # no zero-filled accumulator to add to
     if n > 1:
         acc, _ = lax.scan(lambda a, i: (a + chunk(i), None), acc, jnp.arange(1, n))
-    return acc
+    return fn(acc, meta)

@@ -30,8 +30,8 @@ def _meta(prm: QX.Params, rowsum, two_d: bool) -> QX.Quantized:
     return QX.Quantized(None, None, scale, None, sq(prm.zp), sq(rowsum))
 
 
-def product(a, b, smooth, tabs: EnableTables, st):
-    """(acc, qa, qb, bad rows of a, bad rows of b), like ``xla._product``."""
+def product(a, b, smooth, tabs: EnableTables, st, fin):
+    """``fin(acc, (qa, qb, bad rows of a, bad rows of b))``, like ``xla._product``."""
     from .xla import _table_counts, schemes
     two_d = a.ndim == 2
     a3, b3 = _as3(a), _as3(b)
@@ -42,9 +42,13 @@ def product(a, b, smooth, tabs: EnableTables, st):
     lay = layout(tabs.streams_b.shape[0], st.L, st.G)
     D = a.shape[-1]
     roff = tabs.sid_b[:D] * lay.row_s
+    dmajor = st.counts != "dense"                   # dense reads row-major indices
     ro, ra = QP.encode_index(a3, smooth, pa, roff, tabs.sid_a[:D] * st.V, tabs.ktab,
-                             sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp)
+                             sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp,
+                             dmajor=dmajor)
     co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
-                             shift=lay.shift, vp=lay.vp, smooth_mul=True)
-    acc = _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D])
-    return (sq(acc), _meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))
+                             shift=lay.shift, vp=lay.vp, smooth_mul=True, dmajor=dmajor)
+    m = (_meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))
+    if two_d:
+        return fin(_table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D])[0], m)
+    return _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D], post=(fin, m))

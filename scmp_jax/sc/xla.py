@@ -72,12 +72,15 @@ def _chunks(x, dc):
 
 
 def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout, st: Static):
-    """Table indices, d-major: ``ro (H, D, N)``, ``co (H, D, M)`` int32 with
-    ``table[ro ^ co] = sign_a * sign_b * cum[sid_b[d], k, bb]`` (``tables.Layout``)."""
+    """Table indices ``ro``, ``co`` int32 with ``table[ro ^ co] = sign_a * sign_b *
+    cum[sid_b[d], k, bb]`` (``tables.Layout``): d-major ``(H, D, N)``, ``(H, D, M)``
+    for the gathers, row-major ``(H, N, D)``, ``(H, M, D)`` for ``dense``."""
     lift = (lambda x: x) if qa.boundary.ndim == 3 else (lambda x: x[None])
-    dmaj = lambda x: jnp.swapaxes(lift(x), 1, 2)
+    rows = st.counts == "dense"
+    dmaj = (lambda x: lift(x)) if rows else (lambda x: jnp.swapaxes(lift(x), 1, 2))
     k = jnp.take(tabs.ktab, tabs.sid_a * st.V + qa.boundary, mode="clip")
-    ro = (tabs.sid_b * lay.row_s)[None, :, None] + dmaj(k) * lay.vp
+    roff = tabs.sid_b * lay.row_s
+    ro = (roff[None, None, :] if rows else roff[None, :, None]) + dmaj(k) * lay.vp
     co = dmaj(qb.boundary)
     if st.mode == "bipolar":
         ro = ro | (dmaj(qa.sign) < 0).astype(jnp.int32) << lay.shift
@@ -85,14 +88,17 @@ def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout
     return ro, co
 
 
-def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=None):
+def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=None, post=None):
     """acc[h, n, m] = sum_d table[ro[h, d, n] ^ co[h, d, m]], exact int32
-    (``sid_b``: (D,) stream id of each d, for ``dense``)."""
+    (``dense``: row-major ``ro[h, n, d]``, ``co[h, m, d]`` and ``sid_b``, the
+    (D,) stream id of each d); with ``post = (fn, meta)``, ``fn(acc, meta)``
+    (``dense`` applies it per chunk of heads)."""
     if st.counts == "dense":
         return dense.counts(ro, co, table, lay, sid_b, mode=st.mode, p=st.p, L=st.L, G=st.G,
-                            cap=st.cap)
+                            cap=st.cap, post=post)
+    fn, meta = post if post is not None else ((lambda acc, m: acc), None)
     if st.impl == "pallas":
-        return pallas_counts.accumulate(ro, co, table, interpret=st.interpret)
+        return fn(pallas_counts.accumulate(ro, co, table, interpret=st.interpret), meta)
     H, D, N = ro.shape
     M = co.shape[2]
     dc = int(max(1, min(D, _GATHER_BUDGET // max(1, H * N * M))))
@@ -104,7 +110,7 @@ def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=No
 
     xs = (_chunks(jnp.moveaxis(ro, 1, 0), dc), _chunks(jnp.moveaxis(co, 1, 0), dc))
     acc, _ = lax.scan(body, jnp.zeros((H, N, M), jnp.int32), xs)
-    return acc
+    return fn(acc, meta)
 
 
 def _chunked_counts(qa, qb, tabs: EnableTables, st: Static):
@@ -140,15 +146,27 @@ def _chunked_counts(qa, qb, tabs: EnableTables, st: Static):
     return acc
 
 
-def _acc(qa: QX.Quantized, qb: QX.Quantized, tabs, st):
-    """Exact int32 accumulators, ``(N, M)`` or ``(H, N, M)``."""
+def _acc(qa: QX.Quantized, qb: QX.Quantized, tabs, st, fin, meta):
+    """``fin(acc, meta)`` of the exact int32 accumulators ``acc``, ``(N, M)`` or
+    ``(H, N, M)`` (3D: ``fin`` may run per chunk of heads, see ``dense.counts``)."""
+    three = qa.boundary.ndim == 3
     if tabs.table is None:
         acc = _chunked_counts(qa, qb, tabs, st)
     else:
         lay = layout(tabs.streams_b.shape[0], st.L, st.G)
         ro, co = _indices(qa, qb, tabs, lay, st)
-        acc = _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:ro.shape[1]])
-    return acc if qa.boundary.ndim == 3 else acc[0]
+        D = qa.boundary.shape[-1]
+        acc = _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D],
+                            post=(fin, meta) if three else None)
+        if three:
+            return acc
+    return fin(acc if three else acc[0], meta)
+
+
+def meta(qa: QX.Quantized, qb: QX.Quantized, bad_a, bad_b):
+    """What the float assembly reads: scales, zero points, row sums, bad rows."""
+    keep = lambda q: QX.Quantized(None, None, q.scale, None, q.zp, q.rowsum)
+    return keep(qa), keep(qb), bad_a, bad_b
 
 
 def _assemble(acc, qa, qb, D, st: Static, f=None):
@@ -200,14 +218,28 @@ def quantize_operands(a, b, smooth, st: Static):
     return qa, qb, bad_a, bad_b
 
 
-def _product(a, b, smooth, tabs, st: Static):
-    """(acc, qa, qb, bad rows of a, bad rows of b). With a whole table, the
-    Pallas path encodes straight into the count kernel's indices."""
+def _product(a, b, smooth, tabs, st: Static, fin):
+    """``fin(acc, (qa, qb, bad rows of a, bad rows of b))`` (``meta``). With a
+    whole table, the Pallas path encodes straight into the count kernel's
+    indices."""
     if st.impl == "pallas" and tabs.table is not None:
         from . import pallas as SP
-        return SP.product(a, b, smooth, tabs, st)
+        return SP.product(a, b, smooth, tabs, st, fin)
     qa, qb, bad_a, bad_b = quantize_operands(a, b, smooth, st)
-    return _acc(qa, qb, tabs, st), qa, qb, bad_a, bad_b
+    return _acc(qa, qb, tabs, st, fin, meta(qa, qb, bad_a, bad_b))
+
+
+def _part(acc, m, *, D, st: Static):
+    """One chunk_d chunk (2D, bipolar): its assembled part and its bad products."""
+    qa, qb, bad_a, bad_b = m
+    return QX.separate(_assemble(acc, qa, qb, D, st)), bad_a[:, None] | bad_b[None, :]
+
+
+def _finish(acc, m, *, D, st: Static):
+    """The float result: assembly, NaN where a row or column is bad (SPEC.md 6, 7)."""
+    qa, qb, bad_a, bad_b = m
+    out = _assemble(acc, qa, qb, D, st)
+    return jnp.where(bad_a[..., :, None] | bad_b[..., None, :], F32(jnp.nan), out)
 
 
 def _chunked(a, b, smooth, tabs: EnableTables, st: Static):
@@ -223,9 +255,8 @@ def _chunked(a, b, smooth, tabs: EnableTables, st: Static):
         ac, bc, sc = abs_
         n = ac.shape[1]
         sub = tabs._replace(sid_a=tabs.sid_a[:n], sid_b=tabs.sid_b[:n])
-        acc, qa, qb, bad_a, bad_b = _product(ac, bc, sc, sub, st)
-        part = QX.separate(_assemble(acc, qa, qb, n, st))   # bipolar
-        return (out + part, bad | bad_a[:, None] | bad_b[None, :]), None
+        part, bad_c = _product(ac, bc, sc, sub, st, partial(_part, D=n, st=st))
+        return (out + part, bad | bad_c), None
 
     carry = (jnp.zeros((N, M), F32), jnp.zeros((N, M), bool))
     n_full = D // c
@@ -255,6 +286,4 @@ def _sc_matmul(a, b, smooth, tabs: EnableTables, st: Static):
         smooth = smooth.astype(F32)
     if st.chunk_d:
         return _chunked(a, b, smooth, tabs, st)
-    acc, qa, qb, bad_a, bad_b = _product(a, b, smooth, tabs, st)
-    out = _assemble(acc, qa, qb, a.shape[-1], st)
-    return jnp.where(bad_a[..., :, None] | bad_b[..., None, :], F32(jnp.nan), out)
+    return _product(a, b, smooth, tabs, st, partial(_finish, D=a.shape[-1], st=st))

@@ -2,6 +2,7 @@
 golden, bit for bit, fed by the XLA and the Pallas quantization (interpret mode
 off GPU; compiled on the GPU with ``pytest -m gpu``)."""
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ import scmp_jax
 from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax._backend import on_gpu
 from scmp_jax.quant import xla as QX
-from scmp_jax.sc import api, dense
+from scmp_jax.sc import api, dense, pallas_assemble
 
 pytestmark = pytest.mark.gpu
 
@@ -148,17 +149,25 @@ def test_dense_chunk_plans(walk, impl, monkeypatch):
     golden, on 3D operands with top levels (the correction columns): per_head,
     per_row, per_tensor, unipolar per_row (zero points and row sums in the
     float assembly, which the head walks run per chunk), each once more with a
-    NaN in a row of a in head 3 and of b in head 0 (per_row: NaN products only
-    there; per_head: those heads NaN; per_tensor: all)."""
+    NaN in a row of a in head 3 and of b in head 0 and a -inf in a row of a in
+    head 2 (per_row: NaN products only there; per_head: those heads NaN;
+    per_tensor: all). The head walks also run
+    at N = 8, M = 16, where the Pallas implementation assembles each chunk in
+    place (``pallas_assemble.into``, spied on: it must run there)."""
     monkeypatch.setattr(dense, "plan", _PLANS[walk])
+    calls = []
+    real = pallas_assemble.into
+    monkeypatch.setattr(pallas_assemble, "into", lambda *a, **k: calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(len(walk))
-    H, N, M, D = 4, 5, 7, 70
-    a, b = _top_heavy(rng, (H, N, D)), _top_heavy(rng, (H, M, D))
-    an, bn = a.copy(), b.copy()
-    an[3, 1, 5], bn[0, 6, 0] = np.nan, np.nan
-    for kw in (dict(granularity="per_head"), dict(granularity="per_row"),
-               dict(granularity="per_tensor"),
-               dict(granularity="per_row", mode="unipolar", sc_prec=6)):
+    shapes = [(5, 7)] + ([(8, 16)] if walk.startswith("heads") else [])
+    for (N, M), kw in itertools.product(shapes, (
+            dict(granularity="per_head"), dict(granularity="per_row"),
+            dict(granularity="per_tensor"),
+            dict(granularity="per_row", mode="unipolar", sc_prec=6))):
+        H, D = 4, 70
+        a, b = _top_heavy(rng, (H, N, D)), _top_heavy(rng, (H, M, D))
+        an, bn = a.copy(), b.copy()
+        an[3, 1, 5], an[2, 3, 4], bn[0, 6, 0] = np.nan, -np.inf, np.nan
         scmp_jax.clear_caches()                     # trace again under this plan
         got = call_jax(a, b, kw, impl, counts="dense")
         assert_same_bits(got, call_golden(a, b, kw))
@@ -167,10 +176,11 @@ def test_dense_chunk_plans(walk, impl, monkeypatch):
         assert_same_bits(got, call_golden(an, bn, kw))
         nan = np.zeros(got.shape, bool)
         if kw["granularity"] == "per_row":
-            nan[3, 1], nan[0, :, 6] = True, True
+            nan[3, 1], nan[2, 3], nan[0, :, 6] = True, True, True
         else:
-            nan[[0, 3] if kw["granularity"] == "per_head" else slice(None)] = True
+            nan[[0, 2, 3] if kw["granularity"] == "per_head" else slice(None)] = True
         np.testing.assert_array_equal(np.isnan(got), nan)
+    assert bool(calls) == (impl == "pallas" and walk.startswith("heads"))
     scmp_jax.clear_caches()
 
 
@@ -213,13 +223,16 @@ def test_dense_any_d(D, impl):
             assert_same_bits(call_jax(a, b, kw, impl, counts="dense", table_cap_bytes=cap), want)
 
 
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
 @pytest.mark.parametrize("walk", ["heads", "d"])
-def test_dense_walks_keep_one_chunk_live(walk):
+def test_dense_walks_keep_one_chunk_live(walk, impl):
     """The compiled program's temporary memory (XLA's buffer assignment) holds
     about one chunk of expanded operands, not all of them: 8 heads walked one
     per chunk (``lax.map``), or all heads in chunks of 32 d (``lax.scan``). A
     written-out head walk chained by optimization barriers kept all 8 chunks
-    live on CPU (XLA drops the barriers; session 13), so it was not kept."""
+    live on CPU (XLA drops the barriers; session 13), so it was not kept. The
+    Pallas head walk (a ``fori_loop`` writing each chunk's floats in place,
+    ``pallas_assemble``) too."""
     H, N, M, D, Wb = 8, 64, 64, 128, 132
     one = (N + M) * D * Wb                          # one head's whole D, expanded
     cap = one // 2 if walk == "heads" else one // 4
@@ -227,6 +240,6 @@ def test_dense_walks_keep_one_chunk_live(walk):
     assert (hc, dc) == ((1, D) if walk == "heads" else (H, 32))
     a, b = np.zeros((H, N, D), np.float32), np.zeros((H, M, D), np.float32)
     f = jax.jit(lambda x, y: scmp_jax.sc_matmul(x, y, "per_head", counts="dense",
-                                                table_cap_bytes=cap, implementation="xla"))
+                                                table_cap_bytes=cap, implementation=impl))
     temp = f.lower(a, b).compile().memory_analysis().temp_size_in_bytes
     assert temp < H * one / 2, (temp, H * one)

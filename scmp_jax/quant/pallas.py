@@ -134,7 +134,8 @@ def _codes_kernel(*refs, sch, R, C, smooth, smooth_mul, interpret):
         outs[2][...] = sign
 
 
-def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, dmajor, interpret):
+def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, dmajor, xrow,
+                  interpret):
     x_ref, s_ref, f_ref, z_ref, rest = _split(refs, smooth, sch.mode == "unipolar")
     if side_a:
         roff_ref, kb_ref, ktab_ref, *outs = rest
@@ -146,11 +147,12 @@ def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, dmajo
     bnd = jnp.where(ok, bnd, 0)
     if side_a:
         k = ktab_ref[kb_ref[...] + bnd]                     # (BR, BC) gather, in range
-        val = roff_ref[...] + k * vp
+        val = roff_ref[...] + k * (2 if xrow else vp)
     else:
         val = bnd
     if sign is not None:
-        val = val | ((sign < 0) & ok).astype(I32) << shift
+        neg = ((sign < 0) & ok).astype(I32)
+        val = val + neg if xrow else val | neg << shift
     val = jnp.where(ok, val, 0)
     outs[0][...] = val.T if dmajor else val
     if sch.mode == "unipolar":
@@ -199,15 +201,16 @@ def encode_codes(x, smooth, prm: QX.Params, *, sch: QX.Scheme, interpret: bool,
 
 
 @functools.partial(jax.jit, static_argnames=("sch", "interpret", "shift", "vp", "smooth_mul",
-                                             "dmajor"))
+                                             "dmajor", "xrow"))
 def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
                  sch: QX.Scheme, interpret: bool, shift: int, vp: int, smooth_mul: bool = False,
-                 dmajor: bool = True):
+                 dmajor: bool = True, xrow: bool = False):
     """SC table indices, d-major ``(H, C, R)`` int32 (row-major ``(H, R, C)`` with
     ``dmajor=False``: the dense counts' layout), and (unipolar) row sums
     ``(H, R)`` int32. Side a (``roff``, ``kbase`` ``(C,)``, ``ktab`` given):
-    ``roff[d] + ktab[kbase[d] + boundary] * vp | neg << shift``; side b:
-    ``boundary | neg << shift``."""
+    ``roff[d] + ktab[kbase[d] + boundary] * vp | neg << shift``, or with
+    ``xrow`` ``roff[d] + 2 * ktab[...] + neg`` (``sc.dense``'s X rows, ``roff =
+    2 * sid * (L + 1)``); side b: ``boundary | neg << shift``."""
     args, specs, (H, R, C, Rp, Cp) = _common(x, smooth, prm)
     side_a = roff is not None
     if side_a:
@@ -226,7 +229,7 @@ def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
         shapes.append(jax.ShapeDtypeStruct((H, Rp, Cp // BC), I32))
     outs = pl.pallas_call(
         functools.partial(_index_kernel, sch=sch, R=R, C=C, smooth=smooth is not None,
-                          smooth_mul=smooth_mul, side_a=side_a, shift=shift, vp=vp, dmajor=dmajor,
+                          smooth_mul=smooth_mul, side_a=side_a, shift=shift, vp=vp, dmajor=dmajor, xrow=xrow,
                           interpret=interpret),
         grid=(H, Rp // BR, Cp // BC),
         in_specs=specs,

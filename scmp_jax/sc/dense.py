@@ -150,13 +150,12 @@ def _bytes(words):
     return b.reshape(*b.shape[:-2], -1)
 
 
-def _x_operand(r, words, corr, lay):
-    """a-side indices (H, N, dc) -> X (H, N, dc * (W + 4)) int8: each d's table row,
+def _x_operand(i, words, corr):
+    """a-side X rows (H, N, dc) -> X (H, N, dc * (W + 4)) int8: each d's table row,
     then all the chunk's correction bytes (gathers of int32 words; the int8
     view is a bitcast)."""
-    i = 2 * lay.row(r) + lay.neg(r)
     x = jnp.take(words, i, axis=0, mode="clip")                        # (H, N, dc, W/4)
-    x = jnp.concatenate([x.reshape(*r.shape[:2], -1), jnp.take(corr, i, mode="clip")], -1)
+    x = jnp.concatenate([x.reshape(*i.shape[:2], -1), jnp.take(corr, i, mode="clip")], -1)
     return _bytes(x)
 
 
@@ -190,16 +189,18 @@ def _heads(meta, H: int, hc: int):
 
 def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int,
            post=None):
-    """ro: (H, N, D) int32; co: (H, M, D) int32 (``tables.Layout`` indices,
-    row-major); table: the flat signed int16 table they index; sid_b: (D,)
+    """ro: (H, N, D) int32, the X rows ``2 * (sid_b * (L + 1) + k) + neg_a`` (of
+    ``_row_tables``); co: (H, M, D) int32, ``tables.Layout`` b-side indices; table: the flat signed int16 table they index; sid_b: (D,)
     int32 stream id of each d. Returns (H, N, M) int32, equal to
-    ``sum_d table[ro ^ co]``; or, with ``post = (fn, meta)``, ``fn(counts,
-    meta)``, where every leaf of the pytree ``meta`` has the lead dim H. The
-    head walk applies ``fn`` per chunk of heads, to that chunk's counts and
-    meta slices, so the float assembly is that loop's output and the int32
-    counts never exist whole (session 14: the assembly pass and the map's
-    int32 output copies, 0.13 of 1.29 ms busy at per_head on the H200)."""
-    fn, meta = post if post is not None else ((lambda acc, m: acc), None)
+    ``sum_d table[ro ^ co]``; or, with ``post = (fn, meta[, into])``,
+    ``fn(counts, meta)``, where every leaf of the pytree ``meta`` has the lead
+    dim H. The head walk applies it per chunk of heads, to that chunk's counts
+    and meta slices, so the int32 counts never exist whole: ``fn`` as the
+    ``lax.map`` body, or ``into(out, h0, counts, meta)`` (``pallas_assemble``),
+    which writes the chunk's heads of ``out`` in place (a ``fori_loop``; the
+    first chunk's call creates ``out``)."""
+    fn, meta, *rest = post if post is not None else ((lambda acc, m: acc), None)
+    into = rest[0] if rest else None
     cols = columns(mode, p, G)
     W = width(mode, p, G)
     H, N, D = ro.shape
@@ -210,14 +211,19 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     inv = jnp.asarray(inv)
     hc, dc = plan(H, N, M, D, W + 4, cap)
     n = -(-D // dc)
-    # padding index 0 is k = 0 and bb = 0: no count, correction bytes 0
+    # padding index 0 is X row 0 (k = 0) and bb = 0: no count, correction bytes 0
     ro, co = _pad_to(ro, 2, n * dc), _pad_to(co, 2, n * dc)
     sid = _pad_to(sid_b.astype(I32), 0, n * dc)
-    operands = lambda r, c, s: (_x_operand(r, words, corr, lay),
+    operands = lambda r, c, s: (_x_operand(r, words, corr),
                                 _y_operand(c, table, lay, s, L, inv, W))
     if hc < H:                  # head chunks, all of D in each; a loop: one chunk live
         xs = (ro.reshape(H // hc, hc, N, -1), co.reshape(H // hc, hc, M, -1), _heads(meta, H, hc))
-        out = lax.map(lambda v: fn(_dot(*operands(v[0], v[1], sid)), v[2]), xs)
+        counts_of = lambda v: _dot(*operands(v[0], v[1], sid))
+        if into is not None:
+            at = lambda i: jax.tree_util.tree_map(lambda x: x[i], xs)
+            step = lambda i, out: into(out, i * hc, counts_of(at(i)), at(i)[2])
+            return lax.fori_loop(1, H // hc, step, step(0, None))
+        out = lax.map(lambda v: fn(counts_of(v), v[2]), xs)
         return jax.tree_util.tree_map(lambda y: y.reshape(H, *y.shape[2:]), out)
 
     def chunk(i):

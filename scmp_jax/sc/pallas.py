@@ -2,15 +2,19 @@
 
 Per operand: ``quant.pallas.stats`` (one read; SmoothQuant applied in the
 load), the per-row scales in XLA (tiny), then ``quant.pallas.encode_index``
-(second read) writes the count kernel's table indices directly, d-major;
+(second read) writes the count kernel's table indices directly (d-major for
+the gather, row-major for ``dense``);
 ``pallas_counts.accumulate`` does the lookups
 (or ``dense`` the int8 matmul). (Above the table cap,
 ``xla.quantize_operands`` + the chunked-table walk run the kernels instead.)
 """
 from __future__ import annotations
 
+import functools
+
 from ..quant import pallas as QP
 from ..quant import xla as QX
+from . import pallas_assemble as PA
 from .tables import EnableTables, layout
 
 
@@ -41,14 +45,17 @@ def product(a, b, smooth, tabs: EnableTables, st, fin):
     sq = (lambda v: v[0]) if two_d else (lambda v: v)
     lay = layout(tabs.streams_b.shape[0], st.L, st.G)
     D = a.shape[-1]
-    roff = tabs.sid_b[:D] * lay.row_s
-    dmajor = st.counts != "dense"                   # dense reads row-major indices
+    dense = st.counts == "dense"        # row-major indices, side a as dense's X rows
+    roff = tabs.sid_b[:D] * (2 * (st.L + 1) if dense else lay.row_s)
     ro, ra = QP.encode_index(a3, smooth, pa, roff, tabs.sid_a[:D] * st.V, tabs.ktab,
                              sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp,
-                             dmajor=dmajor)
+                             dmajor=not dense, xrow=dense)
     co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
-                             shift=lay.shift, vp=lay.vp, smooth_mul=True, dmajor=dmajor)
+                             shift=lay.shift, vp=lay.vp, smooth_mul=True, dmajor=not dense)
     m = (_meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))
     if two_d:
         return fin(_table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D])[0], m)
-    return _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D], post=(fin, m))
+    post = (fin, m)
+    if st.counts == "dense" and PA.fits(a.shape[1], b.shape[1]):
+        post += (functools.partial(PA.into, H=a.shape[0], D=D, st=st, interpret=st.interpret),)
+    return _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D], post=post)

@@ -73,17 +73,21 @@ def _chunks(x, dc):
 
 def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout, st: Static):
     """Table indices ``ro``, ``co`` int32 with ``table[ro ^ co] = sign_a * sign_b *
-    cum[sid_b[d], k, bb]`` (``tables.Layout``): d-major ``(H, D, N)``, ``(H, D, M)``
-    for the gathers, row-major ``(H, N, D)``, ``(H, M, D)`` for ``dense``."""
+    cum[sid_b[d], k, bb]`` (``tables.Layout``), d-major ``(H, D, N)``, ``(H, D, M)``
+    for the gathers; for ``dense`` row-major ``(H, N, D)``, ``(H, M, D)``, and
+    ``ro`` is dense's X row ``2 * (sid_b[d] * (L + 1) + k) + neg_a``."""
     lift = (lambda x: x) if qa.boundary.ndim == 3 else (lambda x: x[None])
     rows = st.counts == "dense"
     dmaj = (lambda x: lift(x)) if rows else (lambda x: jnp.swapaxes(lift(x), 1, 2))
     k = jnp.take(tabs.ktab, tabs.sid_a * st.V + qa.boundary, mode="clip")
-    roff = tabs.sid_b * lay.row_s
-    ro = (roff[None, None, :] if rows else roff[None, :, None]) + dmaj(k) * lay.vp
+    if rows:
+        ro = (2 * (st.L + 1) * tabs.sid_b)[None, None, :] + 2 * dmaj(k)
+    else:
+        ro = (tabs.sid_b * lay.row_s)[None, :, None] + dmaj(k) * lay.vp
     co = dmaj(qb.boundary)
     if st.mode == "bipolar":
-        ro = ro | (dmaj(qa.sign) < 0).astype(jnp.int32) << lay.shift
+        neg = (dmaj(qa.sign) < 0).astype(jnp.int32)
+        ro = ro + neg if rows else ro | neg << lay.shift
         co = co | (dmaj(qb.sign) < 0).astype(jnp.int32) << lay.shift
     return ro, co
 

@@ -35,6 +35,7 @@ expansion kernel (no faster, and its GPU golden run failed, cause not found).
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -178,6 +179,25 @@ def _y_operand(c, table, lay, sid, L, inv, W):
     return _bytes(jnp.concatenate([hot.reshape(*c.shape[:2], -1), extra], -1))
 
 
+class Post(NamedTuple):
+    """What ``counts`` applies to the int32 counts: ``fn(counts, meta)``, where
+    every leaf of the pytree ``meta`` has the lead dim H; ``into(out, h0, counts,
+    meta)`` (``pallas_assemble.into``), if given, does it for the head walk
+    in place instead."""
+    fn: Callable
+    meta: Any = None
+    into: Optional[Callable] = None
+
+
+IDENTITY = Post(lambda acc, meta: acc)
+
+
+def row_offsets(sid_b, L: int):
+    """``2 * sid_b * (L + 1)``: the X row of ``(sid_b, k = 0, s_a = +1)``; a-side
+    indices are ``row_offsets + 2 * k + neg_a`` (the rows of ``_row_tables``)."""
+    return 2 * (L + 1) * sid_b
+
+
 def _heads(meta, H: int, hc: int):
     """Each leaf ``(H, ...)`` -> ``(H // hc, hc, ...)``: the head walk's chunks."""
     def split(v):
@@ -188,19 +208,17 @@ def _heads(meta, H: int, hc: int):
 
 
 def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int,
-           post=None):
-    """ro: (H, N, D) int32, the X rows ``2 * (sid_b * (L + 1) + k) + neg_a`` (of
-    ``_row_tables``); co: (H, M, D) int32, ``tables.Layout`` b-side indices; table: the flat signed int16 table they index; sid_b: (D,)
-    int32 stream id of each d. Returns (H, N, M) int32, equal to
-    ``sum_d table[ro ^ co]``; or, with ``post = (fn, meta[, into])``,
-    ``fn(counts, meta)``, where every leaf of the pytree ``meta`` has the lead
-    dim H. The head walk applies it per chunk of heads, to that chunk's counts
-    and meta slices, so the int32 counts never exist whole: ``fn`` as the
-    ``lax.map`` body, or ``into(out, h0, counts, meta)`` (``pallas_assemble``),
-    which writes the chunk's heads of ``out`` in place (a ``fori_loop``; the
-    first chunk's call creates ``out``)."""
-    fn, meta, *rest = post if post is not None else ((lambda acc, m: acc), None)
-    into = rest[0] if rest else None
+           post: Post = IDENTITY):
+    """ro: (H, N, D) int32, the X rows ``row_offsets(sid_b, L) + 2 * k + neg_a``;
+    co: (H, M, D) int32, ``tables.Layout`` b-side indices; table: the flat
+    signed int16 table; sid_b: (D,) int32 stream id of each d. Returns
+    ``post.fn(acc, post.meta)`` of the (H, N, M) int32 ``acc = sum_d
+    table[ro ^ co]``. The head walk applies it per chunk of heads, to that
+    chunk's counts and meta slices, so the int32 counts never exist whole:
+    ``fn`` as the ``lax.map`` body, or ``post.into``, which writes the chunk's
+    heads of ``out`` in place (a ``fori_loop``; the first chunk's call creates
+    ``out``)."""
+    fn, meta, into = post
     cols = columns(mode, p, G)
     W = width(mode, p, G)
     H, N, D = ro.shape
@@ -220,8 +238,9 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
         xs = (ro.reshape(H // hc, hc, N, -1), co.reshape(H // hc, hc, M, -1), _heads(meta, H, hc))
         counts_of = lambda v: _dot(*operands(v[0], v[1], sid))
         if into is not None:
-            at = lambda i: jax.tree_util.tree_map(lambda x: x[i], xs)
-            step = lambda i, out: into(out, i * hc, counts_of(at(i)), at(i)[2])
+            def step(i, out):
+                v = jax.tree_util.tree_map(lambda x: x[i], xs)
+                return into(out, i * hc, counts_of(v), v[2])
             return lax.fori_loop(1, H // hc, step, step(0, None))
         out = lax.map(lambda v: fn(counts_of(v), v[2]), xs)
         return jax.tree_util.tree_map(lambda y: y.reshape(H, *y.shape[2:]), out)

@@ -14,6 +14,7 @@ import functools
 
 from ..quant import pallas as QP
 from ..quant import xla as QX
+from . import dense as DN
 from . import pallas_assemble as PA
 from .tables import EnableTables, layout
 
@@ -46,7 +47,7 @@ def product(a, b, smooth, tabs: EnableTables, st, fin):
     lay = layout(tabs.streams_b.shape[0], st.L, st.G)
     D = a.shape[-1]
     dense = st.counts == "dense"        # row-major indices, side a as dense's X rows
-    roff = tabs.sid_b[:D] * (2 * (st.L + 1) if dense else lay.row_s)
+    roff = DN.row_offsets(tabs.sid_b[:D], st.L) if dense else tabs.sid_b[:D] * lay.row_s
     ro, ra = QP.encode_index(a3, smooth, pa, roff, tabs.sid_a[:D] * st.V, tabs.ktab,
                              sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp,
                              dmajor=not dense, xrow=dense)
@@ -55,7 +56,8 @@ def product(a, b, smooth, tabs: EnableTables, st, fin):
     m = (_meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))
     if two_d:
         return fin(_table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D])[0], m)
-    post = (fin, m)
-    if st.counts == "dense" and PA.fits(a.shape[1], b.shape[1]):
-        post += (functools.partial(PA.into, H=a.shape[0], D=D, st=st, interpret=st.interpret),)
+    into = None
+    if dense and PA.fits(a.shape[1], b.shape[1]):
+        into = functools.partial(PA.into, H=a.shape[0], D=D, st=st, interpret=st.interpret)
+    post = DN.Post(fin, m, into)
     return _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D], post=post)

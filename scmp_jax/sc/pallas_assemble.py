@@ -48,15 +48,16 @@ def fits(N: int, M: int) -> bool:
     return _block(N, _BR) >= 8 and _block(M, _BC) >= 16
 
 
-def _kernel(h0_ref, acc_ref, *refs, kind, nv, f, D, interpret):
-    rows, cols, o_ref = refs[:nv], refs[nv:2 * nv], refs[-1]
+def _kernel(h0_ref, acc_ref, *refs, kind, nr, nc, f, D, interpret):
+    # refs: nr row vectors, nc column vectors, [the aliased out, not read], out
+    rows, cols, o_ref = refs[:nr], refs[nr:nr + nc], refs[-1]
     m = kernel_math(interpret)
     h, i, j = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     br, bc = acc_ref.shape[-2:]
     c = acc_ref[...].reshape(br, bc).astype(F32)
     r = [v[...].reshape(br, 1) for v in rows]
     k = [v[...].reshape(1, bc) for v in cols]
-    if kind == "head":
+    if kind == "head":                  # cols: only the bad flags
         val = m.mul(c, r[0])
     else:
         sab = m.mul(r[0], k[0])
@@ -78,14 +79,13 @@ def _vectors(meta, st, hc: int, N: int, M: int):
     if st.granularity == "per_head":
         sep = QX.separate
         head = sep(st.f * sep(qa.scale * qb.scale))                  # as xla._assemble
-        rows, cols, kind = [jnp.broadcast_to(head[:, None], (hc, N))], [None], "head"
+        rows, cols, kind = [jnp.broadcast_to(head[:, None], (hc, N))], [], "head"
     elif st.mode == "bipolar":
         rows, cols, kind = [qa.scale], [qb.scale], "bipolar"
     else:
         rows = [qa.scale, qa.zp, qa.rowsum.astype(F32)]
         cols = [qb.scale, qb.zp, qb.rowsum.astype(F32)]
         kind = "unipolar"
-    cols = [jnp.zeros((hc, M), F32) if v is None else v for v in cols]
     rows.append(bad_a.astype(I32))
     cols.append(bad_b.astype(I32))
     return kind, rows, cols
@@ -110,10 +110,8 @@ def into(out, h0, acc, meta, *, H: int, D: int, st, interpret: bool):
         alias = {len(args): 0}
         args.append(out)
         specs.append(whole)
-    kern = functools.partial(_kernel, kind=kind, nv=len(rows), f=np.float32(st.f), D=D,
-                             interpret=interpret)
-    if out is not None:                 # the aliased input is not read
-        kern = (lambda k: lambda *refs: k(*refs[:-2], refs[-1]))(kern)
+    kern = functools.partial(_kernel, kind=kind, nr=len(rows), nc=len(cols),
+                             f=np.float32(st.f), D=D, interpret=interpret)
     return pl.pallas_call(
         kern,
         grid=(hc, N // br, M // bc),

@@ -81,7 +81,7 @@ def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout
     dmaj = (lambda x: lift(x)) if rows else (lambda x: jnp.swapaxes(lift(x), 1, 2))
     k = jnp.take(tabs.ktab, tabs.sid_a * st.V + qa.boundary, mode="clip")
     if rows:
-        ro = (2 * (st.L + 1) * tabs.sid_b)[None, None, :] + 2 * dmaj(k)
+        ro = dense.row_offsets(tabs.sid_b, st.L)[None, None, :] + 2 * dmaj(k)
     else:
         ro = (tabs.sid_b * lay.row_s)[None, :, None] + dmaj(k) * lay.vp
     co = dmaj(qb.boundary)
@@ -92,15 +92,16 @@ def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout
     return ro, co
 
 
-def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=None, post=None):
-    """acc[h, n, m] = sum_d table[ro[h, d, n] ^ co[h, d, m]], exact int32
-    (``dense``: row-major ``ro[h, n, d]``, ``co[h, m, d]`` and ``sid_b``, the
-    (D,) stream id of each d); with ``post = (fn, meta)``, ``fn(acc, meta)``
-    (``dense`` applies it per chunk of heads)."""
+def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=None,
+                  post: dense.Post = dense.IDENTITY):
+    """``post.fn(acc, post.meta)`` of the exact int32 ``acc[h, n, m] = sum_d
+    table[ro[h, d, n] ^ co[h, d, m]]`` (``dense``: row-major ``ro[h, n, d]``,
+    ``co[h, m, d]`` and ``sid_b``, the (D,) stream id of each d; it applies
+    ``post`` per chunk of heads)."""
     if st.counts == "dense":
         return dense.counts(ro, co, table, lay, sid_b, mode=st.mode, p=st.p, L=st.L, G=st.G,
                             cap=st.cap, post=post)
-    fn, meta = post if post is not None else ((lambda acc, m: acc), None)
+    fn, meta, _ = post
     if st.impl == "pallas":
         return fn(pallas_counts.accumulate(ro, co, table, interpret=st.interpret), meta)
     H, D, N = ro.shape
@@ -156,15 +157,13 @@ def _acc(qa: QX.Quantized, qb: QX.Quantized, tabs, st, fin, meta):
     three = qa.boundary.ndim == 3
     if tabs.table is None:
         acc = _chunked_counts(qa, qb, tabs, st)
-    else:
-        lay = layout(tabs.streams_b.shape[0], st.L, st.G)
-        ro, co = _indices(qa, qb, tabs, lay, st)
-        D = qa.boundary.shape[-1]
-        acc = _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D],
-                            post=(fin, meta) if three else None)
-        if three:
-            return acc
-    return fin(acc if three else acc[0], meta)
+        return fin(acc if three else acc[0], meta)
+    lay = layout(tabs.streams_b.shape[0], st.L, st.G)
+    ro, co = _indices(qa, qb, tabs, lay, st)
+    sid_b = tabs.sid_b[:qa.boundary.shape[-1]]
+    if three:
+        return _table_counts(ro, co, tabs.table, st, lay, sid_b, post=dense.Post(fin, meta))
+    return fin(_table_counts(ro, co, tabs.table, st, lay, sid_b)[0], meta)
 
 
 def meta(qa: QX.Quantized, qb: QX.Quantized, bad_a, bad_b):

@@ -134,22 +134,22 @@ def _codes_kernel(*refs, sch, R, C, smooth, smooth_mul, interpret):
         outs[2][...] = sign
 
 
-def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, side_a, shift, vp, dmajor, xrow,
-                  interpret):
-    x_ref, s_ref, f_ref, z_ref, rest = _split(refs, smooth, sch.mode == "unipolar")
-    if side_a:
-        roff_ref, kb_ref, ktab_ref, *outs = rest
-    else:
-        outs = rest
+def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, lookup, offset, shift, vp, dmajor,
+                  xrow, interpret):
+    x_ref, s_ref, f_ref, z_ref, outs = _split(refs, smooth, sch.mode == "unipolar")
+    roff_ref = outs.pop(0) if offset else None
+    if lookup:
+        kb_ref, ktab_ref = outs.pop(0), outs.pop(0)
     i, j = pl.program_id(1), pl.program_id(2)
     ok = _valid(i, j, R, C)
     x_int, bnd, sign = _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul)
     bnd = jnp.where(ok, bnd, 0)
-    if side_a:
-        k = ktab_ref[kb_ref[...] + bnd]                     # (BR, BC) gather, in range
-        val = roff_ref[...] + k * (2 if xrow else vp)
+    if lookup:
+        val = ktab_ref[kb_ref[...] + bnd] * (2 if xrow else vp)   # (BR, BC) gather, in range
     else:
         val = bnd
+    if offset:
+        val = roff_ref[...] + val
     if sign is not None:
         neg = ((sign < 0) & ok).astype(I32)
         val = val + neg if xrow else val | neg << shift
@@ -210,14 +210,18 @@ def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
     ``(H, R)`` int32. Side a (``roff``, ``kbase`` ``(C,)``, ``ktab`` given):
     ``roff[d] + ktab[kbase[d] + boundary] * vp | neg << shift``, or with
     ``xrow`` ``roff[d] + 2 * ktab[...] + neg`` (``sc.dense``'s X rows, ``roff =
-    2 * sid * (L + 1)``); side b: ``boundary | neg << shift``."""
+    2 * sid * (L + 1)``); side b: ``boundary | neg << shift``, or with
+    ``kbase`` and ``ktab`` but no ``roff`` ``ktab[kbase[d] + boundary] * vp |
+    neg << shift`` (``sc.dense``'s b-side codes: ``vp = 1``)."""
     args, specs, (H, R, C, Rp, Cp) = _common(x, smooth, prm)
-    side_a = roff is not None
-    if side_a:
-        col = pl.BlockSpec((1, BC), lambda h, i, j: (0, j))
-        padc = lambda v: jnp.pad(v.astype(I32), (0, Cp - C))[None, :]
-        args += [padc(roff), padc(kbase), ktab]
-        specs += [col, col, pl.BlockSpec((ktab.shape[0],), lambda h, i, j: (0,))]
+    col = pl.BlockSpec((1, BC), lambda h, i, j: (0, j))
+    padc = lambda v: jnp.pad(v.astype(I32), (0, Cp - C))[None, :]
+    if roff is not None:
+        args.append(padc(roff))
+        specs.append(col)
+    if ktab is not None:
+        args += [padc(kbase), ktab]
+        specs += [col, pl.BlockSpec((ktab.shape[0],), lambda h, i, j: (0,))]
     if dmajor:
         out_specs = [pl.BlockSpec((None, BC, BR), lambda h, i, j: (h, j, i))]
         shapes = [jax.ShapeDtypeStruct((H, Cp, Rp), I32)]
@@ -229,7 +233,8 @@ def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
         shapes.append(jax.ShapeDtypeStruct((H, Rp, Cp // BC), I32))
     outs = pl.pallas_call(
         functools.partial(_index_kernel, sch=sch, R=R, C=C, smooth=smooth is not None,
-                          smooth_mul=smooth_mul, side_a=side_a, shift=shift, vp=vp, dmajor=dmajor, xrow=xrow,
+                          smooth_mul=smooth_mul, lookup=ktab is not None,
+                          offset=roff is not None, shift=shift, vp=vp, dmajor=dmajor, xrow=xrow,
                           interpret=interpret),
         grid=(H, Rp // BR, Cp // BC),
         in_specs=specs,

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["columns", "eligible", "counts", "plan"]
+__all__ = ["columns", "eligible", "counts", "plan", "y_table", "y_codes"]
 
 I8, I32 = jnp.int8, jnp.int32
 _MAX_W = 128
@@ -160,23 +160,48 @@ def _x_operand(i, words, corr):
     return _bytes(x)
 
 
-def _y_operand(c, table, lay, sid, L, inv, W):
-    """b-side indices (H, M, dc) -> Y (H, M, dc * (W + 4)) int8: each d's one-hot
-    ``s_b`` at its boundary's column, then the chunk's correction bytes
-    ``[127 s_b, s_b, s_b [cum[L, bb] = 256], 0]``; built as int32 words (a byte
-    per element wrote at a quarter of the bandwidth on the H200, session 13)."""
-    bb = lay.level(c)
-    j = jnp.take(inv, bb, mode="clip")                                 # column, -1 if none
-    sb = jnp.where(j < 0, 0, 1 - 2 * lay.neg(c))
+def _y_operand(code, W):
+    """b-side codes (H, M, dc) (``y_codes``) -> Y (H, M, dc * (W + 4)) int8: each
+    d's one-hot ``s_b`` at its boundary's column, then the chunk's correction
+    bytes ``[127 s_b, s_b, s_b [cum[L, bb] = 256], 0]``; built as int32 words (a
+    byte per element wrote at a quarter of the bandwidth on the H200, session
+    13). Shifts and selects only: the level -> column lookup happened when the
+    codes were written."""
+    j = code & (_MAX_W - 1)
+    sb = ((code >> 7) & 1) * (1 - 2 * ((code >> NEG_SHIFT) & 1))
+    eb = sb * ((code >> 9) & 1)
     byte = (sb & 255) << (8 * (j & 3))
     hot = jnp.where(jnp.arange(W // 4, dtype=I32) == (j >> 2)[..., None], byte[..., None], 0)
-    if L == 256:                                    # c = 256 (outside int8) only then
-        full = jnp.take(table, (sid * (L + 1) + L) * lay.vp + bb, mode="clip") == 256
-        eb = sb * full
-    else:
-        eb = jnp.zeros_like(sb)
     extra = ((127 * sb) & 255) | ((sb & 255) << 8) | ((eb & 255) << 16)
-    return _bytes(jnp.concatenate([hot.reshape(*c.shape[:2], -1), extra], -1))
+    return _bytes(jnp.concatenate([hot.reshape(*code.shape[:2], -1), extra], -1))
+
+
+NEG_SHIFT = 8      # b-side code: column j (bits 0-6) | live (7) | neg_b (8) | full (9)
+
+
+def y_table(table, lay, *, mode: str, p: int, L: int, G: int):
+    """(S * vp,) int32: the b-side code of (stream s, level v) at ``s * vp + v``
+    without its sign: ``j | 1 << 7`` when v is boundary column ``j`` (else 0:
+    no count), ``| 1 << 9`` when ``cum[s, L, v] = 256`` (only with ``L = 256``,
+    the correction's third term). A code is ``y_table[sid_b * vp + bb] | neg_b
+    << NEG_SHIFT`` (``y_codes``; the Pallas b-side index kernel gathers the
+    same entry)."""
+    cols = columns(mode, p, G)
+    base = np.zeros(lay.vp, np.int32)
+    base[np.asarray(cols)] = np.arange(len(cols)) | 128
+    S = (table.shape[0] - (1 << lay.shift)) // lay.row_s
+    code = jnp.broadcast_to(jnp.asarray(base), (S, lay.vp))
+    if L == 256:
+        top = lax.slice(table, (0,), (S * lay.row_s,)).reshape(S, L + 1, lay.vp)[:, L]
+        code = code | jnp.where((top == 256) & (code != 0), 512, 0)
+    return code.reshape(-1)
+
+
+def y_codes(bb, neg, sid_b, ytab, lay):
+    """b-side codes of boundaries ``bb`` (..., D) and signs ``neg`` (0 / 1, or
+    None: unipolar), ``sid_b`` (D,)."""
+    code = jnp.take(ytab, sid_b * lay.vp + bb, mode="clip")
+    return code if neg is None else code | neg << NEG_SHIFT
 
 
 class Post(NamedTuple):
@@ -207,11 +232,11 @@ def _heads(meta, H: int, hc: int):
     return jax.tree_util.tree_map(split, meta)
 
 
-def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap: int,
+def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
            post: Post = IDENTITY):
     """ro: (H, N, D) int32, the X rows ``row_offsets(sid_b, L) + 2 * k + neg_a``;
-    co: (H, M, D) int32, ``tables.Layout`` b-side indices; table: the flat
-    signed int16 table; sid_b: (D,) int32 stream id of each d. Returns
+    co: (H, M, D) int32, the b-side codes (``y_codes``); table: the flat
+    signed int16 table. Returns
     ``post.fn(acc, post.meta)`` of the (H, N, M) int32 ``acc = sum_d
     table[ro ^ co]``. The head walk applies it per chunk of heads, to that
     chunk's counts and meta slices, so the int32 counts never exist whole:
@@ -224,19 +249,14 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     H, N, D = ro.shape
     M = co.shape[1]
     words, corr = _row_tables(table, lay, L, cols, W)
-    inv = np.full(lay.vp, -1, np.int32)                       # -1: not a column, no count
-    inv[np.asarray(cols)] = np.arange(len(cols))
-    inv = jnp.asarray(inv)
     hc, dc = plan(H, N, M, D, W + 4, cap)
     n = -(-D // dc)
-    # padding index 0 is X row 0 (k = 0) and bb = 0: no count, correction bytes 0
+    # padding: X row 0 (k = 0) and code 0 (no column): no count, correction bytes 0
     ro, co = _pad_to(ro, 2, n * dc), _pad_to(co, 2, n * dc)
-    sid = _pad_to(sid_b.astype(I32), 0, n * dc)
-    operands = lambda r, c, s: (_x_operand(r, words, corr),
-                                _y_operand(c, table, lay, s, L, inv, W))
+    operands = lambda r, c: (_x_operand(r, words, corr), _y_operand(c, W))
     if hc < H:                  # head chunks, all of D in each; a loop: one chunk live
         xs = (ro.reshape(H // hc, hc, N, -1), co.reshape(H // hc, hc, M, -1), _heads(meta, H, hc))
-        counts_of = lambda v: _dot(*operands(v[0], v[1], sid))
+        counts_of = lambda v: _dot(*operands(v[0], v[1]))
         if into is not None:
             def step(i, out):
                 v = jax.tree_util.tree_map(lambda x: x[i], xs)
@@ -248,7 +268,7 @@ def counts(ro, co, table, lay, sid_b, *, mode: str, p: int, L: int, G: int, cap:
     def chunk(i):
         r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=2)        # (H, N, dc)
         c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=2)        # (H, M, dc)
-        return _dot(*operands(r, c, lax.dynamic_slice_in_dim(sid, i * dc, dc)))
+        return _dot(*operands(r, c))
 
     acc = chunk(0)                                  # no zero-filled accumulator to add to
     if n > 1:

@@ -51,13 +51,19 @@ def product(a, b, smooth, tabs: EnableTables, st, fin):
     ro, ra = QP.encode_index(a3, smooth, pa, roff, tabs.sid_a[:D] * st.V, tabs.ktab,
                              sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp,
                              dmajor=not dense, xrow=dense)
-    co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
-                             shift=lay.shift, vp=lay.vp, smooth_mul=True, dmajor=not dense)
+    if dense:       # b-side codes: dense.y_table's entry of (sid_b, boundary) | neg << 8
+        ytab = DN.y_table(tabs.table, lay, mode=st.mode, p=st.p, L=st.L, G=st.G)
+        co, rb = QP.encode_index(b3, smooth, pb, None, tabs.sid_b[:D] * lay.vp, ytab, sch=sch_b,
+                                 interpret=st.interpret, shift=DN.NEG_SHIFT, vp=1,
+                                 smooth_mul=True, dmajor=False)
+    else:
+        co, rb = QP.encode_index(b3, smooth, pb, sch=sch_b, interpret=st.interpret,
+                                 shift=lay.shift, vp=lay.vp, smooth_mul=True)
     m = (_meta(pa, ra, two_d), _meta(pb, rb, two_d), sq(pa.bad), sq(pb.bad))
     if two_d:
-        return fin(_table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D])[0], m)
+        return fin(_table_counts(ro, co, tabs.table, st, lay)[0], m)
     into = None
     if dense and PA.fits(a.shape[1], b.shape[1]):
         into = functools.partial(PA.into, H=a.shape[0], D=D, st=st, interpret=st.interpret)
     post = DN.Post(fin, m, into)
-    return _table_counts(ro, co, tabs.table, st, lay, tabs.sid_b[:D], post=post)
+    return _table_counts(ro, co, tabs.table, st, lay, post=post)

@@ -71,35 +71,41 @@ def _chunks(x, dc):
     return x.reshape((n, dc) + x.shape[1:])
 
 
-def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout, st: Static):
+def _indices(qa: QX.Quantized, qb: QX.Quantized, tabs: EnableTables, lay: Layout, st: Static,
+             table=None):
     """Table indices ``ro``, ``co`` int32 with ``table[ro ^ co] = sign_a * sign_b *
     cum[sid_b[d], k, bb]`` (``tables.Layout``), d-major ``(H, D, N)``, ``(H, D, M)``
-    for the gathers; for ``dense`` row-major ``(H, N, D)``, ``(H, M, D)``, and
-    ``ro`` is dense's X row ``2 * (sid_b[d] * (L + 1) + k) + neg_a``."""
+    for the gathers; for ``dense`` row-major ``(H, N, D)``, ``(H, M, D)``: ``ro``
+    is dense's X row ``2 * (sid_b[d] * (L + 1) + k) + neg_a`` and ``co`` the
+    b-side code ``dense.y_codes`` (of ``table``, default ``tabs.table``)."""
     lift = (lambda x: x) if qa.boundary.ndim == 3 else (lambda x: x[None])
     rows = st.counts == "dense"
     dmaj = (lambda x: lift(x)) if rows else (lambda x: jnp.swapaxes(lift(x), 1, 2))
     k = jnp.take(tabs.ktab, tabs.sid_a * st.V + qa.boundary, mode="clip")
+    bip = st.mode == "bipolar"
+    neg_a = (dmaj(qa.sign) < 0).astype(jnp.int32) if bip else None
+    neg_b = (dmaj(qb.sign) < 0).astype(jnp.int32) if bip else None
     if rows:
         ro = dense.row_offsets(tabs.sid_b, st.L)[None, None, :] + 2 * dmaj(k)
-    else:
-        ro = (tabs.sid_b * lay.row_s)[None, :, None] + dmaj(k) * lay.vp
+        ytab = dense.y_table(tabs.table if table is None else table, lay, mode=st.mode,
+                             p=st.p, L=st.L, G=st.G)
+        co = dense.y_codes(dmaj(qb.boundary), neg_b, tabs.sid_b, ytab, lay)
+        return (ro if neg_a is None else ro + neg_a), co
+    ro = (tabs.sid_b * lay.row_s)[None, :, None] + dmaj(k) * lay.vp
     co = dmaj(qb.boundary)
-    if st.mode == "bipolar":
-        neg = (dmaj(qa.sign) < 0).astype(jnp.int32)
-        ro = ro + neg if rows else ro | neg << lay.shift
-        co = co | (dmaj(qb.sign) < 0).astype(jnp.int32) << lay.shift
+    if bip:
+        ro = ro | neg_a << lay.shift
+        co = co | neg_b << lay.shift
     return ro, co
 
 
-def _table_counts(ro, co, table, st: Static, lay: Layout | None = None, sid_b=None,
+def _table_counts(ro, co, table, st: Static, lay: Layout | None = None,
                   post: dense.Post = dense.IDENTITY):
     """``post.fn(acc, post.meta)`` of the exact int32 ``acc[h, n, m] = sum_d
-    table[ro[h, d, n] ^ co[h, d, m]]`` (``dense``: row-major ``ro[h, n, d]``,
-    ``co[h, m, d]`` and ``sid_b``, the (D,) stream id of each d; it applies
-    ``post`` per chunk of heads)."""
+    table[ro[h, d, n] ^ co[h, d, m]]`` (``dense``: row-major ``ro[h, n, d]`` and
+    codes ``co[h, m, d]``, ``_indices``; it applies ``post`` per chunk of heads)."""
     if st.counts == "dense":
-        return dense.counts(ro, co, table, lay, sid_b, mode=st.mode, p=st.p, L=st.L, G=st.G,
+        return dense.counts(ro, co, table, lay, mode=st.mode, p=st.p, L=st.L, G=st.G,
                             cap=st.cap, post=post)
     fn, meta, _ = post
     if st.impl == "pallas":
@@ -142,8 +148,8 @@ def _chunked_counts(qa, qb, tabs: EnableTables, st: Static):
         qa_c = qa._replace(boundary=x[1], sign=x[4] if len(x) > 4 else None)
         qb_c = qb._replace(boundary=x[2], sign=x[5] if len(x) > 4 else None)
         sub = tabs._replace(sid_a=x[3], sid_b=local)
-        ro, co = _indices(qa_c, qb_c, sub, lay, st)
-        return acc + _table_counts(ro, co, table, st, lay, local), None
+        ro, co = _indices(qa_c, qb_c, sub, lay, st, table)
+        return acc + _table_counts(ro, co, table, st, lay), None
 
     H = qa.boundary.shape[0] if qa.boundary.ndim == 3 else 1
     N, M = qa.boundary.shape[-2], qb.boundary.shape[-2]
@@ -160,10 +166,9 @@ def _acc(qa: QX.Quantized, qb: QX.Quantized, tabs, st, fin, meta):
         return fin(acc if three else acc[0], meta)
     lay = layout(tabs.streams_b.shape[0], st.L, st.G)
     ro, co = _indices(qa, qb, tabs, lay, st)
-    sid_b = tabs.sid_b[:qa.boundary.shape[-1]]
     if three:
-        return _table_counts(ro, co, tabs.table, st, lay, sid_b, post=dense.Post(fin, meta))
-    return fin(_table_counts(ro, co, tabs.table, st, lay, sid_b)[0], meta)
+        return _table_counts(ro, co, tabs.table, st, lay, post=dense.Post(fin, meta))
+    return fin(_table_counts(ro, co, tabs.table, st, lay)[0], meta)
 
 
 def meta(qa: QX.Quantized, qb: QX.Quantized, bad_a, bad_b):

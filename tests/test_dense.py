@@ -14,7 +14,7 @@ import scmp_jax
 from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax._backend import on_gpu
 from scmp_jax.quant import xla as QX
-from scmp_jax.sc import api, dense, pallas_assemble
+from scmp_jax.sc import api, dense, pallas_assemble, pallas_operands
 
 pytestmark = pytest.mark.gpu
 
@@ -99,7 +99,7 @@ def test_chunks_stay_under_the_cap():
                             (1, 50, 70, 1000, 1 << 20), (2, 8, 8, 5, 1 << 30)]:
         dc = dense.chunk_size(H, N, M, D, W, cap)
         assert dc >= 32 and dc & (dc - 1) == 0
-        assert dc == 32 or H * (N + M) * dc * W <= 2 * cap
+        assert dc == 32 or H * (N + M) * dc * W <= dense.budget(cap)
         assert dc <= max(32, 2 * D)
 
 
@@ -114,18 +114,18 @@ def test_plan_stays_under_the_cap():
         hc, dc = dense.plan(H, N, M, D, Wb, cap)
         assert H % hc == 0 and dc % 8 == 0 and (dc * Wb) % 32 == 0
         if dc >= D:                                 # one matmul per chunk of heads
-            assert dc < D + 8 and (hc == 1 or hc * (N + M) * dc * Wb <= 2 * cap)
+            assert dc < D + 8 and (hc == 1 or hc * (N + M) * dc * Wb <= dense.budget(cap))
             kind = "one" if hc == H else "heads"
             if kind == "heads":                     # the largest divisor that fits
-                assert all(H % h or h * (N + M) * dc * Wb > 2 * cap for h in range(hc + 1, H + 1))
+                assert all(H % h or h * (N + M) * dc * Wb > dense.budget(cap) for h in range(hc + 1, H + 1))
         else:                                       # a head's whole D does not fit
-            assert hc == H and (N + M) * -(-D // 8) * 8 * Wb > 2 * cap
+            assert hc == H and (N + M) * -(-D // 8) * 8 * Wb > dense.budget(cap)
             assert dc == dense.chunk_size(H, N, M, D, Wb, cap)
             kind = "d"
         seen.add(kind)
     assert seen == {"one", "heads", "d"}
-    assert dense.plan(32, 1024, 1024, 128, Wb, 256 << 20) == (8, 128)
-    assert dense.plan(1, 2048, 4096, 4096, Wb, 256 << 20) == (1, 512)
+    assert dense.plan(32, 1024, 1024, 128, Wb, 256 << 20) == (16, 128)
+    assert dense.plan(1, 2048, 4096, 4096, Wb, 256 << 20) == (1, 1024)
 
 
 def _top_heavy(rng, shape):
@@ -151,20 +151,21 @@ def test_dense_chunk_plans(walk, impl, monkeypatch):
     float assembly, which the head walks run per chunk), each once more with a
     NaN in a row of a in head 3 and of b in head 0 and a -inf in a row of a in
     head 2 (per_row: NaN products only there; per_head: those heads NaN;
-    per_tensor: all). The head walks also run
-    at N = 8, M = 16, where the Pallas implementation assembles each chunk in
-    place (``pallas_assemble.into``, spied on: it must run there)."""
+    per_tensor: all). Each walk also runs at N = 8, M = 16, D = 96, where the
+    Pallas implementation writes Y by ``pallas_operands.y`` and the head walks
+    assemble each chunk in place (``pallas_assemble.into``); both are spied on:
+    they must run there, and only there."""
     monkeypatch.setattr(dense, "plan", _PLANS[walk])
-    calls = []
-    real = pallas_assemble.into
+    calls, ys = [], []
+    real, real_y = pallas_assemble.into, pallas_operands.y
     monkeypatch.setattr(pallas_assemble, "into", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(pallas_operands, "y", lambda *a, **k: ys.append(1) or real_y(*a, **k))
     rng = np.random.default_rng(len(walk))
-    shapes = [(5, 7)] + ([(8, 16)] if walk.startswith("heads") else [])
-    for (N, M), kw in itertools.product(shapes, (
+    for (N, M, D), kw in itertools.product([(5, 7, 70), (8, 16, 96)], (
             dict(granularity="per_head"), dict(granularity="per_row"),
             dict(granularity="per_tensor"),
             dict(granularity="per_row", mode="unipolar", sc_prec=6))):
-        H, D = 4, 70
+        H = 4
         a, b = _top_heavy(rng, (H, N, D)), _top_heavy(rng, (H, M, D))
         an, bn = a.copy(), b.copy()
         an[3, 1, 5], an[2, 3, 4], bn[0, 6, 0] = np.nan, -np.inf, np.nan
@@ -181,6 +182,7 @@ def test_dense_chunk_plans(walk, impl, monkeypatch):
             nan[[0, 2, 3] if kw["granularity"] == "per_head" else slice(None)] = True
         np.testing.assert_array_equal(np.isnan(got), nan)
     assert bool(calls) == (impl == "pallas" and walk.startswith("heads"))
+    assert bool(ys) == (impl == "pallas")
     scmp_jax.clear_caches()
 
 
@@ -235,7 +237,7 @@ def test_dense_walks_keep_one_chunk_live(walk, impl):
     ``pallas_assemble``) too."""
     H, N, M, D, Wb = 8, 64, 64, 128, 132
     one = (N + M) * D * Wb                          # one head's whole D, expanded
-    cap = one // 2 if walk == "heads" else one // 4
+    cap = one // 4 if walk == "heads" else one // 8          # budget: one, one / 2
     hc, dc = dense.plan(H, N, M, D, Wb, cap)
     assert (hc, dc) == ((1, D) if walk == "heads" else (H, 32))
     a, b = np.zeros((H, N, D), np.float32), np.zeros((H, M, D), np.float32)

@@ -24,7 +24,8 @@ bit for bit. Cost: ``W`` multiply-adds per product on the tensor cores instead
 of one table lookup; it pays on GPUs for large ``N * M`` (``bench.sc_probe``).
 Needs ``L <= 256`` and ``W <= 128`` (``eligible``). Heads, or else the inner
 dim, are walked in chunks (``plan``) so one chunk's expanded operands,
-``hc * (N + M) * dc * (W + 4)`` bytes, stay under twice the table cap; both are
+``hc * (N + M) * dc * (W + 4)`` bytes, stay under ``budget(cap)`` (four times
+the table cap: 1 GiB by default); both are
 written as int32 words. The matmuls are
 ``lax.dot_general`` (cuBLAS on GPU) and the row expansion is XLA's ``take``
 (3.1 TB/s of int32 words on the H200) in both implementations: a Pallas int8
@@ -42,7 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["columns", "eligible", "counts", "plan", "y_table", "y_codes"]
+from . import pallas_operands as PO
+
+__all__ = ["columns", "eligible", "counts", "plan", "budget", "y_table", "y_codes"]
 
 I8, I32 = jnp.int8, jnp.int32
 _MAX_W = 128
@@ -105,34 +108,42 @@ def _pad_to(x, axis, n):
     return jnp.pad(x, w)
 
 
+def budget(cap: int) -> int:
+    """Bytes of one chunk's expanded operands: ``4 * cap``. Fewer, larger chunks
+    pay: per_head (32, 1024, 128) ran in 1.17 ms in 2 chunks of 16 heads and in
+    1.21 ms in 4 chunks of 8 (each chunk costs launches and a GEMM tail; H200,
+    session 15); per_row's d chunks add int32 partial sums."""
+    return 4 * cap
+
+
 def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
     """Inner indices per chunk, a power of two in [32, next_pow2(D)]: one
     chunk's expanded operands (``W`` bytes per index and row) stay under
-    ``2 * cap`` bytes unless even 32 exceeds it (few, long chunks: 4 chunks ran
+    ``budget(cap)`` bytes unless even 32 exceeds it (few, long chunks: 4 chunks ran
     per_row in 8.7 ms, 32 in 11.5)."""
-    dc = max(1, (2 * cap) // max(1, H * (N + M) * W))
+    dc = max(1, budget(cap) // max(1, H * (N + M) * W))
     dc = max(32, 1 << (dc.bit_length() - 1))
     return min(dc, max(32, 1 << (D - 1).bit_length()))
 
 
 def plan(H: int, N: int, M: int, D: int, Wb: int, cap: int) -> tuple[int, int]:
     """(heads, inner indices) per chunk, ``Wb`` bytes per index and row, budget
-    ``2 * cap`` bytes of expanded operands per chunk:
+    ``budget(cap)`` bytes of expanded operands per chunk:
 
     * all of it fits: one matmul, ``(H, Dp)`` (``Dp``: D rounded up to 8, so
       ``K = Dp * Wb`` is a multiple of 32);
     * one head's whole D fits: chunks of ``hc`` heads (the largest divisor of H
       that fits), each one matmul over all of D: no partial sums to add (per_head
-      (32, 1024, 128): 4 chunks of 8 heads instead of 4 chunks of 32 d, whose
-      three int32 additions took 0.27 of 1.52 ms on the H200, session 13);
+      (32, 1024, 128): 2 chunks of 16 heads; chunks of d instead, whose int32
+      additions took 0.27 of 1.52 ms on the H200, were dropped in session 13);
     * else chunks of ``chunk_size`` d over all heads, partial sums added."""
-    budget = 2 * cap
+    most = budget(cap)
     Dp = -(-D // 8) * 8
     one = (N + M) * Dp * Wb
-    if H * one <= budget:
+    if H * one <= most:
         return H, Dp
-    if one <= budget:
-        return max(h for h in range(1, H + 1) if H % h == 0 and h * one <= budget), Dp
+    if one <= most:
+        return max(h for h in range(1, H + 1) if H % h == 0 and h * one <= most), Dp
     return H, chunk_size(H, N, M, D, Wb, cap)
 
 
@@ -233,7 +244,7 @@ def _heads(meta, H: int, hc: int):
 
 
 def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
-           post: Post = IDENTITY):
+           post: Post = IDENTITY, builders: str = "xla", interpret: bool = False):
     """ro: (H, N, D) int32, the X rows ``row_offsets(sid_b, L) + 2 * k + neg_a``;
     co: (H, M, D) int32, the b-side codes (``y_codes``); table: the flat
     signed int16 table. Returns
@@ -242,7 +253,8 @@ def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
     chunk's counts and meta slices, so the int32 counts never exist whole:
     ``fn`` as the ``lax.map`` body, or ``post.into``, which writes the chunk's
     heads of ``out`` in place (a ``fori_loop``; the first chunk's call creates
-    ``out``)."""
+    ``out``). ``builders="pallas"``: ``pallas_operands.y`` writes Y where its
+    blocks tile (else XLA's selects); X is XLA's ``take`` either way."""
     fn, meta, into = post
     cols = columns(mode, p, G)
     W = width(mode, p, G)
@@ -253,24 +265,30 @@ def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
     n = -(-D // dc)
     # padding: X row 0 (k = 0) and code 0 (no column): no count, correction bytes 0
     ro, co = _pad_to(ro, 2, n * dc), _pad_to(co, 2, n * dc)
-    operands = lambda r, c: (_x_operand(r, words, corr), _y_operand(c, W))
+    fast = builders == "pallas" and PO.fits(M, dc) and H * M * n * dc < 2 ** 31
+
+    def counts_at(h0, d0, hs):
+        """int32 counts of heads ``h0 .. h0 + hs``, inner indices ``d0 .. d0 + dc``."""
+        r = lax.dynamic_slice(ro, (h0, 0, d0), (hs, N, dc))
+        if fast:
+            y = _bytes(PO.y(co, h0, d0, hc=hs, dc=dc, W=W, interpret=interpret))
+        else:
+            y = _y_operand(lax.dynamic_slice(co, (h0, 0, d0), (hs, M, dc)), W)
+        return _dot(_x_operand(r, words, corr), y)
+
     if hc < H:                  # head chunks, all of D in each; a loop: one chunk live
-        xs = (ro.reshape(H // hc, hc, N, -1), co.reshape(H // hc, hc, M, -1), _heads(meta, H, hc))
-        counts_of = lambda v: _dot(*operands(v[0], v[1]))
+        metas = _heads(meta, H, hc)
         if into is not None:
-            def step(i, out):
-                v = jax.tree_util.tree_map(lambda x: x[i], xs)
-                return into(out, i * hc, counts_of(v), v[2])
+            def step(k, out):
+                m = jax.tree_util.tree_map(lambda v: v[k], metas)
+                return into(out, k * hc, counts_at(k * hc, 0, hc), m)
             return lax.fori_loop(1, H // hc, step, step(0, None))
-        out = lax.map(lambda v: fn(counts_of(v), v[2]), xs)
+        out = lax.map(lambda v: fn(counts_at(v[0] * hc, 0, hc), v[1]),
+                      (jnp.arange(H // hc, dtype=I32), metas))
         return jax.tree_util.tree_map(lambda y: y.reshape(H, *y.shape[2:]), out)
 
-    def chunk(i):
-        r = lax.dynamic_slice_in_dim(ro, i * dc, dc, axis=2)        # (H, N, dc)
-        c = lax.dynamic_slice_in_dim(co, i * dc, dc, axis=2)        # (H, M, dc)
-        return _dot(*operands(r, c))
-
-    acc = chunk(0)                                  # no zero-filled accumulator to add to
+    acc = counts_at(0, 0, H)                        # no zero-filled accumulator to add to
     if n > 1:
-        acc, _ = lax.scan(lambda a, i: (a + chunk(i), None), acc, jnp.arange(1, n))
+        acc, _ = lax.scan(lambda a, i: (a + counts_at(0, i * dc, H), None), acc,
+                          jnp.arange(1, n, dtype=I32))
     return fn(acc, meta)

@@ -43,8 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import pallas_operands as PO
-
 __all__ = ["columns", "eligible", "counts", "plan", "budget", "y_table", "y_codes"]
 
 I8, I32 = jnp.int8, jnp.int32
@@ -244,7 +242,7 @@ def _heads(meta, H: int, hc: int):
 
 
 def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
-           post: Post = IDENTITY, builders: str = "xla", interpret: bool = False):
+           post: Post = IDENTITY):
     """ro: (H, N, D) int32, the X rows ``row_offsets(sid_b, L) + 2 * k + neg_a``;
     co: (H, M, D) int32, the b-side codes (``y_codes``); table: the flat
     signed int16 table. Returns
@@ -253,8 +251,7 @@ def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
     chunk's counts and meta slices, so the int32 counts never exist whole:
     ``fn`` as the ``lax.map`` body, or ``post.into``, which writes the chunk's
     heads of ``out`` in place (a ``fori_loop``; the first chunk's call creates
-    ``out``). ``builders="pallas"``: ``pallas_operands.y`` writes Y where its
-    blocks tile (else XLA's selects); X is XLA's ``take`` either way."""
+    ``out``)."""
     fn, meta, into = post
     cols = columns(mode, p, G)
     W = width(mode, p, G)
@@ -265,16 +262,11 @@ def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
     n = -(-D // dc)
     # padding: X row 0 (k = 0) and code 0 (no column): no count, correction bytes 0
     ro, co = _pad_to(ro, 2, n * dc), _pad_to(co, 2, n * dc)
-    fast = builders == "pallas" and PO.fits(M, dc) and H * M * n * dc < 2 ** 31
-
     def counts_at(h0, d0, hs):
         """int32 counts of heads ``h0 .. h0 + hs``, inner indices ``d0 .. d0 + dc``."""
         r = lax.dynamic_slice(ro, (h0, 0, d0), (hs, N, dc))
-        if fast:
-            y = _bytes(PO.y(co, h0, d0, hc=hs, dc=dc, W=W, interpret=interpret))
-        else:
-            y = _y_operand(lax.dynamic_slice(co, (h0, 0, d0), (hs, M, dc)), W)
-        return _dot(_x_operand(r, words, corr), y)
+        c = lax.dynamic_slice(co, (h0, 0, d0), (hs, M, dc))
+        return _dot(_x_operand(r, words, corr), _y_operand(c, W))
 
     if hc < H:                  # head chunks, all of D in each; a loop: one chunk live
         metas = _heads(meta, H, hc)

@@ -106,7 +106,7 @@ def _table_counts(ro, co, table, st: Static, lay: Layout | None = None,
     codes ``co[h, m, d]``, ``_indices``; it applies ``post`` per chunk of heads)."""
     if st.counts == "dense":
         return dense.counts(ro, co, table, lay, mode=st.mode, p=st.p, L=st.L, G=st.G,
-                            cap=st.cap, post=post, builders=st.impl, interpret=st.interpret)
+                            cap=st.cap, post=post)
     fn, meta, _ = post
     if st.impl == "pallas":
         return fn(pallas_counts.accumulate(ro, co, table, interpret=st.interpret), meta)

@@ -28,10 +28,12 @@ dim, are walked in chunks (``plan``) so one chunk's expanded operands,
 the table cap: 1 GiB by default); both are
 written as int32 words. The matmuls are
 ``lax.dot_general`` (cuBLAS on GPU) and the row expansion is XLA's ``take``
-(3.1 TB/s of int32 words on the H200) in both implementations: a Pallas int8
-GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1 ms
-vs 8.7 ms end to end, session 7) and was dropped, as was a Pallas row
-expansion kernel (no faster, and its GPU golden run failed, cause not found).
+(3.1-3.4 TB/s of int32 words on the H200) in both implementations: a Pallas
+int8 GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1
+ms vs 8.7 ms end to end, session 7) and was dropped, as were Pallas row
+expansion kernels (session 7: no faster, and its GPU golden run failed;
+session 15, one output word per element, bits equal on the bench shapes: X 170 us vs XLA's
+175, Y 203 us vs XLA's 186 at per_head in 4 chunks).
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ __all__ = ["columns", "eligible", "counts", "plan", "budget", "y_table", "y_code
 
 I8, I32 = jnp.int8, jnp.int32
 _MAX_W = 128
+NEG_SHIFT = 8      # b-side code (y_table): column j (bits 0-6) | live (7) | neg_b (8) | full (9)
 _MIN_OUTPUTS = 1 << 20        # auto mode: below this many outputs the gather wins
 
 
@@ -185,9 +188,6 @@ def _y_operand(code, W):
     return _bytes(jnp.concatenate([hot.reshape(*code.shape[:2], -1), extra], -1))
 
 
-NEG_SHIFT = 8      # b-side code: column j (bits 0-6) | live (7) | neg_b (8) | full (9)
-
-
 def y_table(table, lay, *, mode: str, p: int, L: int, G: int):
     """(S * vp,) int32: the b-side code of (stream s, level v) at ``s * vp + v``
     without its sign: ``j | 1 << 7`` when v is boundary column ``j`` (else 0:
@@ -262,6 +262,7 @@ def counts(ro, co, table, lay, *, mode: str, p: int, L: int, G: int, cap: int,
     n = -(-D // dc)
     # padding: X row 0 (k = 0) and code 0 (no column): no count, correction bytes 0
     ro, co = _pad_to(ro, 2, n * dc), _pad_to(co, 2, n * dc)
+
     def counts_at(h0, d0, hs):
         """int32 counts of heads ``h0 .. h0 + hs``, inner indices ``d0 .. d0 + dc``."""
         r = lax.dynamic_slice(ro, (h0, 0, d0), (hs, N, dc))

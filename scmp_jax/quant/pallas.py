@@ -41,13 +41,13 @@ def _pad3(x, R, C):
     return jnp.pad(x, ((0, 0), (0, R - r), (0, C - c))) if (R, C) != (r, c) else x
 
 
-def _sizes(R, C):
-    return pl.cdiv(R, BR) * BR, pl.cdiv(C, BC) * BC
+def _sizes(R, C, br=BR, bc=BC):
+    return pl.cdiv(R, br) * br, pl.cdiv(C, bc) * bc
 
 
-def _valid(i, j, R, C):
-    rows = jax.lax.broadcasted_iota(I32, (BR, BC), 0) + i * BR
-    cols = jax.lax.broadcasted_iota(I32, (BR, BC), 1) + j * BC
+def _valid(i, j, R, C, br=BR, bc=BC):
+    rows = jax.lax.broadcasted_iota(I32, (br, bc), 0) + i * br
+    cols = jax.lax.broadcasted_iota(I32, (br, bc), 1) + j * bc
     return (rows < R) & (cols < C)
 
 
@@ -66,10 +66,7 @@ def _stats_kernel(*refs, R, C, smooth, smooth_mul, interpret):
         (x_ref, mx_ref, mn_ref, fl_ref), s_ref = refs, None
     i, j = pl.program_id(1), pl.program_id(2)
     x = _load(x_ref, s_ref, kernel_math(interpret), smooth_mul)
-    br, bc = x.shape
-    rows = jax.lax.broadcasted_iota(I32, (br, bc), 0) + i * br
-    cols = jax.lax.broadcasted_iota(I32, (br, bc), 1) + j * bc
-    ok = (rows < R) & (cols < C)
+    ok = _valid(i, j, R, C, *x.shape)
     nan = jnp.isnan(x)
     num = ok & ~nan
     mx_ref[...] = jnp.max(jnp.where(num, x, -jnp.inf), axis=1)[:, None]
@@ -90,7 +87,7 @@ def stats(x, smooth: Optional[jax.Array], *, interpret: bool, smooth_mul: bool =
     H, R, C = x.shape
     bc = min(_SBC, pl.next_power_of_2(C))
     br = _SB // bc
-    Rp, Cp = pl.cdiv(R, br) * br, pl.cdiv(C, bc) * bc
+    Rp, Cp = _sizes(R, C, br, bc)
     nC = Cp // bc
     xp = _pad3(x, Rp, Cp)
     args = [xp]

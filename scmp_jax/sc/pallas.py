@@ -51,7 +51,7 @@ def product(a, b, smooth, tabs: EnableTables, st, fin):
     ro, ra = QP.encode_index(a3, smooth, pa, roff, tabs.sid_a[:D] * st.V, tabs.ktab,
                              sch=sch_a, interpret=st.interpret, shift=lay.shift, vp=lay.vp,
                              dmajor=not dense, xrow=dense)
-    if dense:       # b-side codes: dense.y_table's entry of (sid_b, boundary) | neg << 8
+    if dense:       # b-side codes: y_table[sid_b * vp + boundary] | neg << NEG_SHIFT
         ytab = DN.y_table(tabs.table, lay, mode=st.mode, p=st.p, L=st.L, G=st.G)
         co, rb = QP.encode_index(b3, smooth, pb, None, tabs.sid_b[:D] * lay.vp, ytab, sch=sch_b,
                                  interpret=st.interpret, shift=DN.NEG_SHIFT, vp=1,

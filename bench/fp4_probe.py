@@ -22,6 +22,9 @@ time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
   activation codes, the integer-dot gemv (``MatmulTiling(dp4a=True)``), a
   skeleton of its grid and weight blocks that only sums the loaded bytes (several bm / split; with and without the XLA split sum),
   and XLA reading the same bytes.
+* ``floor``: issue 4's decode floor, N = 1, 8, 16, cold and warm: bf16, the
+  QuantLinear path, an almost empty launch, the activation quantize alone, the
+  weight-read skeleton and the chain quantize -> skeleton (``floor_rows``).
 * ``layouts``: the same N = 1 cold decode with one step per program (``bk = K /
   split``, ``LAYOUTS``): skeleton, dp4a on codes, ``linear_gemv`` dp4a.
 * ``group_mma``: decode N = 8, 16 cold on activation codes: the default
@@ -263,30 +266,126 @@ def mma_rows(repeats, k=4096, layers=16):
     return rows
 
 
-def _gemv_skeleton(wc3, ws, bm, split, bk=256, warps=4, stages=3):
+def _gemv_skeleton(wc3, ws, bm, split, bk=256, warps=4, stages=3, act=None):
     """A kernel with the gemv schedule's grid and weight blocks ((bm, K/G/split, G/2)
     bytes, (bm, K/G/split) scale bytes per program, ``bk`` elements per step) that
     only sums the bytes it loads -> float32 (split, 1, M) partials: the memory and
-    launch floor of that layout, without decode or activation work."""
+    launch floor of that layout, without decode or activation work. ``act``
+    (optional, (N, K/2) uint8 activation codes): each program also loads and sums
+    its K range of them (what any matmul program must read), so the kernel
+    depends on the launch that wrote them."""
     Mp, ng_t, H = wc3.shape
     ng_s, ng = ng_t // split, bk // (2 * H)
 
-    def kernel(wc_ref, ws_ref, o_ref):
+    def kernel(wc_ref, ws_ref, *rest):
+        *a_ref, o_ref = rest
         def step(s, acc):
             c = wc_ref[:, pl.ds(s * ng, ng), :].astype(I32)
             sw = ws_ref[:, pl.ds(s * ng, ng)].astype(I32)
             return acc + jnp.sum(jnp.sum(c, axis=2) + sw, axis=1)
         acc = jax.lax.fori_loop(0, ng_s // ng, step, jnp.zeros((bm,), I32))
+        if a_ref:
+            acc = acc + jnp.sum(a_ref[0][...].astype(I32))
         o_ref[0, :] = acc.astype(jnp.float32)
 
     interp = jax.default_backend() != "gpu"
+    in_specs = [pl.BlockSpec((bm, ng_s, H), lambda j, s: (j, s, 0)),
+                pl.BlockSpec((bm, ng_s), lambda j, s: (j, s))]
+    args = (wc3, ws)
+    if act is not None:
+        in_specs.append(pl.BlockSpec((act.shape[0], ng_s * H), lambda j, s: (0, s)))
+        args += (act,)
     return pl.pallas_call(
-        kernel, grid=(Mp // bm, split),
-        in_specs=[pl.BlockSpec((bm, ng_s, H), lambda j, s: (j, s, 0)),
-                  pl.BlockSpec((bm, ng_s), lambda j, s: (j, s))],
+        kernel, grid=(Mp // bm, split), in_specs=in_specs,
         out_specs=pl.BlockSpec((None, 1, bm), lambda j, s: (s, 0, j)),
         out_shape=jax.ShapeDtypeStruct((split, 1, Mp), jnp.float32),
-        interpret=interp, **triton_params(interp, warps, stages))(wc3, ws)
+        interpret=interp, **triton_params(interp, warps, stages))(*args)
+
+
+def _tiny_kernel(x):
+    """One program that loads 16 x 128 activation elements and writes 128 floats:
+    the device time of a launch that does (almost) nothing."""
+    interp = jax.default_backend() != "gpu"
+    n = min(16, x.shape[0])
+
+    def kernel(x_ref, o_ref):
+        o_ref[...] = jnp.sum(x_ref[...].astype(jnp.float32), axis=0)
+
+    return pl.pallas_call(
+        kernel, grid=(1,), in_specs=[pl.BlockSpec((n, 128), lambda i: (0, 0))],
+        out_specs=pl.BlockSpec((128,), lambda i: (0,)),
+        out_shape=jax.ShapeDtypeStruct((128,), jnp.float32),
+        interpret=interp, **triton_params(interp, 4))(x)
+
+
+#: (bm, split, warps) of the floor rows' skeletons: one step per program (bk = K / split)
+FLOOR_LAYOUTS = [(16, 1, 8), (64, 4, 8), (32, 2, 8)]
+
+
+def floor_rows(repeats, k=4096, layers=16):
+    """Issue 4's decode floor, every row in one process, N = 1, 8, 16, cold
+    (``layers`` distinct weights per timed call, from HBM) and warm (one weight,
+    L2-resident): the bf16 matmul and the QuantLinear path against the parts any
+    fp4 decode must run: one almost empty launch; the activation quantize alone;
+    the weight bytes loaded and summed (``_gemv_skeleton`` at ``FLOOR_LAYOUTS``, the
+    K ranges' partials added by XLA where split > 1); and the two-launch chain
+    quantize -> skeleton reading the activation codes (the floor of a decode
+    whose activation is quantized once, by its own launch)."""
+    from scmp_jax import fp4
+    r = np.random.default_rng(9)
+    cfg = fp4.MXFP4
+    wf, wq, wsets = _cold_weights(r, k, layers)
+    codes3 = lambda c: c.reshape(c.shape[0], -1, 16)
+    rows = []
+
+    def warm_row(case, fn, args, ref=None):
+        sec = device_time(fn, args, repeats)
+        rows.append(dict(case=case, ms=sec * 1e3, over_bf16=None if ref is None else sec / ref))
+        extra = "" if ref is None else f" {sec / ref:6.2f}x bf16"
+        print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}", flush=True)
+        return sec
+
+    def skel(bm, sp, w, act=None):
+        def f(c, s):
+            out = _gemv_skeleton(codes3(c), s, bm, sp, bk=k // sp, warps=w, stages=1, act=act)
+            return out[0] if sp == 1 else out.sum(axis=0)
+        return f
+
+    def chain(bm, sp, w):
+        return lambda v, c, s: skel(bm, sp, w, fp4.quantize(v, cfg).codes)(c, s)
+
+    for n in (1, 8, 16):
+        x = jnp.asarray(r.standard_normal((n, k)), BF16)
+        q = lambda v, c, s, g: fp4.quantized_matmul(
+            v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg)
+        layouts = [(bm, sp, w) for bm, sp, w in FLOOR_LAYOUTS if k // sp >= 256 and k >= bm]
+        for temp in ("cold", "warm"):
+            tag = f"N={n} {temp}"
+            if temp == "cold":
+                row = lambda case, fn, sets, ref=None: _rotating_row(
+                    rows, repeats, case, fn, sets, ref)
+                sets = lambda *a, full=False: [
+                    a + ((t.codes, t.scales, t.global_scale) if full else (t.codes, t.scale_bytes))
+                    for t in wq]
+                bsets = [(x, w) for w in wf]
+            else:
+                t0 = wq[0]
+                row = lambda case, fn, sets, ref=None: warm_row(case, fn, sets[0], ref)
+                sets = lambda *a, full=False, t0=t0: [
+                    a + ((t0.codes, t0.scales, t0.global_scale) if full
+                         else (t0.codes, t0.scale_bytes))]
+                bsets = [(x, wf[0])]
+            ref = row(f"{tag} bf16 matmul", lambda v, w: jnp.matmul(v, w.T), bsets)
+            row(f"{tag} QuantLinear path (default)", q, sets(x, full=True), ref)
+            xs = [(x,)] * len(wq)                          # as many calls as the weight rows
+            row(f"{tag} one almost empty launch", _tiny_kernel, xs, ref)
+            row(f"{tag} activation quantize alone", lambda v: fp4.quantize(v, cfg).codes,
+                xs, ref)
+            for bm, sp, w in layouts:
+                lay = f"{bm}x{k // sp} s{sp} w{w}"
+                row(f"{tag} skeleton {lay}", skel(bm, sp, w), sets(), ref)
+                row(f"{tag} quantize -> skeleton {lay}", chain(bm, sp, w), sets(x), ref)
+    return rows
 
 
 def anatomy_rows(repeats, k=4096, layers=16):
@@ -642,7 +741,7 @@ def main(argv=None):
     p.add_argument("--cases", default="quant,decode,prefill",
                    help="comma-separated: params, params_soft, compile, group_mma, fused, grouped, "
                         "quant, "
-                        "quant_sweep, decode, prefill, gemv, mma, anatomy, layouts")
+                        "quant_sweep, decode, prefill, gemv, mma, anatomy, layouts, floor")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
@@ -662,6 +761,7 @@ def main(argv=None):
                grouped=grouped_rows(args.repeats, max(256, n // 2)) if "grouped" in cases
                else [],
                compile=compile_rows() if "compile" in cases else [],
+               floor=floor_rows(args.repeats, max(256, n // 2)) if "floor" in cases else [],
                group_mma=group_mma_rows(args.repeats, max(256, n // 2)) if "group_mma" in cases
                else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],

@@ -1,6 +1,7 @@
 """The profile's figure: relative MSE vs stream length (optional matplotlib)."""
 from __future__ import annotations
 
+import importlib.util
 from collections import defaultdict
 
 __all__ = ["plot_profile", "have_matplotlib"]
@@ -10,11 +11,7 @@ _COLORS = {"bitrev": "tab:blue", "counter": "tab:orange", "off": "tab:red", "ran
 
 def have_matplotlib() -> bool:
     """Whether matplotlib can be imported."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def plot_profile(rows: list[dict], path):

@@ -4,6 +4,7 @@ tqdm is an optional dependency; nothing in ``scmp_jax`` requires it.
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Iterable, Iterator, TypeVar
 
@@ -14,11 +15,7 @@ T = TypeVar("T")
 
 def have_tqdm() -> bool:
     """Whether ``tqdm`` can be imported."""
-    try:
-        import tqdm  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("tqdm") is not None
 
 
 def progress(items: Iterable[T], desc: str = "", total: int | None = None,

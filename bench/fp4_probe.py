@@ -207,13 +207,19 @@ def _cold_weights(r, k, layers):
     return wf, wq, [(t.codes, t.scale_bytes, t.global_scale) for t in wq]
 
 
-def _rotating_row(rows, repeats, case, fn, sets, ref=None):
-    """Times ``fn`` over ``sets`` (``device_time_rotating``), appends and prints the
+def _warm_time(fn, sets, repeats, info=None):
+    """``device_time`` of ``fn`` on ``sets[0]``: one operand set reused (L2-resident)."""
+    return device_time(fn, sets[0], repeats, info=info)
+
+
+def _rotating_row(rows, repeats, case, fn, sets, ref=None, timer=device_time_rotating):
+    """Times ``fn`` over ``sets`` (``timer``: ``device_time_rotating``, or
+    ``_warm_time`` for the first set reused), appends and prints the
     row (with its ratio to ``ref`` seconds); a kernel that does not compile is
     printed as FAILED and skipped. Returns the seconds or None."""
     info = {}
     try:
-        sec = device_time_rotating(fn, sets, repeats, info=info)
+        sec = timer(fn, sets, repeats, info=info)
     except Exception as e:                       # a tiling that does not compile
         print(f"{case:<52} FAILED {type(e).__name__}: {str(e)[:200]}", flush=True)
         return None
@@ -334,16 +340,11 @@ def floor_rows(repeats, k=4096, layers=16):
     from scmp_jax import fp4
     r = np.random.default_rng(9)
     cfg = fp4.MXFP4
-    wf, wq, wsets = _cold_weights(r, k, layers)
+    wf, wq, _ = _cold_weights(r, k, layers)
     codes3 = lambda c: c.reshape(c.shape[0], -1, 16)
     rows = []
-
-    def warm_row(case, fn, args, ref=None):
-        sec = device_time(fn, args, repeats)
-        rows.append(dict(case=case, ms=sec * 1e3, over_bf16=None if ref is None else sec / ref))
-        extra = "" if ref is None else f" {sec / ref:6.2f}x bf16"
-        print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}", flush=True)
-        return sec
+    q = lambda v, c, s, g: fp4.quantized_matmul(
+        v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg)
 
     def skel(bm, sp, w, act=None):
         def f(c, s):
@@ -354,27 +355,17 @@ def floor_rows(repeats, k=4096, layers=16):
     def chain(bm, sp, w):
         return lambda v, c, s: skel(bm, sp, w, fp4.quantize(v, cfg).codes)(c, s)
 
+    layouts = [(bm, sp, w) for bm, sp, w in FLOOR_LAYOUTS if k // sp >= 256 and k >= bm]
     for n in (1, 8, 16):
         x = jnp.asarray(r.standard_normal((n, k)), BF16)
-        q = lambda v, c, s, g: fp4.quantized_matmul(
-            v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg)
-        layouts = [(bm, sp, w) for bm, sp, w in FLOOR_LAYOUTS if k // sp >= 256 and k >= bm]
-        for temp in ("cold", "warm"):
+        for temp, ws_, timer in (("cold", wq, device_time_rotating), ("warm", wq[:1], _warm_time)):
             tag = f"N={n} {temp}"
-            if temp == "cold":
-                row = lambda case, fn, sets, ref=None: _rotating_row(
-                    rows, repeats, case, fn, sets, ref)
-                sets = lambda *a, full=False: [
-                    a + ((t.codes, t.scales, t.global_scale) if full else (t.codes, t.scale_bytes))
-                    for t in wq]
-                bsets = [(x, w) for w in wf]
-            else:
-                t0 = wq[0]
-                row = lambda case, fn, sets, ref=None: warm_row(case, fn, sets[0], ref)
-                sets = lambda *a, full=False, t0=t0: [
-                    a + ((t0.codes, t0.scales, t0.global_scale) if full
-                         else (t0.codes, t0.scale_bytes))]
-                bsets = [(x, wf[0])]
+            row = lambda case, fn, sets, ref=None, timer=timer: _rotating_row(
+                rows, repeats, case, fn, sets, ref, timer)
+            sets = lambda *a, full=False, ws_=ws_: [
+                a + ((t.codes, t.scales, t.global_scale) if full else (t.codes, t.scale_bytes))
+                for t in ws_]
+            bsets = [(x, w) for w in wf[:len(ws_)]]
             ref = row(f"{tag} bf16 matmul", lambda v, w: jnp.matmul(v, w.T), bsets)
             row(f"{tag} QuantLinear path (default)", q, sets(x, full=True), ref)
             xs = [(x,)] * len(wq)                          # as many calls as the weight rows

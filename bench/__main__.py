@@ -7,7 +7,9 @@ when the default implementation is another one, on GPU the default with
 ``--reference DIR`` the reference PyTorch package ``scmp_kernels`` imported from ``DIR`` (a local
 copy, never committed) on the same data. Times are per call, from back-to-back
 calls with one synchronisation (median of ``--repeats``). Prints a table and
-writes JSON. On CPU the GPU target shapes are scaled down (same D, fewer rows).
+writes JSON (``bench.common``'s envelope, family ``sc``; default
+``bench/results/sc.json``, ``cpu_sc.json`` off GPU). On CPU the GPU target
+shapes are scaled down (same D, fewer rows).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import scmp_jax
+from bench.common import write_result
 
 GPU_CASES = [
     # name, a shape, b shape, kwargs
@@ -189,7 +192,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default="bench_results.json")
+    p.add_argument("--out", default=None,
+                   help="JSON result file (default bench/results/sc.json; cpu_sc.json off GPU)")
     p.add_argument("--reference", default=None,
                    help="directory holding a local copy of the scmp_kernels package (GPU only)")
     p.add_argument("--cases", default=None,
@@ -207,7 +211,7 @@ def main(argv=None):
           f"{'/fp32':>9} {'/bf16':>9}"
           + (f" {'ref ms':>9} {'/ref':>7}" if args.reference else ""))
     res = run(args.quick, args.repeats, args.reference, cases)
-    write_json(args.out, results=res)
+    write_result(args.out, "sc", "bench", argv, res)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.__main__ import device_time, device_time_rotating, write_json
+from bench.__main__ import device_time, device_time_rotating
+from bench.common import write_result
 from scmp_jax import fp4
 from scmp_jax.flax import QuantLinear
 from scmp_jax.fp4 import pallas as P
@@ -178,7 +179,8 @@ def run(repeats=5, sweep=False, cases=("quantize", "prefill", "decode", "decode_
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4", description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default="fp4_results.json")
+    p.add_argument("--out", default=None,
+                   help="JSON result file (default bench/results/fp4.json; cpu_fp4.json off GPU)")
     p.add_argument("--sweep", action="store_true", help="also time kernel tilings (GPU)")
     p.add_argument("--cases", default="quantize,prefill,decode,decode_cold",
                    help="comma-separated subset of quantize,prefill,decode,decode_cold")
@@ -188,7 +190,7 @@ def main(argv=None):
     print(f"{'case':<36} {'shape':>18} {'ms':>9} {'GB/s':>8} {'%copy':>6} {'/bf16':>7} "
           f"{'mm ms':>8} {'mm/bf16':>8} {'1st s':>7}", flush=True)
     rows = run(args.repeats, args.sweep, tuple(args.cases.split(",")))
-    write_json(args.out, results=rows)
+    write_result(args.out, "fp4", "bench.fp4", argv, rows)
 
 
 if __name__ == "__main__":

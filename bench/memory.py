@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import scmp_jax
-from bench.__main__ import write_json
+from bench.common import write_result
 from scmp_jax.sc.tables import cum_bytes
 
 
@@ -24,7 +24,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--d", type=int, default=16384)
-    ap.add_argument("--out", default="memory_results.json")
+    ap.add_argument("--out", default=None,
+                    help="JSON result file (default bench/results/memory.json)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     a = jnp.asarray(rng.standard_normal((args.rows, args.d)).astype(np.float32))
@@ -46,7 +47,7 @@ def main(argv=None):
         res["pallas_equals_xla"] = bool(np.array_equal(outs["xla"].view(np.uint32),
                                                         outs["pallas"].view(np.uint32)))
     print(json.dumps(res))
-    write_json(args.out, **res)
+    write_result(args.out, "memory", "bench.memory", argv, [res])
 
 
 if __name__ == "__main__":

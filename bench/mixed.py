@@ -10,13 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import scmp_jax
-from bench.__main__ import _median_time, write_json
+from bench.__main__ import _median_time
+from bench.common import write_result
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.mixed", description=__doc__)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default="mixed_results.json")
+    ap.add_argument("--out", default=None,
+                    help="JSON result file (default bench/results/mixed.json)")
     args = ap.parse_args(argv)
     on_gpu = jax.default_backend() == "gpu"
     N, M, D = (2048, 4096, 4096) if on_gpu else (128, 256, 1024)
@@ -46,7 +48,7 @@ def main(argv=None):
     print(f"mixed {t_mixed * 1e3:.3f} ms | split into {len(levels)} calls {t_split * 1e3:.3f} ms "
           f"| one L=256 call {t_full * 1e3:.3f} ms | mixed/split {t_mixed / t_split:.3f} | "
           f"rows equal: {same}")
-    write_json(args.out, **res)
+    write_result(args.out, "mixed", "bench.mixed", argv, [res])
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import scmp_jax
-from bench.__main__ import _median_time, write_json
+from bench.__main__ import _median_time
+from bench.common import write_result
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default="scaling_results.json")
+    ap.add_argument("--out", default=None,
+                    help="JSON result file (default bench/results/scaling.json)")
     args = ap.parse_args(argv)
     n = len(jax.devices())
     rng = np.random.default_rng(0)
@@ -40,7 +42,7 @@ def main(argv=None):
                          speedup=t1 / tn, same_bits=same, out_spec=str(out.sharding.spec)))
         print(f"{case}: 1 GPU {t1 * 1e3:.2f} ms | {n} GPUs {tn * 1e3:.2f} ms | "
               f"speedup {t1 / tn:.2f}x | same bits {same} | out {out.sharding.spec}", flush=True)
-    write_json(args.out, rows=rows)
+    write_result(args.out, "scaling", "bench.scaling", argv, rows)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,16 @@ One JSON object per run (the envelope)::
     {"family": "fp4", "command": "python -m bench.fp4 --repeats 3",
      "device": "NVIDIA H200", "platform": "gpu", "jax": "0.11.2",
      "date": "2026-12-03", "commit": "cf9ae5b", "devices": 1,
-     "rows": [{...}, ...]}
+     "cpu_count": 16, "load_1min": 1.2, "rows": [{...}, ...]}
 
 ``device`` is ``jax.devices()[0].device_kind``, ``platform`` the default
 backend, ``date`` the UTC date of the run (ISO), ``commit`` the abbreviated
 git commit of the tree the bench ran from (with ``-dirty`` when it had
 uncommitted changes; null outside a git checkout), ``devices`` how many jax
-devices the process saw. ``rows`` are the module's own result rows, unchanged.
+devices the process saw, ``cpu_count`` / ``load_1min`` the host's CPUs and its
+1-minute load average when the file was written (this run included: on a shared
+host a load above the CPU count means other work competed with the timing).
+``rows`` are the module's own result rows, unchanged.
 The default path is ``bench/results/<family>.json`` on a GPU and
 ``bench/results/<platform>_<family>.json`` elsewhere (e.g. ``cpu_sc.json``), so a
 CPU run never overwrites a GPU result.
@@ -52,6 +55,13 @@ def _commit():
     return out.stdout.strip() or None
 
 
+def _load():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):     # not on every OS
+        return None
+
+
 def envelope(family: str, prog: str, argv, rows) -> dict:
     """The result object: ``prog`` is the module as run by ``python -m`` (``bench``,
     ``bench.fp4``, ...), ``argv`` its arguments (``sys.argv[1:]`` when None)."""
@@ -61,7 +71,8 @@ def envelope(family: str, prog: str, argv, rows) -> dict:
                 device=jax.devices()[0].device_kind, platform=jax.default_backend(),
                 jax=jax.__version__,
                 date=datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
-                commit=_commit(), devices=len(jax.devices()), rows=list(rows))
+                commit=_commit(), devices=len(jax.devices()), cpu_count=os.cpu_count(),
+                load_1min=_load(), rows=list(rows))
 
 
 def write_result(path, family: str, prog: str, argv, rows) -> dict:

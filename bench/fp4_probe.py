@@ -57,7 +57,7 @@ import numpy as np
 from jax.experimental import pallas as pl
 
 from bench.__main__ import device_time, device_time_rotating, write_json
-from scmp_jax._backend import triton_params
+from scmp_jax._src.dispatch import triton_params
 from scmp_jax.fp4 import pallas as P
 from scmp_jax.fp4 import pallas_linear as L
 from scmp_jax.fp4 import pallas_params as PR

@@ -27,7 +27,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from bench.__main__ import device_time
-from scmp_jax._backend import triton_params
+from scmp_jax._src.dispatch import triton_params
 from scmp_jax.sc import pallas_counts
 from scmp_jax.sc.config import SCConfig
 from scmp_jax.sc.tables import enable_tables, layout

@@ -12,7 +12,7 @@ from hypothesis import assume, example, given, settings
 
 import scmp_jax
 from helpers import assert_same_bits, call_golden, call_jax, sc_cases
-from scmp_jax._backend import on_gpu
+from scmp_jax._src.platform import on_gpu
 from scmp_jax.quant import xla as QX
 from scmp_jax.sc import api, dense, pallas_assemble
 

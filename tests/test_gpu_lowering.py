@@ -2,17 +2,15 @@
 
 ``jax.jit(f).trace(...).lower(lowering_platforms=("cuda",))`` runs the Pallas
 Triton lowering (jaxlib's Triton dialect) without a GPU. Interpret mode runs
-kernel bodies that the GPU backend rejects (session 9: a bitcast of a
-compile-time constant raised AttributeError in the Triton lowering on the
-H200 and passed in interpret mode; PALLAS_NOTES lists value gathers and
-non-power-of-two blocks), so this catches them in CI before device time is
+kernel bodies that the GPU backend rejects (a bitcast of a compile-time
+constant, value gathers, non-power-of-two blocks), so this catches them in CI before device time is
 spent. It proves lowering only: numerics and runtime faults belong to the GPU
 run of the kernel tests (``pytest -m gpu`` on the device machine).
 
-Each case traces the public API as it runs on a GPU: ``on_gpu`` patched to
-True in the modules that choose by it (implementation=None -> Pallas,
-interpret off, dense counts where eligible) and the integer division of
-``_ieee`` forced (as on every non-CPU backend). The lowered module must hold
+Each case traces the public API as it runs on a GPU, inside
+``scmp_jax._src.platform.gpu_lowering()``: implementation=None -> Pallas,
+interpret off, dense counts where eligible, and the integer IEEE division
+(as on every non-CPU backend). The lowered module must hold
 at least the expected number of Triton kernel calls, so a path that silently
 fell back to XLA fails.
 """
@@ -26,25 +24,21 @@ import numpy as np
 import pytest
 
 import scmp_jax
-from scmp_jax import _backend, _ieee, fp4
-from scmp_jax.fp4 import api as fp4_api
+from scmp_jax import fp4
+from scmp_jax._src.platform import gpu_lowering
 from scmp_jax.fp4 import pallas as P
 from scmp_jax.fp4 import pallas_linear as L
 from scmp_jax.fp4.pallas_matmul import MatmulTiling
 from scmp_jax.quant import api as quant_api
-from scmp_jax.quant import smoothquant
-from scmp_jax.sc import api as sc_api
 
 F32, BF16 = jnp.float32, jnp.bfloat16
 _TRITON = re.compile(r"triton", re.IGNORECASE)
 
 
 @pytest.fixture(autouse=True)
-def as_on_gpu(monkeypatch):
-    for mod in (_backend, sc_api, quant_api, smoothquant, fp4_api, P):
-        monkeypatch.setattr(mod, "on_gpu", lambda: True)
-    monkeypatch.setattr(_ieee, "_FORCE_SOFT", True)
-    yield
+def as_on_gpu():
+    with gpu_lowering():
+        yield
     jax.clear_caches()          # nothing traced as-on-GPU is reused by later tests
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from scmp_jax import _ieee
+from scmp_jax._src import ieee as _ieee
 from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 
 

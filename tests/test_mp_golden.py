@@ -193,7 +193,7 @@ def test_mixed_rejects_3d():
 @given(metrics(), thresholds(3), st.sampled_from([2, 4, 8]), st.integers(0, 2 ** 16))
 def test_integer_division_path_matches_golden(m, th, M, seed):
     """The exact integer division that GPUs use (forced here on CPU)."""
-    from scmp_jax._ieee import soft_division
+    from scmp_jax._src.ieee import soft_division
     cfg = mp.AdaptiveMPConfig((8, 4, 2), operator_default_thresholds={"op": th})
     w = make_values((M, 3), "outliers", seed)
     with soft_division(True):

@@ -6,7 +6,7 @@ import pytest
 import golden
 import scmp_jax
 from helpers import assert_same_bits
-from scmp_jax import _ieee
+from scmp_jax._src import ieee as _ieee
 from scmp_jax import quant as SQ
 
 R = np.random.default_rng(0)

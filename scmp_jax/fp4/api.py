@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._backend import on_gpu
-from ..sc.api import InvalidDtypeError
+from .._src.platform import on_gpu
+from .._src.errors import InvalidDtypeError
+from .._src.sharding import sharded
 from . import pallas as _pallas
 from . import pallas_linear as _linear
 from . import sharding as _sharding
@@ -237,7 +238,7 @@ def _one_pass(x, w, cfg, transform, qi, mi):
             and _pallas.unsupported_matmul(cfg.group_size, w.group_size) is None):
         return None
     if (_sharding.plan_quantize(x, cfg.group_size) is not None
-            or _sharding._sharded(w.codes, 2)[0] is not None):
+            or sharded(w.codes, 2)[0] is not None):
         return None
     N = int(np.prod(shape[:-1]))
     t = _pallas.matmul_tiling(N, w.shape[0], shape[-1], cfg.group_size, w.group_size)

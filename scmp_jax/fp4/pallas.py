@@ -47,8 +47,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .._backend import on_gpu, triton_params
-from .._kernel_math import PtxMath
+from .._src.platform import on_gpu
+from .._src.dispatch import triton_params
+from .._src.kernel_math import PtxMath
 from . import formats as FM
 from . import softfloat as SF
 from . import pallas_matmul as _mm

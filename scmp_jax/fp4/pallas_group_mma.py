@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .._backend import triton_params
+from .._src.dispatch import triton_params
 from . import formats as FM
 from .pallas_matmul import (MatmulTiling, _alpha, _mul, _pad2, _split_sum, _value,
                              fused_padding)

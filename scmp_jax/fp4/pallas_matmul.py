@@ -44,8 +44,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from .._backend import triton_params
-from .._kernel_math import PtxMath
+from .._src.dispatch import triton_params
+from .._src.kernel_math import PtxMath
 from . import formats as FM
 from .config import _is_int
 from . import softfloat as SF

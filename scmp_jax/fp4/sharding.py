@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 import jax
 from jax.sharding import PartitionSpec as P
 
-from ..sc.sharding import _axes, _place, _spec
+from .._src.sharding import axes, place, sharded, shards
 
 __all__ = ["Plan", "plan_quantize", "plan_matmul", "quantize", "matmul"]
 
@@ -38,26 +38,14 @@ class Plan(NamedTuple):
     out: object           # PartitionSpec, or a tuple of them
 
 
-def _shards(mesh, entry) -> int:
-    n = 1
-    for ax in _axes(entry):
-        n *= mesh.shape[ax]
-    return n
-
-
-def _sharded(x, nd):
-    m, s = _spec(x, nd)
-    return (m, s) if m is not None and m.size > 1 else (None, None)
-
-
 def plan_quantize(x, group_size: int, transform_shape=None) -> Optional[Plan]:
     """Layout for a sharded ``x``, or None. ValueError for K splits that cut groups
     or transform blocks."""
     nd = len(x.shape)
-    mesh, spec = _sharded(x, nd)
+    mesh, spec = sharded(x, nd)
     if mesh is None:
         return None
-    n = _shards(mesh, spec[-1])
+    n = shards(mesh, spec[-1])
     if n > 1:
         K = x.shape[-1]
         if K % n or (K // n) % group_size:
@@ -70,17 +58,17 @@ def plan_quantize(x, group_size: int, transform_shape=None) -> Optional[Plan]:
             raise ValueError(f"transform: x's K={K} sharded {n} ways must give each shard "
                              f"whole transform blocks of g={transform_shape[-1]}")
     for d, e in enumerate(spec[:-1]):
-        if x.shape[d] % _shards(mesh, e):
+        if x.shape[d] % shards(mesh, e):
             raise ValueError(f"x: dim {d} of size {x.shape[d]} does not split evenly over "
-                             f"{_shards(mesh, e)} shards")
+                             f"{shards(mesh, e)} shards")
     return Plan(mesh, (P(*spec),), (P(*spec), P(*spec)))
 
 
 def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
     """Layout for sharded activation codes (..., N, K/2) / weight codes (M, K/2), or None."""
     nd = len(a_codes.shape)
-    ma, sa = _sharded(a_codes, nd)
-    mw, sw = _sharded(w_codes, 2)
+    ma, sa = sharded(a_codes, nd)
+    mw, sw = sharded(w_codes, 2)
     meshes = [m for m in (ma, mw) if m is not None]
     if not meshes:
         return None
@@ -93,15 +81,15 @@ def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
         if s[-1] is not None:
             raise ValueError(f"{name}: the inner dim K must not be sharded (got "
                              f"{P(*s)}); shard rows or leading dims")
-    used = [ax for e in sa[:-1] for ax in _axes(e)]
-    if set(used) & set(_axes(sw[0])) or len(set(used)) != len(used):
+    used = [ax for e in sa[:-1] for ax in axes(e)]
+    if set(used) & set(axes(sw[0])) or len(set(used)) != len(used):
         raise ValueError("a's dims and w's rows must be sharded over different mesh axes "
                          "(the output is sharded over all of them)")
     for name, shape, spec in (("a", a_codes.shape, sa), ("w", w_codes.shape, sw)):
         for d, e in enumerate(spec[:-1]):
-            if shape[d] % _shards(mesh, e):
+            if shape[d] % shards(mesh, e):
                 raise ValueError(f"{name}: dim {d} of size {shape[d]} does not split evenly "
-                                 f"over {_shards(mesh, e)} shards")
+                                 f"over {shards(mesh, e)} shards")
     # scales (..., K/G) share the codes' spec (K unsharded)
     return Plan(mesh, (P(*sa), P(*sw)), P(*sa[:-1], sw[0]))
 
@@ -122,8 +110,8 @@ def quantize(fn, x, scale_scale, global_scale, transform, rounding, static, pl_:
     prog = _quantize_program(fn, pl_.mesh, pl_.specs[0], pl_.out, static,
                              transform is not None)
     m, rep = pl_.mesh, P()
-    return prog(_place(x, m, pl_.specs[0]), scale_scale, _place(global_scale, m, rep), rounding,
-                *(() if transform is None else (_place(transform, m, rep),)))
+    return prog(place(x, m, pl_.specs[0]), scale_scale, place(global_scale, m, rep), rounding,
+                *(() if transform is None else (place(transform, m, rep),)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -141,4 +129,4 @@ def matmul(fn, a, w, static, pl_: Plan):
     """``fn(a, w, *static)`` per shard; ``a``, ``w`` = (codes, scales, global scale)."""
     prog = _matmul_program(fn, pl_.mesh, pl_.specs[0], pl_.specs[1], pl_.out, static)
     m, (sa, sw), rep = pl_.mesh, pl_.specs, P()
-    return prog(*(_place(v, m, s) for v, s in zip(a + w, (sa, sa, rep, sw, sw, rep))))
+    return prog(*(place(v, m, s) for v, s in zip(a + w, (sa, sa, rep, sw, sw, rep))))

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._ieee import div as _div, use_soft
+from .._src.ieee import div as _div, use_soft
 from .config import FreeBoundaryMPConfig, METRICS, MPConfig, RangeMPConfig, RowAssignment
 
 __all__ = ["row_metric", "quantile_counts", "classify_rows_by_metric", "adaptive_classify_rows",

@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _ieee
-from .._backend import on_gpu, resolve_implementation
+from .._src import ieee as _ieee
+from .._src.platform import on_gpu
+from .._src.dispatch import resolve_implementation
 from . import xla as QX
 
 __all__ = ["quantize", "Quantized"]

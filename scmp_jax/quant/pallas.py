@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from .._backend import triton_params
-from .._kernel_math import kernel_math
+from .._src.dispatch import triton_params
+from .._src.kernel_math import kernel_math
 from . import xla as QX
 
 __all__ = ["stats", "encode_codes", "encode_index", "quantize", "col_absmax"]

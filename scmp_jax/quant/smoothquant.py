@@ -4,8 +4,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .._backend import on_gpu, resolve_implementation
-from .._ieee import div, max_nan, sqrt
+from .._src.platform import on_gpu
+from .._src.dispatch import resolve_implementation
+from .._src.ieee import div, max_nan, sqrt
 
 __all__ = ["accumulate_act_scales", "compute_smooth_scales", "apply_smoothing",
            "apply_smoothing_offline"]

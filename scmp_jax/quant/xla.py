@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._ieee import div, max_nan, min_nan, pmax_nan, separate
-from .._kernel_math import XlaMath
+from .._src.ieee import div, max_nan, min_nan, pmax_nan, separate
+from .._src.kernel_math import XlaMath
 
 __all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "separate",
            "div", "row_stats", "row_params", "encode", "quantize"]

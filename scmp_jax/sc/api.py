@@ -10,8 +10,9 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from .._backend import on_gpu, resolve_implementation
-from .._ieee import use_soft
+from .._src.platform import on_gpu
+from .._src.dispatch import resolve_implementation
+from .._src.ieee import use_soft
 from . import dense, sharding
 from .config import SCConfig, as_config
 from .tables import OWEN_MODES, enable_tables, side_streams

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _ieee
+from .._src import ieee as _ieee
 from .config import SCConfig
 from .tables import enable_tables, layout
 

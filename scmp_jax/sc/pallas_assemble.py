@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from .._backend import triton_params
-from .._kernel_math import kernel_math
+from .._src.dispatch import triton_params
+from .._src.kernel_math import kernel_math
 from ..quant import xla as QX
 
 __all__ = ["fits", "into"]

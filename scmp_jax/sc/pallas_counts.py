@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .._backend import triton_params
+from .._src.dispatch import triton_params
 
 __all__ = ["Tiling", "tiling", "accumulate"]
 

@@ -26,7 +26,9 @@ import functools
 from typing import NamedTuple, Optional
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
+
+from .._src.sharding import axes, place, spec_of
 
 __all__ = ["Plan", "plan", "run"]
 
@@ -38,34 +40,12 @@ class Plan(NamedTuple):
     out: P
 
 
-def _axes(entry) -> tuple:
-    if entry is None:
-        return ()
-    return tuple(entry) if isinstance(entry, (tuple, list)) else (entry,)
-
-
-def _spec(x, ndim):
-    """(mesh, spec) of a concrete array's sharding, or of a tracer's under
-    explicit sharding (``jax.typeof(x).sharding``); (None, None) when unsharded."""
-    try:
-        sh = x.sharding if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) \
-            else jax.typeof(x).sharding
-    except Exception:          # numpy inputs, or a jax without typed shardings
-        return None, None
-    if not isinstance(sh, NamedSharding):
-        return None, None
-    spec = tuple(sh.spec) + (None,) * (ndim - len(sh.spec))
-    if all(e is None for e in spec):
-        return None, None
-    return sh.mesh, spec
-
-
 def plan(a, b, st) -> Optional[Plan]:
     """The shard_map layout for sharded ``a``/``b``, or None (nothing sharded).
     ValueError for layouts that would need more than the per_tensor collective."""
     nd = len(a.shape)
-    ma, sa = _spec(a, nd)
-    mb, sb = _spec(b, nd)
+    ma, sa = spec_of(a, nd)
+    mb, sb = spec_of(b, nd)
     meshes = [m for m in (ma, mb) if m is not None and m.size > 1]
     if not meshes:
         return None
@@ -78,17 +58,17 @@ def plan(a, b, st) -> Optional[Plan]:
         raise ValueError("the inner dim D of a and b must not be sharded")
     if nd == 3 and sa[0] != sb[0]:
         raise ValueError(f"a and b must shard the batch dim alike, got {sa[0]!r} and {sb[0]!r}")
-    ra, rb = _axes(sa[-2]), _axes(sb[-2])
-    hb = _axes(sa[0]) if nd == 3 else ()
+    ra, rb = axes(sa[-2]), axes(sb[-2])
+    hb = axes(sa[0]) if nd == 3 else ()
     if set(ra) & set(rb) or (set(ra) | set(rb)) & set(hb):
         raise ValueError("a's rows, b's rows and the batch dim must be sharded over different "
                          "mesh axes (the output is sharded over all of them)")
     if st.granularity == "per_head" and (ra or rb):
         raise ValueError("per_head needs the rows of a and b unsharded (shard the heads)")
-    for name, rows, axes, g in (("a", a.shape[-2], ra, st.group_a), ("b", b.shape[-2], rb,
+    for name, rows, row_axes, g in (("a", a.shape[-2], ra, st.group_a), ("b", b.shape[-2], rb,
                                                                       st.group_b)):
         n = 1
-        for ax in axes:
+        for ax in row_axes:
             n *= mesh.shape[ax]
         if rows % n:
             raise ValueError(f"{name}: {rows} rows do not split evenly over {n} shards")
@@ -97,17 +77,6 @@ def plan(a, b, st) -> Optional[Plan]:
                              f"{rows // n} rows")
     out = P(*((sa[0],) if nd == 3 else ()), sa[-2], sb[-2])
     return Plan(mesh, P(*sa), P(*sb), out)
-
-
-def _place(x, mesh, spec):
-    """A concrete array committed to other devices or another layout -> ``spec``
-    on ``mesh`` (jit would refuse it); tracers and uncommitted arrays unchanged."""
-    if (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
-            and getattr(x, "committed", False)):
-        want = NamedSharding(mesh, spec)
-        if not x.sharding.is_equivalent_to(want, x.ndim):
-            return jax.device_put(x, want)
-    return x
 
 
 @functools.lru_cache(maxsize=64)
@@ -126,10 +95,10 @@ def run(fn, a, b, smooth, tabs, st, pl_: Plan):
     """``fn(a, b, smooth, tabs, st)`` per shard; per_tensor reduces over each
     operand's sharded axes. Tables are replicated."""
     if st.granularity == "per_tensor":
-        flat = lambda spec: tuple(ax for e in spec for ax in _axes(e))
+        flat = lambda spec: tuple(ax for e in spec for ax in axes(e))
         st = dataclasses.replace(st, axes_a=flat(pl_.spec_a), axes_b=flat(pl_.spec_b))
     prog = _program(fn, pl_.mesh, pl_.spec_a, pl_.spec_b, pl_.out, st, smooth is not None)
     m, rep = pl_.mesh, P()
-    return prog(_place(a, m, pl_.spec_a), _place(b, m, pl_.spec_b),
-                jax.tree.map(lambda t: _place(t, m, rep), tabs),
-                *(() if smooth is None else (_place(smooth, m, rep),)))
+    return prog(place(a, m, pl_.spec_a), place(b, m, pl_.spec_b),
+                jax.tree.map(lambda t: place(t, m, rep), tabs),
+                *(() if smooth is None else (place(smooth, m, rep),)))

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .. import _ieee
+from .._src import ieee as _ieee
 from ..quant import xla as QX
 from . import dense, pallas_counts
 from .tables import EnableTables, Layout, layout, signed_table

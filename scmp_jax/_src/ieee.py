@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import platform
+
 __all__ = ["max_nan", "min_nan", "pmax_nan", "separate", "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division",
            "use_soft"]
 
@@ -115,8 +117,9 @@ def div_exact_int(num, den, approx):
 
 
 def use_soft() -> bool:
-    """Integer division? Forced by ``soft_division``, else on every non-CPU backend."""
-    return jax.default_backend() != "cpu" if _FORCE_SOFT is None else _FORCE_SOFT
+    """Integer division? Forced by ``soft_division``, else off the CPU
+    (``platform.soft_division_default``)."""
+    return platform.soft_division_default() if _FORCE_SOFT is None else _FORCE_SOFT
 
 
 def div(num, den):

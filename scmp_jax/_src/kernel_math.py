@@ -6,14 +6,14 @@ explicit rounding modifier: ``mul.rn``/``add.rn`` are never contracted into an
 FMA, ``div.rn`` is the IEEE quotient (Triton's ``/`` is ``div.full``, up to
 2 ulp off) and ``cvt.rni`` rounds half to even (Pallas Triton has no lowering
 for ``lax.round``). In interpret mode (off GPU) the same kernel body runs as
-XLA ops, so the XLA guards of ``_ieee`` are used instead.
+XLA ops, so the XLA guards of ``ieee`` are used instead.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from . import _ieee
+from . import ieee
 
 __all__ = ["XlaMath", "PtxMath", "kernel_math"]
 
@@ -40,17 +40,17 @@ def _ptx(op: str, *args):
 
 class XlaMath:
     """``mul, add, div, rne`` for XLA (and kernels in interpret mode): the
-    ``_ieee`` guards keep XLA from contracting or approximating them."""
+    ``ieee`` guards keep XLA from contracting or approximating them."""
 
     @staticmethod
     def mul(a, b):
-        return _ieee.separate(jnp.asarray(a, F32) * b)
+        return ieee.separate(jnp.asarray(a, F32) * b)
 
     @staticmethod
     def add(a, b):
-        return _ieee.separate(jnp.asarray(a, F32) + b)
+        return ieee.separate(jnp.asarray(a, F32) + b)
 
-    div = staticmethod(_ieee.div)
+    div = staticmethod(ieee.div)
 
     @staticmethod
     def rne(a):

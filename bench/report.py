@@ -36,8 +36,10 @@ FAMILIES = {
                 "over every GPU of the host against one GPU"),
     "fp4": ("fp4 (MXFP4 / NVFP4)", "`python -m bench.fp4`: quantize+pack against a "
             "device copy, `QuantLinear` prefill and decode against a bf16 matmul"),
-    "model": ("A whole model under `simulate`", "a model run through "
-              "`scmp_jax.flax.simulate(model, rules)`"),
+    "model": ("A whole model under `simulate`", "A model run through "
+              "`scmp_jax.flax.simulate(model, rules)` (family `model`; MiniLM's accuracy "
+              "under SC / fp4 rules is in `docs/minilm`, made by "
+              "`python -m scmp_jax_examples.minilm_report`, not a bench result file)"),
 }
 GPU_ONLY = ("scaling",)                     # not expected on the CPU
 
@@ -57,13 +59,18 @@ def f_ms(v):
     return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
+def f_s(v):
+    """Seconds of a first call: one decimal."""
+    return "" if not _num(v) else f"{v:.1f}"
+
+
 def f_ratio(v, digits=3):
     return "" if not _num(v) else f"{v:.{digits}f}"
 
 
 def f_x(v):
-    """A time ratio against a baseline, '1.23x'."""
-    return "" if not _num(v) else f"{v:.2f}x"
+    """A time ratio against a baseline, '1.234x'."""
+    return "" if not _num(v) else f"{v:.3f}x"
 
 
 def f_pct(v):
@@ -82,7 +89,7 @@ def f_bool(v):
 def f_bytes(v):
     if not _num(v):
         return ""
-    for unit, k in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    for unit, k in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
         if abs(v) >= k:
             return f"{v / k:.1f} {unit}"
     return f"{v:.0f} B"
@@ -144,8 +151,9 @@ def source(run):
     """The line under each table's heading: where and how it was measured."""
     dev = run.get("device", "?")
     plat = run.get("platform", "?")
-    parts = [f"{dev} ({plat}" + (f", {run['devices']} devices" if (run.get("devices") or 1) > 1
-                                  else "") + ")",
+    n = run.get("devices") or 1
+    inner = ([] if dev == plat else [plat]) + ([f"{n} devices"] if n > 1 else [])
+    parts = [dev + (f" ({', '.join(inner)})" if inner else ""),
              f"jax {run.get('jax', '?')}", str(run.get("date", "date unknown"))]
     if run.get("commit"):
         parts.append(f"commit {run['commit']}")
@@ -217,11 +225,12 @@ def fp4_tables(run):
         out += columns([dict(r, _f=k[1], _i=k[2]) for k, r in quant], [
             ("format", "_f", f_any), ("implementation", "_i", f_any),
             ("shape", "shape", f_shape), ("ms", "ms", f_ms), ("GB/s", "gbs", f_ms),
-            ("% of copy", "pct_of_copy", f_pct), ("first call s", "first_s", f_ms)])
+            ("% of copy", "pct_of_copy", f_pct), ("first call s", "first_s", f_s)])
     lin = [(k, r) for k, r in kinds if k[0] == "linear"]
     bf16 = {(k[1], k[2]): r for k, r in lin if k[3] is None}
-    for phase, title in (("prefill", "Prefill"), ("decode", "Decode, one weight reused "
-                                                  "(L2-resident between calls: warm)")):
+    for phase, title in (("prefill", "Prefill"),
+                         ("decode", "Decode, warm: one weight reused by every timed call "
+                          "(it stays in cache, on the H200 in L2)")):
         sel = [(k, r) for k, r in lin if k[1] == phase and k[3] is not None]
         if not sel:
             continue
@@ -232,19 +241,20 @@ def fp4_tables(run):
             ("N", "_n", f_any), ("shape (N,K,M)", "shape", f_shape), ("scheme", "_f", f_any),
             ("implementation", "_i", f_any), ("bf16 ms", "_b", f_ms), ("ms", "ms", f_ms),
             ("vs bf16", "over_bf16", f_x), ("matmul alone ms", "matmul_only_ms", f_ms),
-            ("matmul alone vs bf16", "matmul_over_bf16", f_x), ("first call s", "first_s", f_ms)])
+            ("matmul alone vs bf16", "matmul_over_bf16", f_x), ("first call s", "first_s", f_s)])
     cold = [(k, r) for k, r in kinds if k[0] == "cold"]
     cbf = {(k[1], k[2]): r for k, r in cold if k[3] is None}
     csel = [(k, r) for k, r in cold if k[3] is not None]
     if csel:
-        out += ["", "**Decode, cold**: each timed call walks distinct weights (from HBM "
-                    "as in a multi-layer model; fp4 reads a quarter of bf16's bytes)", ""]
+        out += ["", "**Decode, cold**: each timed call walks distinct weights, together "
+                    "larger than the cache on the GPU (read from HBM as in a multi-layer "
+                    "model, where fp4's quarter of the bytes can show)", ""]
         out += columns([dict(r, _n=k[1], _w=k[2], _f=k[3].upper(),
                              _b=cbf.get((k[1], k[2]), {}).get("ms")) for k, r in csel], [
             ("N", "_n", f_any), ("weights per call", "_w", f_any),
             ("shape (N,K,M)", "shape", f_shape), ("scheme", "_f", f_any),
             ("bf16 ms", "_b", f_ms), ("ms", "ms", f_ms), ("vs bf16", "over_bf16", f_x),
-            ("first call s", "first_s", f_ms)])
+            ("first call s", "first_s", f_s)])
     other = [r for k, r in kinds if k[0] == "other"]
     if other:
         out += ["", "**Other rows**", ""]
@@ -252,7 +262,7 @@ def fp4_tables(run):
     n_sweep = sum(k[0] == "sweep" for k, _ in kinds)
     if n_sweep:
         notes.append(f"{n_sweep} tiling-sweep rows (`--sweep`) are in the JSON, not shown.")
-    if not any(k[0] == "linear" and (k[3] or "").lower().startswith("w4a16") for k, _ in kinds):
+    if not any(re.search(r"weight[- _]only|w4a16", r["case"], re.I) for r in rows):
         notes.append("Weight-only fp4 (bf16 activation, fp4 weight): not measured "
                      "(no such row in the JSON).")
     return out, notes
@@ -299,6 +309,8 @@ def section(run):
     fn = RENDER.get(run["family"], lambda r: (generic_rows(
         [x for x in r["rows"] if isinstance(x, dict)]), []))
     lines, notes = fn(run)
+    while lines and not lines[0]:
+        lines = lines[1:]
     out = [source(run), ""] + lines
     if notes:
         out += [""] + [f"- {n}" for n in notes]
@@ -350,17 +362,16 @@ def render(runs, skipped=()):
             out += section(r) + [""]
     out += ["", "## The CPU path", "", "The same modules off GPU (XLA path; shapes scaled "
             "down by the modules themselves).", ""]
-    shown = False
-    for fam, (title, _) in list(FAMILIES.items()) + [(f, (f, "")) for f in sorted(
-            {r["family"] for r in cpu} - set(FAMILIES))]:
+    titles = {f: t for f, (t, _) in FAMILIES.items()}
+    missing = []
+    for fam in list(FAMILIES) + sorted({r["family"] for r in cpu} - set(FAMILIES)):
         mine = [r for r in cpu if r["family"] == fam]
         for r in mine:
-            out += [f"### {title} (CPU)", ""] + section(r) + [""]
-            shown = True
+            out += [f"### {titles.get(fam, fam)} (CPU)", ""] + section(r) + [""]
         if not mine and fam not in GPU_ONLY:
-            out += [f"- {title} (CPU): not measured.", ""]
-    if not shown and out[-1] != "":
-        out.append("")
+            missing.append(titles.get(fam, fam))
+    if missing:
+        out += ["**Not measured** on the CPU: " + "; ".join(missing) + ".", ""]
     if skipped:
         out += ["Files in `bench/results/` that are not bench envelopes (not shown): "
                 + ", ".join(skipped) + ".", ""]

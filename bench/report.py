@@ -157,12 +157,17 @@ def source(run):
              f"jax {run.get('jax', '?')}", str(run.get("date", "date unknown"))]
     if run.get("commit"):
         parts.append(f"commit {run['commit']}")
-    if plat == "cpu" and run.get("cpu_count"):
-        load = run.get("load_1min")
-        parts.append(f"{run['cpu_count']} CPUs" + (f", load {load:g} at the end of the run"
-                                                    if _num(load) else ""))
-    return (f"Measured on {', '.join(parts)}. Command: `{run.get('command', '?')}` "
+    load, cpus = run.get("load_1min"), run.get("cpu_count")
+    if plat == "cpu" and cpus:
+        parts.append(f"{cpus} CPUs" + (f", load {load:g} at the end of the run"
+                                       if _num(load) else ""))
+    text = (f"Measured on {', '.join(parts)}. Command: `{run.get('command', '?')}` "
             f"(`bench/results/{run['_file']}`).")
+    if plat == "cpu" and _num(load) and cpus and load > 1.5 * cpus:
+        text += (f" **Contended run**: a load of {load:g} on {cpus} CPUs means other "
+                 "processes shared the CPUs, so these times are upper bounds, not the "
+                 "path's speed.")
+    return text
 
 
 # ---------------------------------------------------------------- families

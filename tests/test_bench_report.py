@@ -53,7 +53,7 @@ def _tables(text):
     out, current, lines = {}, None, text.splitlines()
     i = 0
     while i < len(lines):
-        m = re.search(r"\(`bench/results/([^`]+)`\)\.$", lines[i])
+        m = re.search(r"^Measured on .*\(`bench/results/([^`]+)`\)\.", lines[i])
         if m:
             current = out.setdefault(m[1], [])
         elif lines[i].startswith("#"):
@@ -228,3 +228,12 @@ def test_report_of_committed_results():
     runs, skipped = report.load(COMMITTED)
     assert not skipped
     _check_report(report.render(runs), {n: _load(os.path.join(COMMITTED, n)) for n in names})
+
+
+def test_contended_cpu_runs_are_flagged(fresh, tmp_path):
+    env = _load(fresh / "cpu_sc.json")
+    for load, flagged in ((0.5, False), (4 * (env["cpu_count"] or 1), True)):
+        env.update(platform="cpu", load_1min=load)
+        (tmp_path / "cpu_sc.json").write_text(json.dumps(env))
+        text = report.render(*report.load(str(tmp_path)))
+        assert ("**Contended run**" in text) == flagged and f"load {load:g}" in text

@@ -18,6 +18,7 @@ from bench.__main__ import _median_time, write_json
 from scmp_jax.quant import pallas as QP
 from scmp_jax.quant import xla as QX
 from scmp_jax.sc import SCConfig, pallas_counts
+from scmp_jax.sc.pallas_encode import encode_index
 from scmp_jax.sc.tables import enable_tables, layout
 
 SHAPES = [("per_row", (1, 2048, 4096), (1, 4096, 4096)),
@@ -35,10 +36,10 @@ def _indices(a, b, p=8, L=256):
     sch = QX.Scheme("per_row", "bipolar", p, G)
     pa = QX.row_params(QP.stats(a, None, interpret=False), sch)
     pb = QX.row_params(QP.stats(b, None, interpret=False), sch)
-    enc_a = jax.jit(lambda x, prm: QP.encode_index(
+    enc_a = jax.jit(lambda x, prm: encode_index(
         x, None, prm, tabs.sid_b * lay.row_s, tabs.sid_a * (G + 1), tabs.ktab, sch=sch,
         interpret=False, shift=lay.shift, vp=lay.vp)[0])
-    enc_b = jax.jit(lambda x, prm: QP.encode_index(
+    enc_b = jax.jit(lambda x, prm: encode_index(
         x, None, prm, sch=sch, interpret=False, shift=lay.shift, vp=lay.vp)[0])
     return enc_a(a, pa), enc_b(b, pb), tabs.table, (enc_a, pa, enc_b, pb)
 

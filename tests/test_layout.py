@@ -95,9 +95,10 @@ def test_project_imports_at_module_level():
     for mod, path in _modules():
         if mod.startswith(("scmp_jax.cli", "scmp_jax.cli_tools")):
             continue
-        top = {id(n) for n, _, _ in _imports(mod, path, top_level_only=True)}
+        # each _imports call parses anew: nodes are matched by position, not identity
+        top = {(n.lineno, n.col_offset) for n, _, _ in _imports(mod, path, top_level_only=True)}
         for node, target, _ in _imports(mod, path, top_level_only=False):
-            if id(node) not in top and (target.startswith("scmp_jax") or getattr(node, "level", 0) > 0):
+            if (node.lineno, node.col_offset) not in top and (target.startswith("scmp_jax") or getattr(node, "level", 0) > 0):
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {target} inside "
                            "a function")
     assert not bad, "\n".join(bad)

@@ -12,7 +12,8 @@ from helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax.quant import xla as QX
 from scmp_jax.sc import SCConfig, pallas_counts
 from scmp_jax.sc.tables import enable_tables, layout
-from scmp_jax.sc.xla import Static, _indices
+from scmp_jax.sc.counts import indices
+from scmp_jax.sc.static import Static
 
 pytestmark = pytest.mark.gpu
 
@@ -73,7 +74,7 @@ def test_indices_in_range_at_extreme_boundaries(p, L, G, cfg):
     x_int = jnp.repeat(jnp.asarray([[-1.0], [0.0], [1.0]], jnp.float32), D, axis=1)   # 3 x D
     q = QX.Quantized(x_int, jnp.where(x_int != 0, G, 0).astype(jnp.int32), None,
                      jnp.sign(x_int).astype(jnp.int32))
-    ro, co = _indices(q, q, tabs, lay, st)
+    ro, co = indices(q, q, tabs, lay, st)
     idx = np.asarray(ro)[0, :, :, None] ^ np.asarray(co)[0, :, None, :]
     assert idx.min() >= 0 and idx.max() < tabs.table.shape[0]
     # and the looked-up counts are the bit-level ones: c(k_table[G], G) = k = L at v = G = 2**p

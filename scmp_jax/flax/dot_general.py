@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import fp4 as _fp4
+from .._src import granularity as GR
 from ..fp4.config import PRESETS, FP4Config
 from ..sc.api import sc_matmul
 from ._contract import contract, out_aval
@@ -45,12 +46,14 @@ def _wrap(matmul2d, matmul3d, name, kind, info):
 def sc_matmul_pair(granularity="per_row", **sc_kwargs):
     """``(f2d, f3d)``: ``sc_matmul`` with fixed settings, for 2D and 3D operands.
 
-    ``per_head`` needs 3D operands: a 2D contraction with it is a ValueError."""
+    A granularity that takes only 3D operands (per_head) makes a 2D contraction
+    a ValueError."""
     def f2d(a, b):
-        if granularity == "per_head":
-            raise ValueError("granularity='per_head' needs a contraction with a batch dim "
+        if 2 not in GR.get(granularity).ranks:
+            two_d = [g for g in GR.GRANULARITIES if 2 in GR.get(g).ranks]
+            raise ValueError(f"granularity={granularity!r} needs a contraction with a batch dim "
                              "(e.g. attention's per-head einsum); a plain Dense/Linear "
-                             "contraction has none: use 'per_row' or 'per_tensor'")
+                             f"contraction has none: use one of {two_d}")
         return sc_matmul(a, b, granularity, **sc_kwargs)
 
     def f3d(a, b):

@@ -4,8 +4,7 @@ A config names a descending tuple of stream lengths (``stoc_len_levels``,
 level 0 = longest; a trailing 0 = pruned rows) and the rule that maps each
 row to a level. Configs are static under ``jax.jit``; dict-valued fields are
 held as read-only mappings. Invalid values raise ValueError. The calibrated
-threshold table uses the reference package's JSON format (see
-:meth:`AdaptiveMPConfig.from_json`).
+threshold table is the reference's JSON (:meth:`AdaptiveMPConfig.from_json`).
 """
 from __future__ import annotations
 

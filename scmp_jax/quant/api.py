@@ -2,7 +2,10 @@
 
 ``quantize(x, granularity, ...)`` returns a ``Quantized`` pytree (see
 ``scmp_jax.quant.xla``): integer codes, boundaries in ``[0, G]``, signs,
-scales and (unipolar) zero points and row sums.
+scales and (unipolar) zero points and row sums. Validation and dispatch
+happen here: the implementation is resolved once into a ``Backend``
+(``_src.dispatch.resolve``) and the call goes to ``xla.quantize`` or
+``pallas.quantize``.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._src import ieee as _ieee
-from .._src.platform import on_gpu
-from .._src.dispatch import resolve_implementation
+from .._src import dispatch, ieee
+from .._src import granularity as GR
+from .._src.dispatch import Backend
+from .._src.errors import is_int
+from . import pallas as QP
 from . import xla as QX
 
 __all__ = ["quantize", "Quantized"]
@@ -31,38 +36,32 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
     ``implementation``: None (Pallas on GPU, else XLA) | "xla" | "pallas"
     (interpret mode off GPU); identical bits.
     """
-    impl = resolve_implementation(implementation, pallas_ready=True)
-    if granularity not in ("per_tensor", "per_row", "per_head"):
-        raise ValueError(f"granularity must be per_tensor, per_row or per_head, got {granularity!r}")
+    backend = dispatch.resolve(implementation, op="quantize")
+    gran = GR.get(granularity)
     if mode not in ("bipolar", "unipolar"):
         raise ValueError(f"mode must be 'bipolar' or 'unipolar', got {mode!r}")
-    if not isinstance(sc_prec, (int, np.integer)) or not 2 <= sc_prec <= 12:
+    if not is_int(sc_prec) or not 2 <= sc_prec <= 12:
         raise ValueError(f"sc_prec must be an int in [2, 12], got {sc_prec!r}")
     G = 2 ** sc_prec if rng_levels is None else rng_levels
-    if not isinstance(G, (int, np.integer)) or not 1 <= G <= 2 ** sc_prec:
+    if not is_int(G) or not 1 <= G <= 2 ** sc_prec:
         raise ValueError(f"rng_levels must be an int in [1, 2**sc_prec], got {rng_levels!r}")
-    if not isinstance(group, (int, np.integer)) or group < 1:
+    if not is_int(group) or group < 1:
         raise ValueError(f"group must be an int >= 1, got {group!r}")
     if np.ndim(x) not in (2, 3):
         raise ValueError(f"x must be 2D or 3D, got shape {np.shape(x)}")
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         raise ValueError(f"x must be a float array, got dtype {jnp.result_type(x)}")
-    if granularity == "per_head" and (np.ndim(x) != 3 or mode != "bipolar"):
-        raise ValueError("per_head requires a 3D x and mode='bipolar'")
+    gran.check(ndim=np.ndim(x), mode=mode)
     if chunk and mode != "bipolar":
         raise ValueError("chunk=True requires mode='bipolar'")
-    sch = QX.Scheme(granularity, mode, int(sc_prec), int(G), int(group), bool(chunk))
-    return _quantize(jnp.asarray(x), sch, impl, not on_gpu(), _ieee.use_soft())
+    sch = QX.Scheme(gran, mode, int(sc_prec), int(G), int(group), bool(chunk))
+    return _quantize(jnp.asarray(x), sch, backend)
 
 
-@partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _quantize(x, sch, impl, interpret, soft):
+@partial(jax.jit, static_argnums=(1, 2))
+def _quantize(x, sch: QX.Scheme, backend: Backend):
     x = x.astype(jnp.float32)
-    with _ieee.soft_division(soft):
-        if impl == "xla":
-            return QX.quantize(x, sch)[0]
-        from . import pallas as QP
-        q, _ = QP.quantize(x if x.ndim == 3 else x[None], None, sch, interpret=interpret)
-        if x.ndim == 2:
-            q = jax.tree_util.tree_map(lambda v: v[0], q)      # per_head is 3D only
-        return q
+    with ieee.soft_division(backend.soft_div):
+        if backend.pallas:
+            return QP.quantize(x, None, sch, interpret=backend.interpret)[0]
+        return QX.quantize(x, sch)[0]

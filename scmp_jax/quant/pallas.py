@@ -2,12 +2,12 @@
 
 * ``stats``: per-row ``max``/``min``/non-finite flags of ``(H, R, C)``, with
   ``smooth_scales`` applied in the load (``x / s``, IEEE division).
-* ``encode``: per element ``x_int -> boundary -> sign`` with the same
+* ``encode_codes``: per element ``x_int -> boundary -> sign`` with the same
   ``xla.encode`` code over ``kernel_math`` (PTX ``.rn`` operations), written
-  either row-major as codes (``quant.quantize``) or d-major straight into the
-  SC count kernel's table indices (``ro``/``co``, ``sc.tables.Layout``), so
-  the operands are read twice (stats, encode) and no boundary/sign arrays
-  are materialised.
+  row-major (``quant.quantize``). The block helpers below (``operand_args``,
+  ``split_refs``, ``encode_block``, ``valid``) are shared with the SC kernel
+  that encodes straight into the count kernel's table indices
+  (``sc.pallas_encode``).
 * ``col_absmax``: the SmoothQuant calibration reduction ``max |x|`` per column.
 
 Blocks are powers of two; edges are masked with the true sizes. Off GPU the
@@ -26,14 +26,15 @@ from .._src.dispatch import triton_params
 from .._src.kernel_math import kernel_math
 from . import xla as QX
 
-__all__ = ["stats", "encode_codes", "encode_index", "quantize", "col_absmax"]
+__all__ = ["stats", "encode_codes", "quantize", "col_absmax", "BR", "BC", "sizes", "valid",
+           "operand_args", "split_refs", "encode_block", "smooth_tag"]
 
 F32 = jnp.float32
 I32 = jnp.int32
 BR, BC = 32, 64          # row and column block
-_SB, _SBC = 8192, 512    # stats: elements per block, its widest row. Whole rows up to 512
-# columns leave no per-block partials to reduce in XLA: per_head's reductions after the
-# kernel went from 13.8 to 4.3 us (the kernel itself stayed at 20 us; H200, session 15)
+# stats: elements per block, its widest row; whole rows up to 512 columns leave no
+# per-block partials for XLA to reduce (docs/decisions.md, "stats blocks")
+_SB, _SBC = 8192, 512
 
 
 def _pad3(x, R, C):
@@ -41,11 +42,13 @@ def _pad3(x, R, C):
     return jnp.pad(x, ((0, 0), (0, R - r), (0, C - c))) if (R, C) != (r, c) else x
 
 
-def _sizes(R, C, br=BR, bc=BC):
+def sizes(R, C, br=BR, bc=BC):
+    """``(R, C)`` rounded up to whole ``(br, bc)`` blocks."""
     return pl.cdiv(R, br) * br, pl.cdiv(C, bc) * bc
 
 
-def _valid(i, j, R, C, br=BR, bc=BC):
+def valid(i, j, R, C, br=BR, bc=BC):
+    """In-range mask of block ``(i, j)`` of an ``(R, C)`` operand."""
     rows = jax.lax.broadcasted_iota(I32, (br, bc), 0) + i * br
     cols = jax.lax.broadcasted_iota(I32, (br, bc), 1) + j * bc
     return (rows < R) & (cols < C)
@@ -66,13 +69,18 @@ def _stats_kernel(*refs, R, C, smooth, smooth_mul, interpret):
         (x_ref, mx_ref, mn_ref, fl_ref), s_ref = refs, None
     i, j = pl.program_id(1), pl.program_id(2)
     x = _load(x_ref, s_ref, kernel_math(interpret), smooth_mul)
-    ok = _valid(i, j, R, C, *x.shape)
+    ok = valid(i, j, R, C, *x.shape)
     nan = jnp.isnan(x)
     num = ok & ~nan
     mx_ref[...] = jnp.max(jnp.where(num, x, -jnp.inf), axis=1)[:, None]
     mn_ref[...] = jnp.min(jnp.where(num, x, jnp.inf), axis=1)[:, None]
     flags = (ok & nan).astype(I32) * 2 + (ok & ~(jnp.abs(x) < jnp.inf)).astype(I32)
     fl_ref[...] = jnp.max(flags, axis=1)[:, None]
+
+
+def smooth_tag(smooth, smooth_mul: bool) -> str:
+    """Kernel-name suffix of the SmoothQuant load: "", "_smooth_div" or "_smooth_mul"."""
+    return "" if smooth is None else ("_smooth_mul" if smooth_mul else "_smooth_div")
 
 
 def _smooth_arg(smooth, Cp):
@@ -87,7 +95,7 @@ def stats(x, smooth: Optional[jax.Array], *, interpret: bool, smooth_mul: bool =
     H, R, C = x.shape
     bc = min(_SBC, pl.next_power_of_2(C))
     br = _SB // bc
-    Rp, Cp = _sizes(R, C, br, bc)
+    Rp, Cp = sizes(R, C, br, bc)
     nC = Cp // bc
     xp = _pad3(x, Rp, Cp)
     args = [xp]
@@ -105,6 +113,7 @@ def stats(x, smooth: Optional[jax.Array], *, interpret: bool, smooth_mul: bool =
         out_shape=[jax.ShapeDtypeStruct((H, Rp, nC), F32)] * 2
         + [jax.ShapeDtypeStruct((H, Rp, nC), I32)],
         interpret=interpret,
+        name=f"quant_stats{smooth_tag(smooth, smooth_mul)}",
         **triton_params(interpret),
     )(*args)
     fl = jnp.max(fl[:, :R], axis=-1)
@@ -114,14 +123,16 @@ def stats(x, smooth: Optional[jax.Array], *, interpret: bool, smooth_mul: bool =
     return QX.Stats(mx, mn, (fl & 1) != 0)
 
 
-def _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul=False):
+def encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul=False):
+    """``xla.encode`` of one loaded block: ``(x_int, boundary, sign)``."""
     m = kernel_math(interpret)
     x = _load(x_ref, s_ref, m, smooth_mul)
     zp = None if z_ref is None else z_ref[...]
     return QX.encode(x, f_ref[...], zp, sch, m)
 
 
-def _split(refs, smooth, unipolar):
+def split_refs(refs, smooth, unipolar):
+    """``(x, smooth | None, factor, zp | None, the remaining refs)`` of a kernel's refs."""
     refs = list(refs)
     x_ref = refs.pop(0)
     s_ref = refs.pop(0) if smooth else None
@@ -131,42 +142,19 @@ def _split(refs, smooth, unipolar):
 
 
 def _codes_kernel(*refs, sch, R, C, smooth, smooth_mul, interpret):
-    x_ref, s_ref, f_ref, z_ref, outs = _split(refs, smooth, sch.mode == "unipolar")
-    x_int, bnd, sign = _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul)
+    x_ref, s_ref, f_ref, z_ref, outs = split_refs(refs, smooth, sch.mode == "unipolar")
+    x_int, bnd, sign = encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul)
     outs[0][...] = x_int
     outs[1][...] = bnd
     if sign is not None:
         outs[2][...] = sign
 
 
-def _index_kernel(*refs, sch, R, C, smooth, smooth_mul, lookup, offset, shift, vp, dmajor,
-                  xrow, interpret):
-    x_ref, s_ref, f_ref, z_ref, outs = _split(refs, smooth, sch.mode == "unipolar")
-    roff_ref = outs.pop(0) if offset else None
-    if lookup:
-        kb_ref, ktab_ref = outs.pop(0), outs.pop(0)
-    i, j = pl.program_id(1), pl.program_id(2)
-    ok = _valid(i, j, R, C)
-    x_int, bnd, sign = _encode_block(x_ref, s_ref, f_ref, z_ref, sch, interpret, smooth_mul)
-    bnd = jnp.where(ok, bnd, 0)
-    if lookup:
-        val = ktab_ref[kb_ref[...] + bnd] * (2 if xrow else vp)   # (BR, BC) gather, in range
-    else:
-        val = bnd
-    if offset:
-        val = roff_ref[...] + val
-    if sign is not None:
-        neg = ((sign < 0) & ok).astype(I32)
-        val = val + neg if xrow else val | neg << shift
-    val = jnp.where(ok, val, 0)
-    outs[0][...] = val.T if dmajor else val
-    if sch.mode == "unipolar":
-        outs[1][...] = jnp.sum(jnp.where(ok, x_int, 0).astype(I32), axis=1)[:, None]
-
-
-def _common(x, smooth, prm: QX.Params):
+def operand_args(x, smooth, prm: QX.Params):
+    """Padded operand, smooth scales, per-row factor and zero point with their
+    block specs, and ``(H, R, C, Rp, Cp)``."""
     H, R, C = x.shape
-    Rp, Cp = _sizes(R, C)
+    Rp, Cp = sizes(R, C)
     args = [_pad3(x, Rp, Cp)]
     specs = [pl.BlockSpec((None, BR, BC), lambda h, i, j: (h, i, j))]
     if smooth is not None:
@@ -186,7 +174,7 @@ def _common(x, smooth, prm: QX.Params):
 def encode_codes(x, smooth, prm: QX.Params, *, sch: QX.Scheme, interpret: bool,
                  smooth_mul: bool = False):
     """Row-major ``(x_int f32, boundary i32, sign i32 | None)``, each ``(H, R, C)``."""
-    args, specs, (H, R, C, Rp, Cp) = _common(x, smooth, prm)
+    args, specs, (H, R, C, Rp, Cp) = operand_args(x, smooth, prm)
     blk = pl.BlockSpec((None, BR, BC), lambda h, i, j: (h, i, j))
     shapes = [jax.ShapeDtypeStruct((H, Rp, Cp), F32), jax.ShapeDtypeStruct((H, Rp, Cp), I32)]
     if sch.mode == "bipolar":
@@ -199,63 +187,20 @@ def encode_codes(x, smooth, prm: QX.Params, *, sch: QX.Scheme, interpret: bool,
         out_specs=[blk] * len(shapes),
         out_shape=shapes,
         interpret=interpret,
+        name=f"quant_codes_{sch.granularity.name}_{sch.mode}{smooth_tag(smooth, smooth_mul)}",
         **triton_params(interpret),
     )(*args)
     outs = [o[:, :R, :C] for o in outs]
     return outs[0], outs[1], outs[2] if sch.mode == "bipolar" else None
 
 
-@functools.partial(jax.jit, static_argnames=("sch", "interpret", "shift", "vp", "smooth_mul",
-                                             "dmajor", "xrow"))
-def encode_index(x, smooth, prm: QX.Params, roff=None, kbase=None, ktab=None, *,
-                 sch: QX.Scheme, interpret: bool, shift: int, vp: int, smooth_mul: bool = False,
-                 dmajor: bool = True, xrow: bool = False):
-    """SC table indices, d-major ``(H, C, R)`` int32 (row-major ``(H, R, C)`` with
-    ``dmajor=False``: the dense counts' layout), and (unipolar) row sums
-    ``(H, R)`` int32. Side a (``roff``, ``kbase`` ``(C,)``, ``ktab`` given):
-    ``roff[d] + ktab[kbase[d] + boundary] * vp | neg << shift``, or with
-    ``xrow`` ``roff[d] + 2 * ktab[...] + neg`` (``sc.dense``'s X rows, ``roff =
-    2 * sid * (L + 1)``); side b: ``boundary | neg << shift``, or with
-    ``kbase`` and ``ktab`` but no ``roff`` ``ktab[kbase[d] + boundary] * vp |
-    neg << shift`` (``sc.dense``'s b-side codes: ``vp = 1``)."""
-    args, specs, (H, R, C, Rp, Cp) = _common(x, smooth, prm)
-    col = pl.BlockSpec((1, BC), lambda h, i, j: (0, j))
-    padc = lambda v: jnp.pad(v.astype(I32), (0, Cp - C))[None, :]
-    if roff is not None:
-        args.append(padc(roff))
-        specs.append(col)
-    if ktab is not None:
-        args += [padc(kbase), ktab]
-        specs += [col, pl.BlockSpec((ktab.shape[0],), lambda h, i, j: (0,))]
-    if dmajor:
-        out_specs = [pl.BlockSpec((None, BC, BR), lambda h, i, j: (h, j, i))]
-        shapes = [jax.ShapeDtypeStruct((H, Cp, Rp), I32)]
-    else:
-        out_specs = [pl.BlockSpec((None, BR, BC), lambda h, i, j: (h, i, j))]
-        shapes = [jax.ShapeDtypeStruct((H, Rp, Cp), I32)]
-    if sch.mode == "unipolar":
-        out_specs.append(pl.BlockSpec((None, BR, 1), lambda h, i, j: (h, i, j)))
-        shapes.append(jax.ShapeDtypeStruct((H, Rp, Cp // BC), I32))
-    outs = pl.pallas_call(
-        functools.partial(_index_kernel, sch=sch, R=R, C=C, smooth=smooth is not None,
-                          smooth_mul=smooth_mul, lookup=ktab is not None,
-                          offset=roff is not None, shift=shift, vp=vp, dmajor=dmajor, xrow=xrow,
-                          interpret=interpret),
-        grid=(H, Rp // BR, Cp // BC),
-        in_specs=specs,
-        out_specs=out_specs,
-        out_shape=shapes,
-        interpret=interpret,
-        **triton_params(interpret),
-    )(*args)
-    idx = outs[0][:, :C, :R] if dmajor else outs[0][:, :R, :C]
-    rowsum = jnp.sum(outs[1][:, :R], axis=-1, dtype=I32) if sch.mode == "unipolar" else None
-    return idx, rowsum
-
-
 def quantize(x, smooth, sch: QX.Scheme, *, interpret: bool, smooth_mul: bool = False):
-    """``(Quantized, bad rows (H, R))`` of float32 ``x (H, R, C)`` by the kernels:
-    ``stats`` -> ``xla.row_params`` -> ``encode_codes`` (+ row sums, unipolar)."""
+    """``(Quantized, bad rows)`` of float32 ``x (R, C)`` or ``(H, R, C)`` by the
+    kernels: ``stats`` -> ``xla.row_params`` -> ``encode_codes`` (+ row sums,
+    unipolar)."""
+    if x.ndim == 2:                  # per_head is 3D only: every field has the lead 1
+        q, bad = quantize(x[None], smooth, sch, interpret=interpret, smooth_mul=smooth_mul)
+        return jax.tree_util.tree_map(lambda v: v[0], q), bad[0]
     prm = QX.row_params(stats(x, smooth, interpret=interpret, smooth_mul=smooth_mul), sch)
     x_int, bnd, sign = encode_codes(x, smooth, prm, sch=sch, interpret=interpret,
                                     smooth_mul=smooth_mul)
@@ -267,7 +212,7 @@ def quantize(x, smooth, sch: QX.Scheme, *, interpret: bool, smooth_mul: bool = F
 
 def _absmax_kernel(x_ref, o_ref, *, R, C):
     i, j = pl.program_id(0), pl.program_id(1)
-    a = jnp.where(_valid(i, j, R, C), jnp.abs(x_ref[...]), -jnp.inf)
+    a = jnp.where(valid(i, j, R, C), jnp.abs(x_ref[...]), -jnp.inf)
     nan = jnp.max(jnp.isnan(a).astype(I32), axis=0)
     o_ref[...] = jnp.where(nan > 0, jnp.nan, jnp.max(a, axis=0))[None, :]
 
@@ -277,7 +222,7 @@ def col_absmax(x, *, interpret: bool):
     """``max |x|`` over the rows of float ``x (R, C)``, per column ``(C,)``; NaN
     propagates (a column holding a NaN gives NaN)."""
     R, C = x.shape
-    Rp, Cp = _sizes(R, C)
+    Rp, Cp = sizes(R, C)
     xp = _pad3(x[None], Rp, Cp)[0]
     part = pl.pallas_call(
         functools.partial(_absmax_kernel, R=R, C=C),
@@ -286,6 +231,7 @@ def col_absmax(x, *, interpret: bool):
         out_specs=pl.BlockSpec((None, 1, BC), lambda i, j: (i, 0, j)),
         out_shape=jax.ShapeDtypeStruct((Rp // BR, 1, Cp), x.dtype),
         interpret=interpret,
+        name="quant_col_absmax",
         **triton_params(interpret),
     )(xp)
     return jnp.max(part[:, 0, :C], axis=0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .._src.platform import on_gpu
-from .._src.dispatch import resolve_implementation
+from .._src import dispatch
 from .._src.ieee import div, max_nan, sqrt
+from .pallas import col_absmax
 
 __all__ = ["accumulate_act_scales", "compute_smooth_scales", "apply_smoothing",
            "apply_smoothing_offline"]
@@ -43,11 +43,10 @@ def accumulate_act_scales(x, running=None, *, implementation=None):
         raise ValueError(f"x must be non-empty, got shape {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x must be a float array, got dtype {x.dtype}")
-    impl = resolve_implementation(implementation, pallas_ready=True)
+    backend = dispatch.resolve(implementation, op="accumulate_act_scales")
     x2 = x.reshape(-1, x.shape[-1])
-    if impl == "pallas":
-        from .pallas import col_absmax
-        cur = col_absmax(x2, interpret=not on_gpu())
+    if backend.pallas:
+        cur = col_absmax(x2, interpret=backend.interpret)
     else:
         cur = max_nan(jnp.abs(x2), axis=0)
     if running is None:

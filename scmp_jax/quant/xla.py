@@ -7,10 +7,10 @@ Three stages, shared with the Pallas kernels (``quant.pallas``):
    (``s``, per_row) or multiplied by (``1 / s``, the reciprocal forms), zero
    point, and the rows whose outputs must be NaN (tiny arrays, XLA);
 3. ``encode``: element-wise ``x_int``, boundary and sign, written once over an
-   arithmetic object (``_kernel_math.XlaMath`` here, ``kernel_math(interpret)`` in kernels).
+   arithmetic object (``kernel_math.XlaMath`` here, ``kernel_math(interpret)`` in kernels).
 
 Float math is float32, one rounding per written operation, in SPEC order;
-``separate`` and ``div`` (``scmp_jax._ieee``) keep XLA from contracting,
+``separate`` and ``div`` (``scmp_jax._src.ieee``) keep XLA from contracting,
 reassociating or approximating it.
 """
 from __future__ import annotations
@@ -22,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._src.ieee import div, max_nan, min_nan, pmax_nan, separate
+from .._src import granularity as GR
+from .._src.granularity import Granularity
+from .._src.ieee import div, max_nan, min_nan, separate
 from .._src.kernel_math import XlaMath
 
 __all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "separate",
@@ -52,13 +54,16 @@ def qmax(mode: str, p: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class Scheme:
     """Static description of one operand's quantization (hashable)."""
-    granularity: str            # per_tensor | per_row | per_head
+    granularity: Granularity    # the strategy (``_src.granularity``), or its name
     mode: str                   # bipolar | unipolar
     p: int
     G: int
     group: int = 1              # per_row: rows sharing a scale
     chunk: bool = False         # per_row reciprocal form (one chunk of chunk_d)
     axes: tuple = ()            # mesh axes the operand is sharded over (per_tensor collectives)
+
+    def __post_init__(self):
+        object.__setattr__(self, "granularity", GR.get(self.granularity))
 
     @property
     def q(self) -> np.float32:
@@ -67,13 +72,13 @@ class Scheme:
     @property
     def divides(self) -> bool:
         """``x / s`` (per_row groups) instead of ``x * (1 / s)``."""
-        return self.granularity == "per_row" and not self.chunk
+        return self.granularity.divides(self.chunk)
 
     @property
     def lo(self) -> np.float32:
         if self.mode == "unipolar":
             return np.float32(0)
-        return -(self.q + 1) if self.granularity == "per_head" else -self.q
+        return self.granularity.lo(self.q)
 
     @property
     def ratio(self) -> np.float32:
@@ -106,34 +111,11 @@ def _pos0(x):
     return jnp.where(x == 0, F32(0), x)
 
 
-def _group_reduce(v, g, fn):
-    """Reduce per-row values ``(..., R)`` over blocks of ``g`` consecutive rows;
-    returns the value of each row's block ``(..., R)``."""
-    R = v.shape[-1]
-    g = min(g, R)
-    n = -(-R // g)
-    pad = n * g - R
-    if pad:
-        v = jnp.concatenate([v, jnp.repeat(v[..., -1:], pad, axis=-1)], axis=-1)
-    red = fn(v.reshape(v.shape[:-1] + (n, g)), axis=-1)
-    return jnp.repeat(red, g, axis=-1, total_repeat_length=n * g)[..., :R]
-
-
 def row_params(stats: Stats, sch: Scheme) -> Params:
-    """Scales, factors and zero points per row (SPEC.md section 5)."""
+    """Scales, factors and zero points per row (SPEC.md section 5); which
+    extremes a scale is formed from is the granularity's (``extremes``)."""
     q = sch.q
-    mx, mn = stats.max, stats.min
-    rows = mx.shape
-    head_scale = None
-    if sch.granularity == "per_tensor":
-        gmx, gmn = max_nan(mx), min_nan(mn)
-        if sch.axes:                           # sharded operand: one collective each
-            gmx, gmn = pmax_nan(gmx, sch.axes), -pmax_nan(-gmn, sch.axes)
-        mx, mn = jnp.broadcast_to(gmx, rows), jnp.broadcast_to(gmn, rows)
-    elif sch.granularity == "per_head":
-        mx, mn = max_nan(mx, axis=-1), min_nan(mn, axis=-1)          # (H,)
-    elif not sch.chunk:
-        mx, mn = _group_reduce(mx, sch.group, max_nan), _group_reduce(mn, sch.group, min_nan)
+    mx, mn = sch.granularity.extremes(stats.max, stats.min, sch)
     if sch.mode == "bipolar":
         amax = jnp.maximum(jnp.maximum(jnp.abs(mx), jnp.abs(mn)), EPS)
         s = div(amax, q)
@@ -142,11 +124,9 @@ def row_params(stats: Stats, sch: Scheme) -> Params:
         s = div(jnp.maximum(mx - mn, EPS), q)
         zp = _pos0(jnp.clip(jnp.round(div(-mn, s)), F32(0), q))
     factor = s if sch.divides else div(1, s)
-    if sch.granularity == "per_head":
-        head_scale = s
-        s, factor = (jnp.broadcast_to(v[:, None], rows) for v in (s, factor))
+    scale, s, factor = sch.granularity.spread(s, factor, stats.max.shape)
     bad = ~jnp.isfinite(s) | stats.nonfinite
-    return Params(s if head_scale is None else head_scale, factor, zp, bad)
+    return Params(scale, factor, zp, bad)
 
 
 def encode(x, factor, zp, sch: Scheme, m=XlaMath):

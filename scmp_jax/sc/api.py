@@ -1,64 +1,49 @@
 """Public SC matmul: ``sc_matmul(a, b, granularity, ...)`` (SPEC.md sections 2-7).
 
-Validation happens here, once; the implementation receives only resolved
-static values and device tables.
+Validation happens here, once; so does dispatch: the implementation is
+resolved into a ``Backend`` (``_src.dispatch.resolve``) that travels in the
+frozen ``Static`` config, and the call goes to ``xla.sc_matmul`` or
+``pallas.sc_matmul`` (per shard under ``sharding.run``; ``*.sc_matmul_mixed``
+for mixed stream lengths). The implementations receive only resolved static
+values and device tables.
 """
 from __future__ import annotations
 
 import dataclasses
+import gc
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._src.platform import on_gpu
-from .._src.dispatch import resolve_implementation
-from .._src.ieee import use_soft
-from . import dense, sharding
+from .._src import dispatch
+from .._src import granularity as GR
+from .._src.errors import InvalidDtypeError, check_float, is_int, with_dtype
+from . import dense, pallas, sharding, xla
 from .config import SCConfig, as_config
+from .mixed import mixed_tables
+from .static import Static
 from .tables import OWEN_MODES, enable_tables, side_streams
-from .xla import Static, sc_matmul_xla
 
-__all__ = ["sc_matmul", "clear_caches", "GRANULARITIES", "MODES", "InvalidDtypeError", "DEFAULT_TABLE_CAP_BYTES"]
+__all__ = ["sc_matmul", "clear_caches", "GRANULARITIES", "MODES", "InvalidDtypeError",
+           "DEFAULT_TABLE_CAP_BYTES", "validate", "count_method"]
 
-GRANULARITIES = ("per_tensor", "per_row", "per_head")
+GRANULARITIES = GR.GRANULARITIES
 MODES = ("bipolar", "unipolar")
 COUNTS = (None, "gather", "dense")
 DEFAULT_TABLE_CAP_BYTES = 256 << 20
 
 
-class InvalidDtypeError(ValueError, TypeError):
-    """A non-float operand: a ValueError (SPEC.md section 7) and a TypeError."""
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _with_dtype(x):
-    """``(x, dtype)``; array-likes without a dtype become NumPy arrays."""
-    dt = getattr(x, "dtype", None)
-    if dt is None:
-        x = np.asarray(x)
-        dt = x.dtype
-    return x, dt
-
-
-def _check_float(x, name):
-    x, dt = _with_dtype(x)
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise InvalidDtypeError(f"{name} must be a float array, got dtype {dt}")
-    return x
-
-
-def _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
+def validate(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
              rng_levels, halve, smooth_scales, scramble) -> Static:
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    """The ``Static`` config of validated arguments (ValueError naming the bad one);
+    its backend is the default until ``sc_matmul`` resolves it."""
+    gran = GR.get(granularity)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if scramble not in OWEN_MODES:
         raise ValueError(f"scramble must be one of {OWEN_MODES}, got {scramble!r}")
-    if not _is_int(sc_prec) or not 2 <= sc_prec <= 12:
+    if not is_int(sc_prec) or not 2 <= sc_prec <= 12:
         raise ValueError(f"sc_prec must be an int in [2, 12], got {sc_prec!r}")
     sa, sb = np.shape(a), np.shape(b)
     if len(sa) not in (2, 3):
@@ -74,29 +59,26 @@ def _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group
     if 0 in sa or 0 in sb:
         raise ValueError(f"a and b must be non-empty, got a {sa} and b {sb}")
     for name, g in (("group_a", group_a), ("group_b", group_b)):
-        if not _is_int(g) or g < 1:
+        if not is_int(g) or g < 1:
             raise ValueError(f"{name} must be an int >= 1, got {g!r}")
-    if not _is_int(chunk_d) or chunk_d < 0:
+    if not is_int(chunk_d) or chunk_d < 0:
         raise ValueError(f"chunk_d must be an int >= 0, got {chunk_d!r}")
-    if chunk_d > 0 and (granularity != "per_row" or mode != "bipolar" or len(sa) != 2):
-        raise ValueError("chunk_d > 0 requires granularity='per_row', mode='bipolar' and 2D inputs")
-    if granularity == "per_head" and (len(sa) != 3 or mode != "bipolar"):
-        raise ValueError("granularity='per_head' requires 3D inputs and mode='bipolar'")
+    gran.check(ndim=len(sa), mode=mode, chunk_d=chunk_d)
     B = 2 ** sc_prec
     if halve and mode == "bipolar":
         stoc_len = B // 2 if stoc_len is None else stoc_len
         rng_levels = B // 2 if rng_levels is None else rng_levels
     L = B if stoc_len is None else stoc_len
     G = B if rng_levels is None else rng_levels
-    if not _is_int(L) or not 1 <= L <= B:
+    if not is_int(L) or not 1 <= L <= B:
         raise ValueError(f"stoc_len must be an int in [1, 2**sc_prec={B}], got {L!r}")
-    if not _is_int(G) or not 1 <= G <= B:
+    if not is_int(G) or not 1 <= G <= B:
         raise ValueError(f"rng_levels must be an int in [1, 2**sc_prec={B}], got {G!r}")
     if smooth_scales is not None and np.shape(smooth_scales) != (sa[-1],):
         raise ValueError(f"smooth_scales must have shape (D,)=({sa[-1]},), "
                          f"got {np.shape(smooth_scales)}")
-    return Static(granularity, mode, int(sc_prec), int(L), int(G), int(chunk_d),
-                  int(group_a), int(group_b), use_soft())
+    return Static(gran, mode, int(sc_prec), int(L), int(G), int(chunk_d), int(group_a),
+                  int(group_b))
 
 
 def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec: int = 8,
@@ -128,35 +110,36 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     mixed = row_stoc_len is not None or col_stoc_len is not None
     if mixed:
         _check_mixed(a, b, granularity, stoc_len, chunk_d)
-    st = _resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
+    st = validate(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
                   rng_levels, halve_bipolar_stoc_len, smooth_scales, scramble)
-    a = _check_float(a, "a")
-    b = _check_float(b, "b")
+    a = check_float(a, "a")
+    b = check_float(b, "b")
     if smooth_scales is not None:
-        smooth_scales = _check_float(smooth_scales, "smooth_scales")
-    impl = resolve_implementation(implementation, pallas_ready=True)
+        smooth_scales = check_float(smooth_scales, "smooth_scales")
+    st = dataclasses.replace(st, backend=dispatch.resolve(implementation, op="sc_matmul"))
+    impl = pallas if st.backend.pallas else xla
     cfg: SCConfig = as_config(config)
     D = np.shape(a)[-1]
     Dt = min(chunk_d, D) if chunk_d else D
-    if not _is_int(table_cap_bytes) or table_cap_bytes < 0:
+    if not is_int(table_cap_bytes) or table_cap_bytes < 0:
         raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
     shard = sharding.plan(a, b, st)
-    count_mode = _count_mode(counts, st, a, b, mixed)
+    count_mode = count_method(counts, st, a, b, mixed)
     if mixed:
         if shard is not None:
             raise ValueError("row_stoc_len / col_stoc_len do not support sharded a, b yet")
-        return _mixed_call(a, b, smooth_scales, row_stoc_len, col_stoc_len, stoc_levels, st, cfg,
-                           scramble, impl, int(table_cap_bytes))
+        return _mixed_call(impl, a, b, smooth_scales, row_stoc_len, col_stoc_len, stoc_levels,
+                           st, cfg, scramble, int(table_cap_bytes))
     tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
     st = dataclasses.replace(st, cap=int(table_cap_bytes), counts=count_mode)
-    if impl == "pallas":
-        st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
     if shard is not None:
-        return sharding.run(sc_matmul_xla, a, b, smooth_scales, tabs, st, shard)
-    return sc_matmul_xla(a, b, smooth_scales, tabs, st)
+        return sharding.run(impl.sc_matmul, a, b, smooth_scales, tabs, st, shard)
+    return impl.sc_matmul(a, b, smooth_scales, tabs, st)
 
 
-def _count_mode(counts, st, a, b, mixed: bool) -> str:
+def count_method(counts, st: Static, a, b, mixed: bool) -> str:
+    """"gather" or "dense" for the ``counts`` argument; None: dense where it
+    applies, on the GPU (``st.backend.gpu``), for large outputs."""
     if counts not in COUNTS:
         raise ValueError(f"counts must be one of {COUNTS}, got {counts!r}")
     ok = dense.eligible(st.mode, st.p, st.L, st.G) and not mixed
@@ -168,7 +151,7 @@ def _count_mode(counts, st, a, b, mixed: bool) -> str:
     if counts is None:
         H = np.shape(a)[0] if np.ndim(a) == 3 else 1
         big = dense.worth_it(H, np.shape(a)[-2], np.shape(b)[-2])
-        return "dense" if ok and big and on_gpu() else "gather"
+        return "dense" if ok and big and st.backend.gpu else "gather"
     return counts
 
 
@@ -184,7 +167,7 @@ def _check_mixed(a, b, granularity, stoc_len, chunk_d):
 def _lengths(x, size, name, B):
     if x is None:
         return jnp.full((size,), B, jnp.int32), ()
-    x, dt = _with_dtype(x)
+    x, dt = with_dtype(x)
     if not jnp.issubdtype(dt, jnp.integer):
         raise ValueError(f"{name} must be an int array, got dtype {dt}")
     if np.shape(x) != (size,):
@@ -198,8 +181,7 @@ def _lengths(x, size, name, B):
     return jnp.asarray(host, jnp.int32), tuple(int(v) for v in np.unique(host))
 
 
-def _mixed_call(a, b, smooth, row_len, col_len, levels, st, cfg, scramble, impl, cap):
-    from .mixed import mixed_tables, sc_matmul_mixed
+def _mixed_call(impl, a, b, smooth, row_len, col_len, levels, st, cfg, scramble, cap):
     B = 2 ** st.p
     N, M = np.shape(a)[0], np.shape(b)[0]
     rl, rv = _lengths(row_len, N, "row_stoc_len", B)
@@ -211,7 +193,7 @@ def _mixed_call(a, b, smooth, row_len, col_len, levels, st, cfg, scramble, impl,
         levels = set(rv) | set(cv) | ({B} if row_len is None or col_len is None else set())
     levels = tuple(sorted({int(v) for v in levels} - {0}, reverse=True))
     for L in levels:
-        if not _is_int(L) or not 1 <= L <= B:
+        if not is_int(L) or not 1 <= L <= B:
             raise ValueError(f"stoc_levels must hold ints in [0, 2**sc_prec={B}], got {L!r}")
     if row_len is None or col_len is None:
         levels = tuple(sorted(set(levels) | {B}, reverse=True))
@@ -221,10 +203,8 @@ def _mixed_call(a, b, smooth, row_len, col_len, levels, st, cfg, scramble, impl,
     D = np.shape(a)[-1]
     mt, shift, vp = mixed_tables(cfg, D, st.p, levels, st.G, scramble, cap, q)
     st = dataclasses.replace(st, cap=cap)
-    if impl == "pallas":
-        st = dataclasses.replace(st, impl="pallas", interpret=not on_gpu())
-    return sc_matmul_mixed(a, b, smooth, rl, cl, mt, st=st, levels=levels, shift=shift, vp=vp,
-                           has_col=col_len is not None)
+    return impl.sc_matmul_mixed(a, b, smooth, rl, cl, mt, st=st, levels=levels, shift=shift,
+                                vp=vp, has_col=col_len is not None)
 
 
 def clear_caches() -> None:
@@ -235,13 +215,8 @@ def clear_caches() -> None:
     ``vm.max_map_count`` (65530) and crashes inside the compiler. Long sweeps over
     many shapes should call this now and then.
     """
-    import gc
-
-    import jax
-
-    from .mixed import mixed_tables
     mixed_tables.cache_clear()
-    sharding._program.cache_clear()
+    sharding.program.cache_clear()
     enable_tables.cache_clear()
     side_streams.cache_clear()
     jax.clear_caches()

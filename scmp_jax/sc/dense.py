@@ -28,12 +28,8 @@ dim, are walked in chunks (``plan``) so one chunk's expanded operands,
 the table cap: 1 GiB by default); both are
 written as int32 words. The matmuls are
 ``lax.dot_general`` (cuBLAS on GPU) and the row expansion is XLA's ``take``
-(3.1-3.4 TB/s of int32 words on the H200) in both implementations: a Pallas
-int8 GEMM (128 x 128 tiles, 4 warps) measured slower on the H200 (per_row 11.1
-ms vs 8.7 ms end to end, session 7) and was dropped, as were Pallas row
-expansion kernels (session 7: no faster, and its GPU golden run failed;
-session 15, one output word per element, bits equal on the bench shapes: X 170 us vs XLA's
-175, Y 203 us vs XLA's 186 at per_head in 4 chunks).
+in both implementations: Pallas GEMM and row-expansion kernels measured no
+faster (docs/decisions.md, "Dense counts").
 """
 from __future__ import annotations
 
@@ -45,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["columns", "eligible", "counts", "plan", "budget", "y_table", "y_codes"]
+__all__ = ["columns", "width", "eligible", "worth_it", "counts", "plan", "budget", "y_table",
+           "y_codes", "row_offsets", "Post", "IDENTITY", "NEG_SHIFT"]
 
 I8, I32 = jnp.int8, jnp.int32
 _MAX_W = 128
@@ -111,17 +108,16 @@ def _pad_to(x, axis, n):
 
 def budget(cap: int) -> int:
     """Bytes of one chunk's expanded operands: ``4 * cap``. Fewer, larger chunks
-    pay: per_head (32, 1024, 128) ran in 1.17 ms in 2 chunks of 16 heads and in
-    1.21 ms in 4 chunks of 8 (each chunk costs launches and a GEMM tail; H200,
-    session 15); per_row's d chunks add int32 partial sums."""
+    pay: each chunk costs launches and a GEMM tail, and per_row's d chunks add
+    int32 partial sums (docs/decisions.md, "chunk budget")."""
     return 4 * cap
 
 
 def chunk_size(H: int, N: int, M: int, D: int, W: int, cap: int) -> int:
     """Inner indices per chunk, a power of two in [32, next_pow2(D)]: one
     chunk's expanded operands (``W`` bytes per index and row) stay under
-    ``budget(cap)`` bytes unless even 32 exceeds it (few, long chunks: 4 chunks ran
-    per_row in 8.7 ms, 32 in 11.5)."""
+    ``budget(cap)`` bytes unless even 32 exceeds it (few, long chunks win:
+    docs/decisions.md, "chunk budget")."""
     dc = max(1, budget(cap) // max(1, H * (N + M) * W))
     dc = max(32, 1 << (dc.bit_length() - 1))
     return min(dc, max(32, 1 << (D - 1).bit_length()))
@@ -134,9 +130,8 @@ def plan(H: int, N: int, M: int, D: int, Wb: int, cap: int) -> tuple[int, int]:
     * all of it fits: one matmul, ``(H, Dp)`` (``Dp``: D rounded up to 8, so
       ``K = Dp * Wb`` is a multiple of 32);
     * one head's whole D fits: chunks of ``hc`` heads (the largest divisor of H
-      that fits), each one matmul over all of D: no partial sums to add (per_head
-      (32, 1024, 128): 2 chunks of 16 heads; chunks of d instead, whose int32
-      additions took 0.27 of 1.52 ms on the H200, were dropped in session 13);
+      that fits), each one matmul over all of D: no partial sums to add (chunks
+      of d instead pay for int32 additions: docs/decisions.md, "chunk budget");
     * else chunks of ``chunk_size`` d over all heads, partial sums added."""
     most = budget(cap)
     Dp = -(-D // 8) * 8
@@ -150,9 +145,8 @@ def plan(H: int, N: int, M: int, D: int, Wb: int, cap: int) -> tuple[int, int]:
 
 def _dot(x, y):
     """(H, N, K) int8 x (H, M, K) int8 -> (H, N, M) int32, exact (cuBLAS on GPU).
-    K is ``dc * (W + 4)``, a multiple of 32 (``plan``: dc a multiple of 8): XLA's int8 GEMM on the
-    H200 (jax 0.11.2) returned doubled sums for K not a multiple of 32 (session
-    8; PALLAS_NOTES: Triton's int8 dot is wrong at K = 16)."""
+    K is ``dc * (W + 4)``, a multiple of 32 (``plan``: dc a multiple of 8): XLA's
+    int8 GEMM has returned doubled sums on a GPU for other K (docs/decisions.md)."""
     assert x.shape[-1] % 32 == 0, x.shape
     return lax.dot_general(x, y, (((2,), (2,)), ((0,), (0,))), preferred_element_type=I32)
 
@@ -175,10 +169,9 @@ def _x_operand(i, words, corr):
 def _y_operand(code, W):
     """b-side codes (H, M, dc) (``y_codes``) -> Y (H, M, dc * (W + 4)) int8: each
     d's one-hot ``s_b`` at its boundary's column, then the chunk's correction
-    bytes ``[127 s_b, s_b, s_b [cum[L, bb] = 256], 0]``; built as int32 words (a
-    byte per element wrote at a quarter of the bandwidth on the H200, session
-    13). Shifts and selects only: the level -> column lookup happened when the
-    codes were written."""
+    bytes ``[127 s_b, s_b, s_b [cum[L, bb] = 256], 0]``; built as int32 words
+    (bytes write slower: docs/decisions.md). Shifts and selects only: the level
+    -> column lookup happened when the codes were written."""
     j = code & (_MAX_W - 1)
     sb = ((code >> 7) & 1) * (1 - 2 * ((code >> NEG_SHIFT) & 1))
     eb = sb * ((code >> 9) & 1)

@@ -1,11 +1,12 @@
 """Per-row / per-column stream lengths in one SC matmul (SPEC.md section 7,
-``row_stoc_len``; issue 5's ``col_stoc_len``). 2D, per_row, chunk_d = 0.
+``row_stoc_len`` and ``col_stoc_len``). 2D, per_row, chunk_d = 0.
 
 Quantization does not depend on ``L`` (G is fixed), so operands are quantized
 once. The count tables of every level are laid side by side in ONE signed
 table (``MixedTables``): row ``n`` reads its level's part through a per-row
-offset in ``ro``, so all rows of all levels take a single count pass (XLA or
-the Pallas kernel). Element ``(n, m)`` uses ``min(L_row[n], L_col[m])``; with
+offset in ``ro``, so all rows of all levels take a single count pass (the
+implementation's ``gather``: XLA or the Pallas kernel; ``run`` takes it and
+the implementation's ``quantize`` as arguments). Element ``(n, m)`` uses ``min(L_row[n], L_col[m])``; with
 ``col_stoc_len`` there is one pass per distinct column level, the row lengths
 clipped to it. ``L = 0`` gives +0.0 (pruned: not computed, even for NaN
 inputs); a length outside the static ``levels`` gives NaN.
@@ -19,11 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._src import ieee as _ieee
+from .._src import ieee
 from .config import SCConfig
+from .pipeline import assemble
 from .tables import enable_tables, layout
 
-__all__ = ["MixedTables", "mixed_tables", "sc_matmul_mixed"]
+__all__ = ["MixedTables", "mixed_tables", "run"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -86,11 +88,10 @@ def _level_index(lengths, levels):
     return idx
 
 
-def _counts(qa, qb, li, mt: MixedTables, shift, vp, st):
+def _counts(qa, qb, li, mt: MixedTables, shift, vp, st, gather):
     """Exact int32 ``(N, M)``. Rows are grouped by level for the count pass (an
-    output tile then reads one level's table: measured 1.4x faster on the H100
-    than interleaved levels: see BENCHMARKS.md) and put back in order afterwards."""
-    from .xla import _table_counts
+    output tile then reads one level's table: faster than interleaved levels,
+    docs/decisions.md) and put back in order afterwards."""
     order = jnp.argsort(li, stable=True)
     lv = jnp.maximum(li[order], 0)
     k = jnp.take(mt.ktab, mt.kbase[lv] + qa.boundary[order], mode="clip")     # (N, D)
@@ -99,43 +100,39 @@ def _counts(qa, qb, li, mt: MixedTables, shift, vp, st):
     if st.mode == "bipolar":
         ro = ro | (qa.sign[order] < 0).astype(I32) << shift
         co = co | (qb.sign < 0).astype(I32) << shift
-    acc = _table_counts(ro.T[None], co.T[None], mt.table, st)[0]
+    acc = gather(ro.T[None], co.T[None], mt.table, st)[0]
     return jnp.zeros_like(acc).at[order].set(acc)
 
 
-@functools.partial(jax.jit, static_argnames=("st", "levels", "shift", "vp", "has_col"))
-def sc_matmul_mixed(a, b, smooth, row_len, col_len, mt: MixedTables, *, st, levels, shift, vp,
-                    has_col):
-    """float32 ``(N, M)``. ``row_len (N,)``/``col_len (M,)`` int32 (missing: 2**p)."""
-    with _ieee.soft_division(st.soft_div):
-        return _mixed(a, b, smooth, row_len, col_len, mt, st, levels, shift, vp, has_col)
+def run(a, b, smooth, row_len, col_len, mt: MixedTables, *, st, levels, shift, vp, has_col,
+        quantize, gather):
+    """float32 ``(N, M)``. ``row_len (N,)``/``col_len (M,)`` int32 (missing:
+    2**p); ``quantize(a, b, smooth, st)`` and ``gather(ro, co, table, st)`` are
+    the implementation's."""
+    with ieee.soft_division(st.backend.soft_div):
+        a, b = a.astype(F32), b.astype(F32)
+        if smooth is not None:
+            smooth = smooth.astype(F32)
+        qa, qb, bad_a, bad_b = quantize(a, b, smooth, st)
+        D = a.shape[-1]
 
+        def one_pass(lens):
+            li = _level_index(lens, levels)
+            acc = _counts(qa, qb, li, mt, shift, vp, st, gather)
+            return assemble(acc, qa, qb, D, st, f=mt.f[jnp.maximum(li, 0)][:, None]), li
 
-def _mixed(a, b, smooth, row_len, col_len, mt, st, levels, shift, vp, has_col):
-    from .xla import _assemble, quantize_operands
-    a, b = a.astype(F32), b.astype(F32)
-    if smooth is not None:
-        smooth = smooth.astype(F32)
-    qa, qb, bad_a, bad_b = quantize_operands(a, b, smooth, st)
-    D = a.shape[-1]
-
-    def one_pass(lens):
-        li = _level_index(lens, levels)
-        acc = _counts(qa, qb, li, mt, shift, vp, st)
-        return _assemble(acc, qa, qb, D, st, f=mt.f[jnp.maximum(li, 0)][:, None]), li
-
-    if not has_col:
-        out, li = one_pass(row_len)
-        unknown = jnp.broadcast_to(li[:, None] < 0, out.shape)
-        eff = jnp.broadcast_to(row_len[:, None], out.shape)
-    else:
-        out = jnp.zeros((a.shape[0], b.shape[0]), F32)
-        eff = jnp.minimum(row_len[:, None], col_len[None, :])
-        for Lc in tuple(levels):
-            part, _ = one_pass(jnp.minimum(row_len, Lc))
-            out = jnp.where(col_len[None, :] == Lc, part, out)
-        unknown = (_level_index(eff, levels) < 0) | (_level_index(col_len, levels) < 0)[None, :]
-    bad = bad_a[:, None] | bad_b[None, :]
-    out = jnp.where(bad, F32(jnp.nan), out)
-    out = jnp.where(eff == 0, F32(0), out)
-    return jnp.where(unknown, F32(jnp.nan), out)
+        if not has_col:
+            out, li = one_pass(row_len)
+            unknown = jnp.broadcast_to(li[:, None] < 0, out.shape)
+            eff = jnp.broadcast_to(row_len[:, None], out.shape)
+        else:
+            out = jnp.zeros((a.shape[0], b.shape[0]), F32)
+            eff = jnp.minimum(row_len[:, None], col_len[None, :])
+            for Lc in tuple(levels):
+                part, _ = one_pass(jnp.minimum(row_len, Lc))
+                out = jnp.where(col_len[None, :] == Lc, part, out)
+            unknown = (_level_index(eff, levels) < 0) | (_level_index(col_len, levels) < 0)[None, :]
+        bad = bad_a[:, None] | bad_b[None, :]
+        out = jnp.where(bad, F32(jnp.nan), out)
+        out = jnp.where(eff == 0, F32(0), out)
+        return jnp.where(unknown, F32(jnp.nan), out)

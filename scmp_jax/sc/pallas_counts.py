@@ -26,7 +26,7 @@ from .._src.dispatch import triton_params
 __all__ = ["Tiling", "tiling", "accumulate"]
 
 I32 = jnp.int32
-_SMS = 132            # H100 SXM streaming multiprocessors (only used for the heuristic)
+_SMS = 132            # streaming multiprocessors the heuristic fills (H100 SXM / H200)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +43,9 @@ def _pow2_clamp(n: int, lo: int, hi: int) -> int:
 
 
 def tiling(H: int, N: int, M: int, D: int) -> Tiling:
-    """Shape heuristic, from ``python -m bench.tune`` on the H100 (BENCHMARKS.md):
-    64x64 tiles with 4 warps (21 ms on the big per_row case; 128x128/8 warps
-    24.7 ms, 128x64 55 ms); rows halved to 32 while the grid has fewer than two
-    programs per SM, then the inner dim split (small case: 32x64, 8 splits,
-    0.063 ms; 64x64 unsplit 0.68 ms)."""
+    """Shape heuristic (``python -m bench.tune``; docs/decisions.md, "count
+    kernel tiling"): 64x64 tiles with 4 warps, rows halved to 32 while the grid
+    has fewer than two programs per SM, then the inner dim split."""
     bn, bm = _pow2_clamp(N, 16, 64), _pow2_clamp(M, 16, 64)
     count = lambda: H * pl.cdiv(N, bn) * pl.cdiv(M, bm)
     while count() < 2 * _SMS and bn > 32:
@@ -99,6 +97,7 @@ def accumulate(ro, co, table, *, interpret: bool, tile: Tiling | None = None):
         out_specs=pl.BlockSpec((None, None, bn, bm), lambda g, i, j: (g // S, g % S, i, j)),
         out_shape=jax.ShapeDtypeStruct((H, S, Np, Mp), I32),
         interpret=interpret,
+        name=f"sc_counts_{bn}x{bm}_s{S}_u{U}",
         **triton_params(interpret, t.warps),
     )(ro, co, table)
     out = out[:, :, :N, :M]

@@ -8,9 +8,11 @@ Supported layouts (D, the inner dim, is never sharded):
 * 3D: batch on axes ``H`` (same for a and b), rows on ``A``/``B`` -> out
   ``(H, N, M)`` on ``(H, A, B)``.
 
-per_row (any mode, chunk_d) and per_head need no communication (per_row row
-groups must not straddle shards; per_head needs unsharded rows); per_tensor
-takes the global max/min with one collective per operand (``pmax``). Both
+What each granularity allows is its own (``Granularity.check_shards``,
+``collective``): per_row (any mode, chunk_d) and per_head need no
+communication (per_row row groups must not straddle shards; per_head needs
+unsharded rows); per_tensor takes the global max/min with one collective per
+operand (``pmax``). Both
 implementations run per shard, so the Pallas kernels are never replicated.
 Inside a user's ``jax.jit`` the tracers' shardings are used when the mesh has
 explicit axes (``jax.make_mesh``'s default); with ``Auto`` axes they are not
@@ -30,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from .._src.sharding import axes, place, spec_of
 
-__all__ = ["Plan", "plan", "run"]
+__all__ = ["Plan", "plan", "run", "program"]
 
 
 class Plan(NamedTuple):
@@ -63,24 +65,22 @@ def plan(a, b, st) -> Optional[Plan]:
     if set(ra) & set(rb) or (set(ra) | set(rb)) & set(hb):
         raise ValueError("a's rows, b's rows and the batch dim must be sharded over different "
                          "mesh axes (the output is sharded over all of them)")
-    if st.granularity == "per_head" and (ra or rb):
-        raise ValueError("per_head needs the rows of a and b unsharded (shard the heads)")
-    for name, rows, row_axes, g in (("a", a.shape[-2], ra, st.group_a), ("b", b.shape[-2], rb,
-                                                                      st.group_b)):
+    local = []
+    for name, rows, row_axes, g in (("a", a.shape[-2], ra, st.group_a),
+                                    ("b", b.shape[-2], rb, st.group_b)):
         n = 1
         for ax in row_axes:
             n *= mesh.shape[ax]
         if rows % n:
             raise ValueError(f"{name}: {rows} rows do not split evenly over {n} shards")
-        if st.granularity == "per_row" and g > 1 and not st.chunk_d and (rows // n) % g:
-            raise ValueError(f"group_{name}={g} row groups would straddle shards of "
-                             f"{rows // n} rows")
+        local.append((name, bool(row_axes), rows // n, g))
+    st.granularity.check_shards(local, chunk_d=st.chunk_d)
     out = P(*((sa[0],) if nd == 3 else ()), sa[-2], sb[-2])
     return Plan(mesh, P(*sa), P(*sb), out)
 
 
 @functools.lru_cache(maxsize=64)
-def _program(fn, mesh, spec_a, spec_b, out, st, has_smooth):
+def program(fn, mesh, spec_a, spec_b, out, st, has_smooth):
     """One jitted shard_map program per layout and static config (cached: an
     eager shard_map would re-trace and re-compile on every call)."""
     def local(x, y, tabs, *s):
@@ -92,12 +92,13 @@ def _program(fn, mesh, spec_a, spec_b, out, st, has_smooth):
 
 
 def run(fn, a, b, smooth, tabs, st, pl_: Plan):
-    """``fn(a, b, smooth, tabs, st)`` per shard; per_tensor reduces over each
-    operand's sharded axes. Tables are replicated."""
-    if st.granularity == "per_tensor":
+    """``fn(a, b, smooth, tabs, st)`` per shard; a granularity whose scale is
+    reduced across shards (per_tensor) reduces over each operand's sharded
+    axes. Tables are replicated."""
+    if st.granularity.collective:
         flat = lambda spec: tuple(ax for e in spec for ax in axes(e))
         st = dataclasses.replace(st, axes_a=flat(pl_.spec_a), axes_b=flat(pl_.spec_b))
-    prog = _program(fn, pl_.mesh, pl_.spec_a, pl_.spec_b, pl_.out, st, smooth is not None)
+    prog = program(fn, pl_.mesh, pl_.spec_a, pl_.spec_b, pl_.out, st, smooth is not None)
     m, rep = pl_.mesh, P()
     return prog(place(a, m, pl_.spec_a), place(b, m, pl_.spec_b),
                 jax.tree.map(lambda t: place(t, m, rep), tabs),

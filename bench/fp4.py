@@ -15,13 +15,12 @@
 
 Default implementation (Pallas on GPU), plus the XLA path for comparison.
 Times are device times (``bench.device_time``: 10 calls unrolled in one jitted
-program (the quantize rows and their copy baseline alike; until session 9
-the quantize rows used 3, which put them at a disadvantage of a few percent
-against the copy's 10), median of ``--repeats``), so
+program (the quantize rows and their copy baseline alike, so neither has
+an advantage of fewer calls), median of ``--repeats``), so
 decode-sized calls are not measured as Python dispatch. "1st s": seconds of
 the first call of the timing program (its compile), to spot slow compiles.
 ``--sweep`` adds kernel tilings (the data behind the heuristics in
-``scmp_jax.fp4.pallas_matmul.matmul_tiling`` / ``QuantTiling``).
+``scmp_jax.fp4.matmul.heuristic`` / ``scmp_jax.fp4.quantize.pallas.QuantTiling``).
 Off GPU the shapes shrink to 512 (smoke test only).
 """
 from __future__ import annotations
@@ -35,8 +34,11 @@ import numpy as np
 from bench.__main__ import device_time, device_time_rotating
 from bench.common import write_result
 from scmp_jax import fp4
+from scmp_jax._src.dispatch import resolve
 from scmp_jax.flax import QuantLinear
-from scmp_jax.fp4 import pallas as P
+from scmp_jax.fp4.matmul import pallas as MP
+from scmp_jax.fp4.matmul.tilings import DequantTiling, FusedTiling, GemvTiling
+from scmp_jax.fp4.quantize import pallas as QP
 
 BF16 = jnp.bfloat16
 
@@ -63,11 +65,12 @@ def _quantize_rows(n, repeats, rng, impls, sweep):
     if sweep:
         for r_, c_, w_ in [(8, 512, 4), (4, 512, 4), (8, 256, 4), (4, 256, 4), (2, 512, 4),
                            (8, 512, 2), (4, 1024, 4), (16, 256, 4)]:
-            til = P.QuantTiling(rows=r_, cols=c_, warps=w_)
+            til = QP.QuantTiling(rows=r_, cols=c_, warps=w_)
             rows.append(row(f"  sweep quantize mxfp4 {r_}x{c_} w{w_}",
-                            lambda v, t=til: P.quantize_fused(
+                            lambda v, t=til: QP.quantize_fused(
                                 v, np.float32(6.0), np.float32(1.0), group_size=32,
-                                scale_dtype="e8m0", rounding=0, tiling=t)))
+                                scale_dtype="e8m0", rounding=0, tiling=t,
+                                backend=resolve("pallas", op="bench.fp4"))))
     return rows
 
 
@@ -97,8 +100,9 @@ def _linear_rows(n, k, m, repeats, rng, impls, tag, tilings=()):
         ops = lambda t_: (t_.codes, t_.scale_bytes, t_.global_scale, t_.scale_dtype)
         for til in tilings:
             try:
-                tm = device_time(lambda a_, w_, t=til: P.matmul(ops(a_), ops(w_), tiling=t),
-                                 (a, wt4), repeats)
+                tm = device_time(lambda a_, w_, t=til: MP.matmul(
+                    ops(a_), ops(w_), tiling=t, backend=resolve("pallas", op="bench.fp4")),
+                    (a, wt4), repeats)
             except Exception as e:          # a tiling Triton cannot compile: say so, go on
                 rows.append(dict(case=f"  sweep {til}", shape=[n, k, m], ms=float("nan"),
                                  error=str(e)[:120]))
@@ -108,14 +112,14 @@ def _linear_rows(n, k, m, repeats, rng, impls, tag, tilings=()):
     return rows
 
 
-_MT = P.MatmulTiling
-PREFILL_SWEEP = [_MT(256, 128, 128, 8, 3), _MT(256, 128, 128, 8, 3, grouped=True),
-                 _MT(128, 256, 128, 8, 3, grouped=True), _MT(128, 128, 128, 8, 3, grouped=True),
-                 _MT(128, 128, 128, dequant=True)]
-DECODE_SWEEP = [_MT(16, 128, 256, 4, 3, 16, grouped=True),
-                _MT(16, 64, 256, 4, 3, 16, grouped=True),
-                _MT(16, 128, 512, 4, 3, 8, grouped=True)] + [
-    _MT(1, bm, bk, w, 3, gemv=True) for bm, bk, w in [(32, 256, 4), (16, 512, 4), (64, 256, 4)]]
+_FT = FusedTiling
+PREFILL_SWEEP = [_FT(256, 128, 128, 8, 3), _FT(256, 128, 128, 8, 3, grouped=True),
+                 _FT(128, 256, 128, 8, 3, grouped=True), _FT(128, 128, 128, 8, 3, grouped=True),
+                 DequantTiling()]
+DECODE_SWEEP = [_FT(16, 128, 256, 4, 3, 16, grouped=True),
+                _FT(16, 64, 256, 4, 3, 16, grouped=True),
+                _FT(16, 128, 512, 4, 3, 8, grouped=True)] + [
+    GemvTiling(bm, bk, w, 3) for bm, bk, w in [(32, 256, 4), (16, 512, 4), (64, 256, 4)]]
 
 
 def _print_row(r):

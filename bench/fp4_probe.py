@@ -1,49 +1,37 @@
 """``python -m bench.fp4_probe [--cases quant,...]``: where the fp4 quantize kernel's
 time goes (GPU, device time, (8192, 8192) bf16, MXFP4), as rows of one table.
 
-* ``copy``: XLA ``-x`` (the bandwidth ceiling the issue measures against);
+* ``copy``: XLA ``-x`` (the bandwidth ceiling the quantize kernel is measured against);
 * ``skeleton``: a kernel with the quantize kernel's blocks that only loads the
   words and stores bytes (the layout's own ceiling);
 * the quantize kernel with e2m1 codes by thresholds (e8m0 scales, any global
   scale) vs its older forms: one multiply per element (power-of-two divisors)
   or IEEE ``div.rn`` per element (``QuantTiling(thresholds=False)``), for
-  gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3 scales: division, or
-  the 8 threshold sets of ``QuantTiling(e4m3_sets=True)``);
+  gs = 1, the MXFP4 preset's gs = 1/3 and NVFP4 (e4m3 scales: division);
 * ``quant_sweep``: the threshold kernel at several tilings (with ``quant``: both);
   every row checks its codes and scales equal to its format's first row;
 * ``gemv``: decode rows N = 1, 2: quantize + gemv matmul vs ``linear_gemv``
   (activation quantized inside the gemv kernel) at several tilings.
-* ``mma``: decode rows N = 1 and 16 through 16 distinct 4096^2 weights per
-  timed call (from HBM, as ``bench.fp4``'s decode_cold): bf16 matmul vs the
-  QuantLinear path vs the tensor-core decode schedule (``pallas_mma``) at
-  several tilings, quantizing the activation in the kernel (``linear_gemv``)
-  or reading its codes (``matmul``).
 * ``anatomy``: where the N = 1 cold decode time goes: the gemv kernel on
-  activation codes, the integer-dot gemv (``MatmulTiling(dp4a=True)``), a
+  activation codes, the integer-dot gemv (``Dp4aTiling``), a
   skeleton of its grid and weight blocks that only sums the loaded bytes (several bm / split; with and without the XLA split sum),
   and XLA reading the same bytes.
-* ``floor``: issue 4's decode floor, N = 1, 8, 16, cold and warm: bf16, the
+* ``floor``: the decode floor, N = 1, 8, 16, cold and warm: bf16, the
   QuantLinear path, an almost empty launch, the activation quantize alone, the
   weight-read skeleton and the chain quantize -> skeleton (``floor_rows``).
 * ``layouts``: the same N = 1 cold decode with one step per program (``bk = K /
   split``, ``LAYOUTS``): skeleton, dp4a on codes, ``linear_gemv`` dp4a.
-* ``group_mma``: decode N = 8, 16 cold on activation codes: the default
-  schedule vs ``MatmulTiling(group_mma=True)`` tilings (``pallas_group_mma``).
-* ``fused``: decode N = 4, 8, 16 cold: the QuantLinear path's parts (quantize
-  launch, params, matmul on codes) vs ``linear_fused`` (the activation quantized
-  in each fused program) at ``FUSED`` tilings.
 * ``grouped``: decode N = 8, 16 cold on codes: the grouped fused kernel at
   ``GROUPED`` tilings (fewer K ranges, larger programs).
 * ``compile``: first-call seconds of programs with 1 or 4 traced-global-scale
   quantize calls, with and without the staged threshold params.
 * ``params``: seconds to compute the concrete kernel parameters on the host
-  (``pallas_params._host_params``, NumPy); ``params_soft``: also the first call
-  of the softfloat program (session 10: 86-98 s on the H200's CPU, jax 0.11.2).
+  (``quantize.params._host_params``, NumPy); ``params_soft``: also the first
+  call of the softfloat program (tens of seconds on a GPU machine's CPU).
 
-Session 5's "very slow compile" of the quantize rows (H200) came from the
-kernel parameters staged with constant scalars (XLA GPU constant-folding the
-softfloat threshold search); ``pallas_params.params`` now computes concrete scalars
-at trace time (session 6, 2026-12-01: every row compiles in 1-6 s).
+Kernel parameters staged with constant scalars made XLA GPU constant-fold the
+softfloat threshold search (minutes of compile); ``quantize.params.params``
+computes concrete scalars at trace time instead.
 
 Notes for each version (prediction, outcome) live in BENCHMARKS.md.
 """
@@ -57,16 +45,39 @@ import numpy as np
 from jax.experimental import pallas as pl
 
 from bench.__main__ import device_time, device_time_rotating, write_json
-from scmp_jax._src.dispatch import triton_params
-from scmp_jax.fp4 import pallas as P
-from scmp_jax.fp4 import pallas_linear as L
-from scmp_jax.fp4 import pallas_params as PR
+from scmp_jax._src.dispatch import resolve, triton_params
+from scmp_jax.fp4.linear import dequant as LD
+from scmp_jax.fp4.linear import gemv as LG
+from scmp_jax.fp4.matmul import heuristic as H
+from scmp_jax.fp4.matmul import pallas as MP
+from scmp_jax.fp4.matmul.schedules import dequant as SD
+from scmp_jax.fp4.matmul.tilings import Dp4aTiling, FusedTiling, GemvTiling
+from scmp_jax.fp4.quantize import pallas as QP
+from scmp_jax.fp4.quantize import params as PR
 
 BF16, I32, U8 = jnp.bfloat16, jnp.int32, jnp.uint8
 
 
+def _backend():
+    """The Pallas backend as ``implementation="pallas"`` resolves it here."""
+    return resolve("pallas", op="bench.fp4_probe")
+
+
+def quantize_fused(*a, **k):
+    return QP.quantize_fused(*a, backend=_backend(), **k)
+
+
+def matmul(a, w, tiling=None):
+    return MP.matmul(a, w, backend=_backend(), tiling=tiling)
+
+
+def linear_gemv(*a, **k):
+    return LG.linear_gemv(*a, backend=_backend(), **k)
+
+
 def _skeleton(x, rows=8, cols=512):
-    """Same (R, K/G, G/2) int32-word blocks as ``_pair_call``; codes = low bytes."""
+    """Same (R, K/G, G/2) int32-word blocks as ``quantize.pallas.pair_call``;
+    codes = low bytes."""
     interp = jax.default_backend() != "gpu"
     R, K = x.shape
     H, NG = 16, cols // 32
@@ -88,7 +99,7 @@ def _skeleton(x, rows=8, cols=512):
 
 
 def _quant(tiling=None, gs=1.0, scale_dtype="e8m0", group=32, ss=6.0):
-    return lambda v: P.quantize_fused(v, np.float32(ss), np.float32(gs), group_size=group,
+    return lambda v: quantize_fused(v, np.float32(ss), np.float32(gs), group_size=group,
                                       scale_dtype=scale_dtype, rounding=0, tiling=tiling)
 
 
@@ -122,27 +133,22 @@ def quant_rows(n, repeats, main=True, sweep=False, reps=10):
         row("skeleton 8x512/4", _skeleton)
         row("mxfp4 gs=1/3 thresholds (default: static params)", _quant(**mx), "mx")
         row("mxfp4 gs=1/3 thresholds, params read in kernel", _quant(
-            P.QuantTiling(static_params=False), **mx), "mx")
-        row("mxfp4 gs=1/3 div.rn", _quant(P.QuantTiling(thresholds=False), **mx), "mx")
+            QP.QuantTiling(static_params=False), **mx), "mx")
+        row("mxfp4 gs=1/3 div.rn", _quant(QP.QuantTiling(thresholds=False), **mx), "mx")
         row("mxfp4 gs=1 thresholds", _quant(), "mx1")
-        row("mxfp4 gs=1 power-of-two multiply", _quant(P.QuantTiling(thresholds=False)), "mx1")
+        row("mxfp4 gs=1 power-of-two multiply", _quant(QP.QuantTiling(thresholds=False)), "mx1")
         row("nvfp4 gs=1 div.rn (e4m3: no threshold branch)", _quant(**nv), "nv")
         row("nvfp4 gs=1 div.rn, params read in kernel", _quant(
-            P.QuantTiling(static_params=False), **nv), "nv")
-        row("nvfp4 gs=1 e4m3 threshold sets", _quant(P.QuantTiling(e4m3_sets=True), **nv), "nv")
+            QP.QuantTiling(static_params=False), **nv), "nv")
         nv7 = dict(nv, gs=0.7)
         row("nvfp4 gs=0.7 div.rn", _quant(**nv7), "nv7")
-        row("nvfp4 gs=0.7 e4m3 threshold sets", _quant(P.QuantTiling(e4m3_sets=True), **nv7),
-            "nv7")
     if not sweep:
         return rows
     for r_, c_, w_ in [(2, 1024, 2), (4, 512, 2), (4, 1024, 4), (8, 512, 4), (4, 1024, 2),
                        (4, 512, 4), (2, 512, 1), (8, 1024, 8), (16, 512, 8)]:
-        til = P.QuantTiling(r_, c_, w_)
+        til = QP.QuantTiling(r_, c_, w_)
         row(f"mxfp4 gs=1/3 thresholds {r_}x{c_}/{w_}", _quant(til, **mx), "mx")
         row(f"nvfp4 gs=1 {r_}x{c_}/{w_}", _quant(til, **nv), "nv")
-        row(f"nvfp4 gs=1 sets {r_}x{c_}/{w_}", _quant(
-            P.QuantTiling(r_, c_, w_, e4m3_sets=True), **nv), "nv")
     return rows
 
 
@@ -154,7 +160,6 @@ def gemv_rows(repeats, k=4096):
     gemv kernel; split 1: one launch, alpha in the kernel; split > 1: + XLA's
     sum) at several tilings (bm, bk, split)."""
     from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(3)
     w = jnp.asarray(r.standard_normal((k, k)) * 0.02, BF16)
     wt = fp4.quantize(w, "mxfp4")
@@ -182,19 +187,11 @@ def gemv_rows(repeats, k=4096):
             lambda a, c, s, g, ga: fp4.matmul(fp4.quantize(a, cfg, global_scale=ga),
                                               tensor(c, s, g)), (x,) + wargs)
         for bm, bk, sp in tilings:
-            t = MM.MatmulTiling(1, bm, bk, 4, 3, sp, gemv=True)
-            row(f"N={n} linear_gemv {bm}x{bk} s{sp}", lambda a, c, s, g, ga, t=t: L.linear_gemv(
+            t = GemvTiling(bm, bk, 4, 3, sp)
+            row(f"N={n} linear_gemv {bm}x{bk} s{sp}", lambda a, c, s, g, ga, t=t: linear_gemv(
                 a, np.float32(cfg.scale_scale), ga, ops(c, s, g), group_size=32,
                 scale_dtype="e8m0", rounding=0, tiling=t), (x,) + wargs)
     return rows
-
-
-# (bm, split, warps, asm, stages). Session 8 measured the first four N=1 rows
-# and the N=16 rows; the bigger programs are the next candidates (BENCHMARKS.md).
-MMA_TILINGS = {1: [(32, 4, 4, False, 3), (32, 4, 4, True, 3), (64, 4, 4, True, 3),
-                   (64, 8, 4, True, 3), (128, 4, 8, True, 3), (128, 8, 8, True, 4),
-                   (256, 8, 8, True, 4), (128, 16, 4, True, 3)],
-               16: [(32, 4, 4, True, 3), (64, 4, 4, True, 3)]}
 
 
 def _cold_weights(r, k, layers):
@@ -229,47 +226,6 @@ def _rotating_row(rows, repeats, case, fn, sets, ref=None, timer=device_time_rot
     print(f"{case:<52} {sec * 1e3:8.4f} ms{extra}  (first {info.get('first_s', 0):.1f} s)",
           flush=True)
     return sec
-
-
-def mma_rows(repeats, k=4096, layers=16):
-    """Cold decode (``layers`` distinct MXFP4 weights per timed call): bf16 matmul,
-    ``fp4.quantized_matmul`` (the QuantLinear path), ``linear_gemv`` and
-    ``matmul`` with ``MatmulTiling(mma=True)`` at (bm, split, warps, asm)."""
-    from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
-    r = np.random.default_rng(5)
-    cfg = fp4.MXFP4
-    wf, wq, wsets = _cold_weights(r, k, layers)
-    ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
-    rows = []
-    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
-
-    for n, tilings in MMA_TILINGS.items():
-        x = jnp.asarray(r.standard_normal((n, k)), BF16)
-        a = fp4.quantize(x, cfg)
-        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
-                  [(x, w) for w in wf])
-        row(f"N={n} cold QuantLinear path (default)",
-            lambda v, c, s, g: fp4.quantized_matmul(
-                v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg),
-            [(x, t.codes, t.scales, t.global_scale) for t in wq], ref)
-        for bm, sp, wp, asm, stages in tilings:
-            t = MM.MatmulTiling(1, bm, 512, wp, stages, sp, mma=True, asm=asm)
-            tag = f"{bm}x512 s{sp} w{wp} st{stages}{' asm' if asm else ''}"
-            row(f"N={n} cold linear mma {tag}", lambda v, c, s, g, t=t: L.linear_gemv(
-                v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
-                (c, s, g, "e8m0"), group_size=32, scale_dtype="e8m0", rounding=0, tiling=t),
-                [(x, t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
-            if (bm, sp, asm) not in ((32, 4, True), (128, 8, True)):
-                continue
-            row(f"N={n} cold codes mma {tag}", lambda c, s, g, t=t: P.matmul(
-                ops(a), (c, s, g, "e8m0"), tiling=t),
-                [(t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
-            # the activation quantized once (own launch), then the codes schedule
-            row(f"N={n} cold quantize + codes mma {tag}", lambda v, c, s, g, t=t: P.matmul(
-                ops(fp4.quantize(v, cfg)), (c, s, g, "e8m0"), tiling=t),
-                [(x, t_.codes, t_.scale_bytes, t_.global_scale) for t_ in wq], ref)
-    return rows
 
 
 def _gemv_skeleton(wc3, ws, bm, split, bk=256, warps=4, stages=3, act=None):
@@ -329,7 +285,7 @@ FLOOR_LAYOUTS = [(16, 1, 8), (64, 4, 8), (32, 2, 8)]
 
 
 def floor_rows(repeats, k=4096, layers=16):
-    """Issue 4's decode floor, every row in one process, N = 1, 8, 16, cold
+    """The decode floor, every row in one process, N = 1, 8, 16, cold
     (``layers`` distinct weights per timed call, from HBM) and warm (one weight,
     L2-resident): the bf16 matmul and the QuantLinear path against the parts any
     fp4 decode must run: one almost empty launch; the activation quantize alone;
@@ -386,7 +342,6 @@ def anatomy_rows(repeats, k=4096, layers=16):
     loaded and summed, no decode) at several (bm, split), its partials alone
     and with the XLA sum over the K ranges; XLA reading the same bytes."""
     from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(6)
     cfg = fp4.MXFP4
     wf, wq, wsets = _cold_weights(r, k, layers)
@@ -401,20 +356,20 @@ def anatomy_rows(repeats, k=4096, layers=16):
     row("N=1 cold QuantLinear path (default)", lambda v, c, s, g: fp4.quantized_matmul(
         v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (k, k)), cfg),
         [(x, t.codes, t.scales, t.global_scale) for t in wq], ref)
-    t_def = MM.matmul_tiling(1, k, k, 32, 32)
+    t_def = H.choose(1, k, k, 32, 32, gpu=True)[1]
     row(f"N=1 cold gemv on activation codes {t_def.bm}x{t_def.bk} s{t_def.split}",
-        lambda c, s, g: P.matmul((a.codes, a.scale_bytes, a.global_scale, "e8m0"),
+        lambda c, s, g: matmul((a.codes, a.scale_bytes, a.global_scale, "e8m0"),
                                  ops(c, s, g), tiling=t_def), wsets, ref)
     sp = min(16, k // 256)
     for bm, bk, split in [(32, 256, sp), (64, 256, sp), (32, 512, max(1, sp // 2))]:
-        t = MM.MatmulTiling(1, bm, bk, 4, 3, split, gemv=True, dp4a=True)
+        t = Dp4aTiling(bm, bk, 4, 3, split)
         row(f"N=1 cold linear_gemv dp4a {bm}x{bk} s{split}", lambda v, c, s, g, t=t:
-            L.linear_gemv(v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
+            linear_gemv(v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale),
                           ops(c, s, g), group_size=32, scale_dtype="e8m0", rounding=0,
                           tiling=t), [(x,) + w for w in wsets], ref)
-    t = MM.MatmulTiling(1, 32, 256, 4, 3, sp, gemv=True, dp4a=True)
+    t = Dp4aTiling(32, 256, 4, 3, sp)
     row(f"N=1 cold gemv dp4a on activation codes 32x256 s{sp}",
-        lambda c, s, g: P.matmul((a.codes, a.scale_bytes, a.global_scale, "e8m0"),
+        lambda c, s, g: matmul((a.codes, a.scale_bytes, a.global_scale, "e8m0"),
                                  ops(c, s, g), tiling=t), wsets, ref)
     for bm, sp in [(32, 16), (16, 16), (64, 16), (128, 16), (32, 4), (32, 1), (128, 1)]:
         if k < 256 * sp or k < bm:                  # the CPU smoke run's small shapes
@@ -429,8 +384,8 @@ def anatomy_rows(repeats, k=4096, layers=16):
 
 
 # (N, bm, split, warps): one step per program (bk = K / split); split 1 has no XLA
-# sum. Session 11's first call measured the N = 1 rows of (64, 16, 4) .. (4, 1, 4)
-# (best: 16 x 4096 s1 w8); these are its neighbours and N = 2.
+# sum. The neighbours of the best measured N = 1 layout (16 x 4096 s1 w8:
+# docs/decisions.md) and N = 2.
 LAYOUTS = [(1, 64, 16, 4), (1, 16, 1, 8), (1, 32, 1, 8), (1, 16, 1, 16), (1, 32, 1, 16),
            (1, 8, 1, 8), (1, 32, 2, 8), (1, 64, 4, 8), (2, 64, 16, 4), (2, 16, 1, 8),
            (2, 32, 1, 8), (2, 32, 2, 8)]
@@ -443,7 +398,6 @@ def layout_rows(repeats, k=4096, layers=16):
     on activation codes, ``linear_gemv`` dp4a (the QuantLinear kernel; concrete
     scalars: thresholds), and the default tiling's rows."""
     from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(6)
     cfg = fp4.MXFP4
     wf, wq, wsets = _cold_weights(r, k, layers)
@@ -468,11 +422,11 @@ def layout_rows(repeats, k=4096, layers=16):
                 row(f"N=1 cold skeleton {tag}", lambda c, s, g, bm=bm, sp=sp, bk=bk, w=warps:
                     _gemv_skeleton(c.reshape(c.shape[0], -1, 16), s, bm, sp, bk=bk, warps=w),
                     wsets, ref)
-            t = MM.MatmulTiling(1, bm, bk, warps, 1, sp, gemv=True, dp4a=True)
-            row(f"N={n} cold dp4a codes {tag}", lambda c, s, g, t=t, a=a: P.matmul(
+            t = Dp4aTiling(bm, bk, warps, 1, sp)
+            row(f"N={n} cold dp4a codes {tag}", lambda c, s, g, t=t, a=a: matmul(
                 (a.codes, a.scale_bytes, a.global_scale, "e8m0"), ops(c, s, g), tiling=t),
                 wsets, ref)
-            lin = lambda v, c, s, g, t=t: L.linear_gemv(
+            lin = lambda v, c, s, g, t=t: linear_gemv(
                 v, np.float32(cfg.scale_scale), np.float32(cfg.global_scale), ops(c, s, g),
                 group_size=32, scale_dtype="e8m0", rounding=0, tiling=t)
             if row(f"N={n} cold linear_gemv dp4a {tag}", lin, [(x,) + w for w in wsets], ref):
@@ -486,13 +440,12 @@ def layout_rows(repeats, k=4096, layers=16):
 def decode_rows(n, repeats):
     """``decode_bf16`` of an (n, n) MXFP4 tensor: bytes moved vs a copy."""
     from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
     x = jnp.asarray(np.random.default_rng(1).standard_normal((n, n)), BF16)
     t = fp4.quantize(x, "mxfp4")
     rows = []
     for case, fn, args in [("copy bf16 (-x)", lambda v: -v, (x,)),
-                           ("decode_bf16 16x1024/4", lambda c, s: MM.decode_bf16(
-                               c, s, "e8m0", interpret=jax.default_backend() != "gpu"), (t.codes, t.scale_bytes))]:
+                           ("decode_bf16 16x1024/4", lambda c, s: SD.decode_bf16(
+                               c, s, "e8m0", interpret=_backend().interpret), (t.codes, t.scale_bytes))]:
         sec = device_time(fn, args, repeats)
         moved = sum(a.nbytes for a in args) + x.nbytes
         rows.append(dict(case=case, ms=sec * 1e3, gbs=moved / sec / 1e9))
@@ -505,7 +458,6 @@ def prefill_rows(n, repeats):
     dots alone (bf16 out, float32 out, float32 out times a runtime scalar), the
     weight decode and the one-pass activation quantize-dequant."""
     from scmp_jax import fp4
-    from scmp_jax.fp4 import pallas_matmul as MM
     r = np.random.default_rng(2)
     x = jnp.asarray(r.standard_normal((n, n)), BF16)
     w = jnp.asarray(r.standard_normal((n, n)) * 0.02, BF16)
@@ -516,12 +468,12 @@ def prefill_rows(n, repeats):
     cases = [("bf16 matmul (bf16 out)", lambda a, b: jnp.matmul(a, b.T), (x, w)),
              ("dot bf16 -> f32", f32dot, (x, w)),
              ("dot bf16 -> f32, * alpha", lambda a, b, s: f32dot(a, b) * s, (x, w, alpha)),
-             ("decode_bf16 weight", lambda c, s: MM.decode_bf16(
-                 c, s, "e8m0", interpret=jax.default_backend() != "gpu"),
+             ("decode_bf16 weight", lambda c, s: SD.decode_bf16(
+                 c, s, "e8m0", interpret=_backend().interpret),
               (t.codes, t.scale_bytes)),
-             ("quantize_dequant activation", lambda v: L.quantize_dequant(
+             ("quantize_dequant activation", lambda v: LD.quantize_dequant(
                  v, np.float32(4.0), np.float32(1 / 3), group_size=32, scale_dtype="e8m0",
-                 rounding=0), (x,)),
+                 rounding=0, backend=_backend()), (x,)),
              ("quantized_matmul (one pass)", lambda v, c, s, g: fp4.quantized_matmul(
                  v, fp4.FP4Tensor(c, s, g, 32, "e8m0", "even", (n, n)), "mxfp4"),
               (x, t.codes, t.scales, t.global_scale))]
@@ -535,41 +487,33 @@ def prefill_rows(n, repeats):
 
 def params_rows(soft=False):
     """First-call seconds of the concrete kernel parameters on the host by NumPy
-    (``pallas_params._host_params``, what concrete scalars get); with ``soft``
+    (``quantize.params._host_params``, what concrete scalars get); with ``soft``
     also the first call of the softfloat program that traced scalars get
-    (``_params_program``, on the CPU device; session 10, H200, jax 0.11.2: 86-98
-    s; on the GPU backend it did not finish in 150 s, session 11)."""
+    (``_params_program``, on the CPU device: tens of seconds on a GPU machine's
+    host; on the GPU backend minutes)."""
     import time
     rows = []
     ss, gs = np.float32(1.0), np.float32(1 / 3)
     bits = lambda v: int(v.view(np.uint32))
     cpu = jax.local_devices(backend="cpu")[0]
-    for sets in (False, True):
-        case = "params, thresholds" + (" + e4m3 sets" if sets else "")
+    for case in ("params, thresholds",):
         t0 = time.perf_counter()
-        PR._host_params.__wrapped__(bits(ss), bits(gs), 0, True, sets)
+        PR._host_params.__wrapped__(bits(ss), bits(gs), 0, True)
         rows.append(dict(case=case, host_s=time.perf_counter() - t0))
         print(f"{case:<40} host {rows[-1]['host_s']:8.4f} s", flush=True)
         if soft:
             t0 = time.perf_counter()
-            np.asarray(PR._params_program(*jax.device_put((ss, gs, np.int32(0)), cpu), True,
-                                          sets))
+            np.asarray(PR._params_program(*jax.device_put((ss, gs, np.int32(0)), cpu), True))
             rows[-1]["softfloat_cpu_first_s"] = time.perf_counter() - t0
             print(f"{case:<40} softfloat program, first call on the CPU device "
                   f"{rows[-1]['softfloat_cpu_first_s']:7.2f} s", flush=True)
     return rows
 
 
-# (bm, bk, split, warps) of MatmulTiling(16, bm, bk, warps, 3, split, group_mma=True)
-GROUP_MMA = [(64, 256, 16, 4), (128, 256, 16, 4), (64, 512, 8, 4), (128, 512, 8, 8),
-             (32, 256, 16, 4), (128, 1024, 4, 8)]
-
-
 def _tilings(specs, k, **kind):
-    """(tag, ``MatmulTiling(16, bm, bk, warps, stages, split, **kind)``) of the rows
+    """(tag, ``FusedTiling(16, bm, bk, warps, stages, split, **kind)``) of the rows
     (bm, bk, split, warps[, stages = 3]) that fit K = k (the CPU smoke run's small
     shapes skip the rest), split clamped to ``k // bk`` (at least 1)."""
-    from scmp_jax.fp4 import pallas_matmul as MM
     out = []
     for spec in specs:
         bm, bk, sp, warps, stages = tuple(spec) + (3,) * (5 - len(spec))
@@ -577,14 +521,14 @@ def _tilings(specs, k, **kind):
             continue
         sp = max(1, min(sp, k // bk))
         out.append((f"{bm}x{bk} s{sp} w{warps} st{stages}",
-                    MM.MatmulTiling(16, bm, bk, warps, stages, sp, **kind)))
+                    FusedTiling(16, bm, bk, warps, stages, sp, **kind)))
     return out
 
 
 def _codes_tiling_rows(repeats, k, layers, seed, tilings, default_row):
     """Decode N = 8, 16 cold (``layers`` distinct MXFP4 weights per timed call, as
     ``anatomy``), activation codes given: bf16 matmul (and with ``default_row`` the
-    default schedule) vs ``P.matmul`` at ``tilings`` ((tag, MatmulTiling) pairs, the
+    default schedule) vs ``matmul`` at ``tilings`` ((tag, FusedTiling) pairs, the
     tags of the printed rows); each row's output checked against the default's
     (relative L2 difference printed)."""
     from scmp_jax import fp4
@@ -601,10 +545,10 @@ def _codes_tiling_rows(repeats, k, layers, seed, tilings, default_row):
                   [(x, w) for w in wf])
         if default_row:
             row(f"N={n} cold default matmul on codes",
-                lambda c, s, g: P.matmul(aops, ops(c, s, g)), wsets, ref)
-        want = np.asarray(P.matmul(aops, ops(*wsets[0])))
+                lambda c, s, g: matmul(aops, ops(c, s, g)), wsets, ref)
+        want = np.asarray(matmul(aops, ops(*wsets[0])))
         for tag, t in tilings:
-            fn = lambda c, s, g, t=t: P.matmul(aops, ops(c, s, g), tiling=t)
+            fn = lambda c, s, g, t=t: matmul(aops, ops(c, s, g), tiling=t)
             if row(f"N={n} cold {tag}", fn, wsets, ref):
                 got = np.asarray(fn(*wsets[0]))
                 rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
@@ -612,73 +556,8 @@ def _codes_tiling_rows(repeats, k, layers, seed, tilings, default_row):
     return rows
 
 
-def group_mma_rows(repeats, k=4096, layers=16):
-    """``_codes_tiling_rows`` of the default schedule (grouped fused) vs
-    ``pallas_group_mma`` tilings (``GROUP_MMA``)."""
-    tilings = [("group_mma " + tag, t) for tag, t in _tilings(GROUP_MMA, k, group_mma=True)]
-    return _codes_tiling_rows(repeats, k, layers, 9, tilings, True)
-
-
-# (bm, bk, split, warps) of MatmulTiling(16, bm, bk, warps, 3, split, grouped=True) for
-# linear_fused; the first is matmul_tiling's N <= 16 default
-FUSED = [(64, 256, 16, 4), (128, 256, 16, 4), (32, 256, 16, 4), (64, 512, 8, 4),
-         (128, 512, 8, 8)]
-
-
-def fused_rows(repeats, k=4096, layers=16):
-    """Decode N = 4, 8, 16 cold (``layers`` distinct MXFP4 weights per timed call):
-    where the QuantLinear path's time goes beyond the matmul on activation codes.
-    bf16 matmul; ``fp4.quantized_matmul`` with a traced global scale (a flax
-    variable under jit) and a concrete one; the two launches (quantize with the
-    staged threshold params or dividing, then the default matmul on codes); the
-    matmul on codes alone; ``linear_fused`` (activation quantized in each fused
-    program, traced global scale) at ``FUSED`` tilings, checked == the two
-    launches bit for bit."""
-    from scmp_jax import fp4
-    r = np.random.default_rng(10)
-    cfg = fp4.MXFP4
-    wf, wq, wsets = _cold_weights(r, k, layers)
-    ops = lambda c, s, g: (c, s, g, "e8m0")
-    tensor = lambda c, s, g: fp4.FP4Tensor(c, jax.lax.bitcast_convert_type(
-        s, jnp.float8_e8m0fnu), g, 32, "e8m0", "even", (k, k))
-    ss = np.float32(cfg.scale_scale)
-    rows = []
-    row = lambda case, fn, sets, ref=None: _rotating_row(rows, repeats, case, fn, sets, ref)
-
-    def two(v, c, s, g, ga, thr=True):
-        codes, sb = P.quantize_fused(v, ss, ga, group_size=32, scale_dtype="e8m0", rounding=0,
-                                     tiling=P.QuantTiling(thresholds=thr))
-        return P.matmul((codes, sb, ga, "e8m0"), ops(c, s, g))
-
-    for n in (4, 8, 16):
-        x = jnp.asarray(r.standard_normal((n, k)), BF16)
-        a = fp4.quantize(x, cfg)
-        ga = jnp.float32(cfg.global_scale)
-        sets = [(x,) + w + (ga,) for w in wsets]
-        ref = row(f"N={n} cold bf16 matmul", lambda v, w: jnp.matmul(v, w.T),
-                  [(x, w) for w in wf])
-        row(f"N={n} cold QuantLinear path, traced gs", lambda v, c, s, g, ga: (
-            fp4.quantized_matmul(v, tensor(c, s, g), cfg, global_scale=ga)), sets, ref)
-        row(f"N={n} cold QuantLinear path, concrete gs", lambda v, c, s, g: (
-            fp4.quantized_matmul(v, tensor(c, s, g), cfg)), [(x,) + w for w in wsets], ref)
-        row(f"N={n} cold quantize (staged thresholds) + matmul", two, sets, ref)
-        row(f"N={n} cold quantize (division) + matmul",
-            lambda *v: two(*v, thr=False), sets, ref)
-        row(f"N={n} cold matmul on codes", lambda c, s, g: P.matmul(
-            (a.codes, a.scale_bytes, a.global_scale, "e8m0"), ops(c, s, g)), wsets, ref)
-        want = np.asarray(two(*sets[0])).view(np.uint32)
-        for tag, t in _tilings(FUSED, k, grouped=True):
-            fn = lambda v, c, s, g, ga, t=t: L.linear_fused(
-                v, ss, ga, ops(c, s, g), group_size=32, scale_dtype="e8m0", rounding=0,
-                tiling=t)
-            if row(f"N={n} cold linear_fused {tag}", fn, sets, ref):
-                same = np.array_equal(np.asarray(jax.jit(fn)(*sets[0])).view(np.uint32), want)
-                print(f"   == quantize + matmul bit for bit: {same}", flush=True)
-    return rows
-
-
-# (bm, bk, split, warps, stages) of MatmulTiling(16, bm, bk, warps, stages, split,
-# grouped=True); the first is matmul_tiling's N <= 16 default (session 8's sweep)
+# (bm, bk, split, warps, stages) of FusedTiling(16, bm, bk, warps, stages, split,
+# grouped=True); the first is the heuristic's N <= 16 default
 GROUPED = [(64, 256, 16, 4, 3), (64, 256, 8, 4, 3), (64, 256, 4, 4, 3), (128, 256, 8, 4, 3),
            (128, 256, 4, 8, 3), (64, 512, 4, 4, 3), (128, 512, 2, 8, 3), (32, 256, 8, 4, 3),
            (256, 256, 2, 8, 3), (64, 1024, 4, 4, 1), (128, 1024, 2, 8, 1), (32, 512, 8, 4, 3)]
@@ -698,21 +577,20 @@ def compile_rows():
     ``n`` activations with a traced global scale (as a flax ``QuantLinear``'s
     variable under jit): the quantize kernel with its thresholds (the softfloat
     params program staged into the program) or without (division only, the
-    params program reduced to one multiply). Session 11's ``bench.fp4`` first
-    calls on the H200: decode N = 8 / 16 through ``QuantLinear`` 8.2 / 8.5 s
-    (quantize + matmul: params program staged) against 1.4 s at N = 1 (gemv,
-    none staged). Does that cost grow with the number of layers?"""
+    params program reduced to one multiply). Staged, the params program made
+    ``QuantLinear``'s first decode call several times slower to compile
+    (docs/decisions.md); does that cost grow with the number of layers?"""
     import time
     rows = []
     x = jnp.asarray(np.random.default_rng(8).standard_normal((16, 4096)), BF16)
     for thr in (True, False):
         for n in (1, 4):
-            til = P.QuantTiling(thresholds=thr)
+            til = QP.QuantTiling(thresholds=thr)
 
             def prog(v, g, til=til, n=n):
                 out = []
                 for i in range(n):
-                    c, s = P.quantize_fused(v * (i + 1), np.float32(4.0), g, group_size=32,
+                    c, s = quantize_fused(v * (i + 1), np.float32(4.0), g, group_size=32,
                                             scale_dtype="e8m0", rounding=0, tiling=til)
                     out.append(c)
                 return out
@@ -730,9 +608,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
-                   help="comma-separated: params, params_soft, compile, group_mma, fused, grouped, "
-                        "quant, "
-                        "quant_sweep, decode, prefill, gemv, mma, anatomy, layouts, floor")
+                   help="comma-separated: params, params_soft, compile, grouped, quant, "
+                        "quant_sweep, decode, prefill, gemv, anatomy, layouts, floor")
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}  {jax.devices()[0].device_kind}", flush=True)
     n = 8192 if jax.default_backend() == "gpu" else 256
@@ -743,18 +620,14 @@ def main(argv=None):
                                           "quant_sweep" in cases)
                if "quant" in cases or "quant_sweep" in cases else [],
                gemv=gemv_rows(args.repeats, n // 2) if "gemv" in cases else [],
-               mma=mma_rows(args.repeats, n // 2) if "mma" in cases else [],
                anatomy=anatomy_rows(args.repeats, max(256, n // 2)) if "anatomy" in cases
                else [],
                layouts=layout_rows(args.repeats, max(256, n // 2)) if "layouts" in cases
                else [],
-               fused=fused_rows(args.repeats, max(256, n // 2)) if "fused" in cases else [],
                grouped=grouped_rows(args.repeats, max(256, n // 2)) if "grouped" in cases
                else [],
                compile=compile_rows() if "compile" in cases else [],
                floor=floor_rows(args.repeats, max(256, n // 2)) if "floor" in cases else [],
-               group_mma=group_mma_rows(args.repeats, max(256, n // 2)) if "group_mma" in cases
-               else [],
                decode=decode_rows(n // 2, args.repeats) if "decode" in cases else [],
                prefill=prefill_rows(n // 2, args.repeats) if "prefill" in cases else [])
 

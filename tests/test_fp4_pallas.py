@@ -1,4 +1,4 @@
-"""scmp_jax.fp4.pallas (interpret mode off GPU, compiled on it) == golden.fp4 (SPEC.md section 9).
+"""The fp4 Pallas kernels (interpret mode off GPU, compiled on it) == golden.fp4 (SPEC.md section 9).
 
 Quantize: codes and scale bytes bit for bit (crafted ties, zeros, -0, e4m3
 subnormal scales, saturation, NaN/Inf groups, huge/tiny values); with a
@@ -16,16 +16,49 @@ from hypothesis import given, settings, strategies as st
 
 from golden import fp4 as G
 from scmp_jax import fp4
-from scmp_jax.fp4 import pallas as P
-from scmp_jax.fp4 import pallas_linear as L
-from scmp_jax.fp4 import pallas_params as PR
-from scmp_jax.fp4 import pallas_matmul as MM
+from scmp_jax._src.dispatch import Backend, resolve
+from scmp_jax.fp4 import kernel as KR
+from scmp_jax.fp4.linear import api as LA
+from scmp_jax.fp4.linear import dequant as LD
+from scmp_jax.fp4.linear import gemv as LG
+from scmp_jax.fp4.matmul import heuristic as H
+from scmp_jax.fp4.matmul import pallas as MP
+from scmp_jax.fp4.matmul import tilings as T
+from scmp_jax.fp4.matmul.schedules import dequant as SD
+from scmp_jax.fp4.matmul.schedules import dp4a as D
+from scmp_jax.fp4.quantize import api as QA
+from scmp_jax.fp4.quantize import encode as E
+from scmp_jax.fp4.quantize import pallas as QP
+from scmp_jax.fp4.quantize import params as PR
 from test_fp4_xla import KINDS, _group
 
 pytestmark = pytest.mark.gpu
 F32 = np.float32
 # (shape, group_size): power-of-two groups only (each pair x scale format is one program)
 PAIRS = [((4, 64), 32), ((4, 64), 16), ((2, 3, 32), 8), ((3, 128), 64)]
+#: the kernels' backend as ``implementation="pallas"`` resolves it here (interpret
+#: mode off the GPU)
+BK = resolve("pallas", op="fp4 kernel tests")
+
+
+def quantize_fused(*a, **k):
+    return QP.quantize_fused(*a, backend=BK, **k)
+
+
+def matmul(a, w, tiling=None):
+    return MP.matmul(a, w, backend=BK, tiling=tiling)
+
+
+def linear_gemv(*a, **k):
+    return LG.linear_gemv(*a, backend=BK, **k)
+
+
+def quantize_dequant(*a, **k):
+    return LD.quantize_dequant(*a, backend=BK, **k)
+
+
+def linear_dequant(*a, **k):
+    return LD.linear_dequant(*a, backend=BK, **k)
 
 
 @st.composite
@@ -123,19 +156,19 @@ def test_codes_near_thresholds(ss, gs, scale_dtype, group, monkeypatch):
     threshold codes == the division codes (``QuantTiling(thresholds=False)``).
     With the per-element division poisoned, e8m0 codes do not change (the
     threshold branch is the one taken) and the division-only kernel's do."""
-    gpu = not P._interpret()
+    gpu = not BK.interpret
     x, _ = _quotient_input(ss, gs, scale_dtype, group, exhaustive=gpu)
     kw = dict(group_size=group, scale_dtype=scale_dtype, rounding=0)
-    run = lambda **t: np.asarray(P.quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
-                                                  tiling=P.QuantTiling(**t), **kw)[0])
-    codes, scales = (np.asarray(v) for v in P.quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
+    run = lambda **t: np.asarray(quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
+                                                  tiling=QP.QuantTiling(**t), **kw)[0])
+    codes, scales = (np.asarray(v) for v in quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
                                                              **kw))
     rows = np.random.default_rng(0).choice(len(x), min(len(x), 256), replace=False)
     ref = G.quantize(x[rows], scale_scale=ss, global_scale=gs, **kw | {"rounding": "even"})
     assert np.array_equal(codes[rows], ref["codes"]) and np.array_equal(scales[rows], ref["scales"])
     assert np.array_equal(run(thresholds=False), codes)
-    div = P._div
-    monkeypatch.setattr(P, "_div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
+    div = KR.div
+    monkeypatch.setattr(KR, "div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
                         jnp.ndim(b) < 3 else jnp.full(jnp.shape(b), jnp.nan, F32))
     jax.clear_caches()
     assert not np.array_equal(run(thresholds=False), codes)              # the poison bites
@@ -153,8 +186,8 @@ def test_threshold_codes_every_binade(gs):
     kw = dict(group_size=32, scale_dtype="e8m0", rounding=0)
     ref = G.quantize(x, scale_scale=4.0, global_scale=gs, **kw | {"rounding": "even"})
     for on in (True, False):
-        codes, scales = P.quantize_fused(jnp.asarray(x), F32(4.0), F32(gs),
-                                         tiling=P.QuantTiling(thresholds=on), **kw)
+        codes, scales = quantize_fused(jnp.asarray(x), F32(4.0), F32(gs),
+                                         tiling=QP.QuantTiling(thresholds=on), **kw)
         assert np.array_equal(np.asarray(scales), ref["scales"])
         assert np.array_equal(np.asarray(codes), ref["codes"]), on
 
@@ -172,65 +205,14 @@ def test_static_params_same_codes(ss, gs, scale_dtype, group):
     for r, name in enumerate(G.ROUNDINGS):
         for v in (x, np.asarray(jnp.asarray(x, jnp.bfloat16).astype(F32))):
             kw = dict(group_size=group, scale_dtype=scale_dtype, rounding=r)
-            run = lambda **t: [np.asarray(o) for o in jax.jit(lambda u: P.quantize_fused(
-                u, F32(ss), F32(gs), tiling=P.QuantTiling(**t), **kw))(
+            run = lambda **t: [np.asarray(o) for o in jax.jit(lambda u: quantize_fused(
+                u, F32(ss), F32(gs), tiling=QP.QuantTiling(**t), **kw))(
                 jnp.asarray(v, jnp.bfloat16) if v is not x else jnp.asarray(v))]
             ref = G.quantize(v, scale_scale=ss, global_scale=gs, **kw | {"rounding": name})
             static, read = run(), run(static_params=False)
             assert np.array_equal(static[0], ref["codes"]), name
             assert np.array_equal(static[1], ref["scales"]), name
             assert np.array_equal(read[0], static[0]) and np.array_equal(read[1], static[1])
-
-
-def _sets_input(ss, gs, group=16):
-    """float32 (R, 64 * group) for e4m3 scales: for every finite positive e4m3 scale
-    byte (normal and subnormal, so every threshold set j) a group maximum ``A``
-    that encodes to it, then windows of 15 consecutive floats around ``t * p``
-    for each e2m1 boundary ``t`` below ``A``; odd groups negated."""
-    prod = F32(ss) * F32(gs)
-    out = []
-    with np.errstate(over="ignore"):
-        for code in range(1, 0x7F):
-            s = F32(G.decode_scale(np.array([code], np.uint8), "e4m3")[0])
-            A = F32(s * prod)
-            if not np.isfinite(A) or G.encode_scale(np.array([A / prod], F32), "e4m3")[0] != code:
-                continue
-            p = F32(s * F32(gs))
-            mid = np.array([F32(t * p) for t in THRESHOLDS if t * p < A], F32).view(np.int32)
-            v = (mid[:, None] + np.arange(-7, 8, dtype=np.int32)).ravel().view(F32)
-            v = v[(v < A) & (v > 0)]
-            v = np.resize(v, -(-len(v) // (group - 1)) * (group - 1)).reshape(-1, group - 1)
-            out.append(np.concatenate([np.full((len(v), 1), A, F32), v], axis=1))
-    groups = np.concatenate(out)
-    groups[1::2] *= -1
-    n = -(-len(groups) // 64) * 64
-    return np.resize(groups, (n, group)).reshape(n // 64, 64 * group)
-
-
-@pytest.mark.parametrize("ss,gs", [(6.0, 1.0), (6.0, 0.7), (4.0, 1 / 3)])
-def test_e4m3_threshold_sets(ss, gs, monkeypatch):
-    """NVFP4-style codes by the 8 threshold sets (``QuantTiling(e4m3_sets=True)``):
-    near-boundary quotients under every e4m3 scale byte == golden's codes and
-    scales; with the per-element division poisoned they do not change (the
-    sets branch is the one taken) while the division-only kernel's do; a
-    random bfloat16 array agrees too."""
-    x = _sets_input(ss, gs)
-    kw = dict(group_size=16, scale_dtype="e4m3", rounding=0)
-    run = lambda v, **t: [np.asarray(o) for o in jax.jit(lambda u: P.quantize_fused(
-        u, F32(ss), F32(gs), tiling=P.QuantTiling(**t), **kw))(jnp.asarray(v))]
-    ref = G.quantize(x, scale_scale=ss, global_scale=gs, **kw | {"rounding": "even"})
-    codes, scales = run(x, e4m3_sets=True)
-    assert np.array_equal(scales, ref["scales"]) and np.array_equal(codes, ref["codes"])
-    xb = jnp.asarray(np.random.default_rng(7).standard_normal((8, 1024)) * 3, jnp.bfloat16)
-    refb = G.quantize(np.asarray(xb.astype(jnp.float32)), scale_scale=ss, global_scale=gs,
-                      **kw | {"rounding": "even"})
-    assert np.array_equal(run(xb, e4m3_sets=True)[0], refb["codes"])
-    div = P._div
-    monkeypatch.setattr(P, "_div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
-                        jnp.ndim(b) < 3 else jnp.full(jnp.shape(b), jnp.nan, F32))
-    jax.clear_caches()
-    assert np.array_equal(run(x, e4m3_sets=True)[0], codes)
-    assert not np.array_equal(run(x)[0], codes)                         # the poison bites
 
 
 def _staged_params(fn, *args):
@@ -242,8 +224,7 @@ def _staged_params(fn, *args):
 def test_params_computed_at_trace_time(monkeypatch):
     """Concrete scale scalars (also inside a caller's jit): the kernel parameters
     (softfloat thresholds) are computed while tracing, not staged (staged with
-    constant inputs, XLA GPU spent minutes constant-folding them: the "very slow
-    compile" of session 5); traced scalars stay staged (at least ``SMALL_TRACED``
+    constant inputs, XLA GPU spent minutes constant-folding them); traced scalars stay staged (at least ``SMALL_TRACED``
     elements; below it the kernel forms them); same parameters, same codes."""
     x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 64)), jnp.bfloat16)
     const = lambda v: fp4.quantize(v, "mxfp4", implementation="pallas").codes
@@ -251,7 +232,7 @@ def test_params_computed_at_trace_time(monkeypatch):
     gs = F32(fp4.MXFP4.global_scale)
     assert _staged_params(const, x) == 0
     assert _staged_params(traced, x, gs) == 0
-    monkeypatch.setattr(P, "SMALL_TRACED", x.size // 2)      # a new shape: traced again
+    monkeypatch.setattr(QP, "SMALL_TRACED", x.size // 2)      # a new shape: traced again
     assert _staged_params(traced, x[:2], gs) == 1
     eager = PR.params(F32(4.0), gs, 0, True)
     staged = jax.jit(lambda s, g: PR.params(s, g, 0, True))(F32(4.0), gs)
@@ -266,20 +247,19 @@ _f32_bits = st.one_of(st.sampled_from([int(np.float32(v).view(np.uint32)) for v 
 
 
 @settings(max_examples=60, deadline=None)
-@given(ss=_f32_bits, gs=_f32_bits, rounding=st.integers(0, 3),
-       flags=st.sampled_from([(False, False), (True, False), (True, True)]))
-def test_host_params_equal_softfloat(ss, gs, rounding, flags):
+@given(ss=_f32_bits, gs=_f32_bits, rounding=st.integers(0, 3), thresholds=st.booleans())
+def test_host_params_equal_softfloat(ss, gs, rounding, thresholds):
     """Concrete params come from NumPy's IEEE float32 arithmetic on the host
-    (``pallas_params.HOST``, no XLA compile: the softfloat program took 86-98 s
-    to compile for the H200's host with jax 0.11.2); every word equals the
+    (``quantize.params.HOST``, no XLA compile: the softfloat program takes tens
+    of seconds to compile for a GPU machine's host); every word equals the
     softfloat program's (``_params_program``, what traced scalars get) for any
     float32 bit patterns: subnormal, huge, zero, Inf, NaN (canonical)."""
     assert PR._host_is_ieee()
-    host = PR._host_params.__wrapped__(ss, gs, rounding, *flags)
+    host = PR._host_params.__wrapped__(ss, gs, rounding, thresholds)
     f32 = lambda b: np.uint32(b).view(np.float32)
     cpu = jax.local_devices(backend="cpu")[0]     # the GPU backend compiles it for minutes
     soft = PR._params_program(*jax.device_put((f32(ss), f32(gs), np.int32(rounding)), cpu),
-                              *flags)
+                              thresholds)
     assert host.dtype == np.int32 and not host.flags.writeable
     assert np.array_equal(host, np.asarray(soft))
 
@@ -288,7 +268,7 @@ def test_host_params_fallback_when_the_host_flushes(monkeypatch):
     """A host whose float32 arithmetic flushes subnormals (a library set FTZ/DAZ)
     gets the softfloat program evaluated eagerly on the host CPU: same vector."""
     args = (int(np.float32(4.0).view(np.uint32)), int(np.float32(2.0 ** -130).view(np.uint32)),
-            0, True, False)
+            0, True)
     ieee = PR._host_params.__wrapped__(*args)
     monkeypatch.setattr(PR, "_host_is_ieee", lambda: False)
     calls = []
@@ -316,7 +296,7 @@ def test_transform_fused(kind, g, preset):
     T = {"shared": r.standard_normal((g, g)), "per_block": r.standard_normal((128 // g, g, g)),
          "hadamard": _hadamard(g)}[kind].astype(F32)
     p = G.PRESETS[preset]
-    codes, scales, y = P.quantize_fused(jnp.asarray(x), F32(p["scale_scale"]),
+    codes, scales, y = quantize_fused(jnp.asarray(x), F32(p["scale_scale"]),
                                         F32(p["global_scale"]), jnp.asarray(T),
                                         group_size=p["group_size"], scale_dtype=p["scale_dtype"],
                                         rounding=0, return_transformed=True)
@@ -356,13 +336,13 @@ def test_quantize_dequant_one_pass(preset, dtype, rounding):
     kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=rounding)
     args = (xx, F32(cfg.scale_scale), F32(cfg.global_scale))
     t = fp4.quantize(xx, preset, rounding=rounding, implementation="pallas")
-    ref = MM.decode_bf16(t.codes, t.scale_bytes, t.scale_dtype, interpret=P._interpret())
-    got = L.quantize_dequant(*args, **kw)
+    ref = SD.decode_bf16(t.codes, t.scale_bytes, t.scale_dtype, interpret=BK.interpret)
+    got = quantize_dequant(*args, **kw)
     assert got.dtype == jnp.bfloat16 and got.shape == x.shape
     assert np.array_equal(np.asarray(got).view(np.uint16), np.asarray(ref).view(np.uint16))
     w = fp4.quantize(r.standard_normal((40, 192)).astype(F32), "mxfp4", global_scale=0.25)
-    y = np.asarray(L.linear_dequant(*args, _ops(w), **kw))
-    y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=MM.MatmulTiling(16, 16, 64, dequant=True)))
+    y = np.asarray(linear_dequant(*args, _ops(w), **kw))
+    y_ref = np.asarray(matmul(_ops(t), _ops(w), tiling=T.DequantTiling()))
     assert np.isnan(y[1]).all() and np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
     y_api = np.asarray(fp4.quantized_matmul(xx, w, dataclasses.replace(cfg, rounding=rounding)))
     y_two = np.asarray(fp4.matmul(t, w))
@@ -383,15 +363,12 @@ def _crafted_rows(r, n, K, dtype):
 
 
 @pytest.mark.parametrize("preset,dtype,n,tiling", [
-    ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 16, 64, split=2, gemv=True)),
-    ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 64, gemv=True)),     # K loop, K padded
-    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 128, split=3, gemv=True)),
-    ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 16, 512, mma=True)),
-    ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 32, 256, mma=True, asm=True)),
-    ("mxfp4", jnp.float16, 3, MM.MatmulTiling(1, 16, 512, split=2, mma=True, asm=True)),
-    ("mxfp4", jnp.bfloat16, 1, MM.MatmulTiling(1, 32, 256, split=2, gemv=True, dp4a=True)),
-    ("mxfp4", jnp.float32, 2, MM.MatmulTiling(1, 64, 256, split=2, gemv=True, dp4a=True)),
-    ("nvfp4", jnp.float32, 2, MM.MatmulTiling(1, 16, 64, gemv=True, dp4a=True))])
+    ("mxfp4", jnp.bfloat16, 1, T.GemvTiling(16, 64, split=2)),
+    ("nvfp4", jnp.float32, 2, T.GemvTiling(32, 64)),                      # K loop, K padded
+    ("mxfp4", jnp.float16, 3, T.GemvTiling(16, 128, split=3)),
+    ("mxfp4", jnp.bfloat16, 1, T.Dp4aTiling(32, 256, split=2)),
+    ("mxfp4", jnp.float32, 2, T.Dp4aTiling(64, 256, split=2)),
+    ("nvfp4", jnp.float32, 2, T.Dp4aTiling(16, 64))])
 def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     """``linear_gemv`` (the activation quantized inside the gemv kernel) == the gemv
     schedule on ``quantize_fused``'s codes, bit for bit (NaN group -> NaN row, -0,
@@ -402,10 +379,10 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     cfg = fp4.PRESETS[preset]
     kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=0)
     w = fp4.quantize(r.standard_normal((48, K)).astype(F32), preset, global_scale=0.25)
-    y = np.asarray(L.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
+    y = np.asarray(linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
                                  tiling=tiling, **kw))
     t = fp4.quantize(xx, preset, implementation="pallas")
-    y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
+    y_ref = np.asarray(matmul(_ops(t), _ops(w), tiling=tiling))
     assert y.shape == (n, 48) and np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
     assert (n == 1) or np.isnan(y[1]).all()
     ok = [i for i in range(n) if i != 1]
@@ -413,49 +390,15 @@ def test_linear_gemv_one_pass(preset, dtype, n, tiling):
     other = fp4.quantize(r.standard_normal((48, K)).astype(F32),
                          "nvfp4" if preset == "mxfp4" else "mxfp4")
     with pytest.raises(ValueError, match="group size"):
-        L.linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
-
-
-@pytest.mark.parametrize("preset,wpreset,dtype,n,tiling", [
-    ("mxfp4", "mxfp4", jnp.bfloat16, 5, MM.MatmulTiling(16, 16, 64, split=2, grouped=True)),
-    ("nvfp4", "nvfp4", jnp.float32, 3, MM.MatmulTiling(16, 32, 64, grouped=True)),  # K padded
-    ("mxfp4", "nvfp4", jnp.float16, 16, MM.MatmulTiling(16, 16, 64, split=3)),
-    ("nvfp4", "mxfp4", jnp.bfloat16, 18, MM.MatmulTiling(16, 16, 128, split=2, grouped=True))])
-def test_linear_fused_one_pass(preset, wpreset, dtype, n, tiling):
-    """``linear_fused`` (each fused-kernel program quantizes its activation tile
-    to bfloat16 ``v * s``) == the fused schedule with the same tiling on
-    ``quantize_fused``'s codes, bit for bit (NaN group -> NaN row, -0, ties,
-    saturation, huge and tiny groups; several row tiles; activation and weight
-    group sizes differing), and close to float64."""
-    r = np.random.default_rng(26)
-    K = 224
-    xx = _crafted_rows(r, n, K, dtype)
-    cfg = fp4.PRESETS[preset]
-    kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, rounding=0)
-    w = fp4.quantize(r.standard_normal((48, K)).astype(F32), wpreset, global_scale=0.25)
-    fused = lambda v, ss, gs: L.linear_fused(v, ss, gs, _ops(w), tiling=tiling, **kw)
-    y = np.asarray(fused(xx, F32(cfg.scale_scale), F32(cfg.global_scale)))
-    t = fp4.quantize(xx, preset, implementation="pallas")
-    y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
-    assert y.shape == (n, 48) and np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
-    y_traced = np.asarray(jax.jit(fused)(xx, F32(cfg.scale_scale), F32(cfg.global_scale)))
-    assert np.array_equal(y_traced.view(np.uint32), y_ref.view(np.uint32))
-    assert np.isnan(y[1]).all()
-    ok = np.array([i for i in range(n) if i != 1])
-    assert _ref_err(y[ok], fp4.quantize(xx[ok], preset), w) < 1e-5
-    with pytest.raises(ValueError, match="fused tiling"):
-        L.linear_fused(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
-                       tiling=MM.MatmulTiling(1, 16, 64, gemv=True), **kw)
+        linear_gemv(xx, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(other), **kw)
 
 
 @pytest.mark.parametrize("ss,gs,tiling", [
-    (4.0, 1 / 3, MM.MatmulTiling(16, 16, 256, split=2, grouped=True)),
-    (4.0, 1 / 3, MM.MatmulTiling(1, 16, 256, split=2, gemv=True, dp4a=True)),
-    (4.0, 0.1, MM.MatmulTiling(1, 16, 512, gemv=True)),
-    (4.0, float(F32(2 - 2 ** -23)), MM.MatmulTiling(1, 16, 2048, gemv=True, dp4a=True))])
+    (4.0, 1 / 3, T.Dp4aTiling(16, 256, split=2)),
+    (4.0, 0.1, T.GemvTiling(16, 512)),
+    (4.0, float(F32(2 - 2 ** -23)), T.Dp4aTiling(16, 2048))])
 def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
-    """With concrete scalars and e8m0 scales ``linear_gemv`` (``linear_fused`` for a
-    fused tiling) quantizes the activation by the thresholds ``c_i`` (a multiply
+    """With concrete scalars and e8m0 scales ``linear_gemv`` quantizes the activation by the thresholds ``c_i`` (a multiply
     and comparisons, no division): on quotients next to every e2m1 midpoint it ==
     the same tiling on the codes of
     the division-only quantize kernel, bit for bit; with the per-element division
@@ -465,19 +408,18 @@ def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
     r = np.random.default_rng(23)
     w = fp4.quantize(r.standard_normal((32, x.shape[1])).astype(F32), "mxfp4")
     kw = dict(group_size=32, scale_dtype="e8m0", rounding=0)
-    one_pass = L.linear_gemv if tiling.gemv else L.linear_fused
-    gemv = lambda v, a, b: one_pass(v, a, b, _ops(w), tiling=tiling, **kw)
-    codes, scales = P.quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
-                                     tiling=P.QuantTiling(thresholds=False), **kw)
+    gemv = lambda v, a, b: linear_gemv(v, a, b, _ops(w), tiling=tiling, **kw)
+    codes, scales = quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
+                                     tiling=QP.QuantTiling(thresholds=False), **kw)
     a = (codes, scales, np.float32(gs), "e8m0")
-    want = np.asarray(P.matmul(a, _ops(w), tiling=tiling)).view(np.uint32)
+    want = np.asarray(matmul(a, _ops(w), tiling=tiling)).view(np.uint32)
     traced = jax.jit(gemv)
     y = np.asarray(gemv(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32)
     assert np.array_equal(y, want)
     assert np.array_equal(np.asarray(traced(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32),
                           want)
-    div = P._div
-    monkeypatch.setattr(P, "_div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
+    div = KR.div
+    monkeypatch.setattr(KR, "div", lambda a, b, i: div(a, b, i) if jnp.ndim(a) < 3 and
                         jnp.ndim(b) < 3 else jnp.full(jnp.shape(b), jnp.nan, F32))
     jax.clear_caches()
     assert np.array_equal(np.asarray(gemv(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32),
@@ -489,67 +431,92 @@ def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
 @pytest.mark.parametrize("M,K", [(4096, 4096), (4096, 11008), (11008, 4096), (48, 16384),
                                  (4000, 4000), (40, 64), (2048, 1024)])
 def test_decode_layout(M, K):
-    """The N <= 2 default (``_decode_layout``): MXFP4 by dp4a with one step per
-    program, no K padding (no weight copy) whenever K has a power-of-two factor
-    >= 256, steps of 256..4096, bm dividing M (or the 16-row floor), about 32 KB
-    of weight per program; NVFP4 keeps the float gemv."""
+    """The N <= 2 default on the GPU (``heuristic.decode_layout``): MXFP4 by dp4a
+    with one step per program, no K padding (no weight copy) whenever K has a
+    power-of-two factor >= 256, steps of 256..4096, bm dividing M (or the 16-row
+    floor), about 32 KB of weight per program; NVFP4 keeps the float gemv."""
     for n in (1, 2):
-        t = MM.matmul_tiling(n, M, K, 32, 32)
-        Kp = MM.gemv_padding(K, t)
-        assert t.gemv and t.dp4a and t.bn == 1 and Kp // t.split == t.bk
+        schedule, t = H.choose(n, M, K, 32, 32, gpu=True)
+        Kp = KR.padded_k(K, t.bk, t.split)
+        assert schedule == "dp4a" and isinstance(t, T.Dp4aTiling) and Kp // t.split == t.bk
         assert (Kp == K) == ((K & -K) >= 256) and 256 <= t.bk <= 4096
         assert M % t.bm == 0 or t.bm == 16
         assert t.bm * t.bk <= 65536 and (t.bm == 64 or t.bm * t.bk == 65536 or M % (2 * t.bm))
-        nv = MM.matmul_tiling(n, M, K, 16, 16)
-        assert nv.gemv and not nv.dp4a
+        schedule, nv = H.choose(n, M, K, 16, 16, gpu=True)
+        assert schedule == "gemv" and isinstance(nv, T.GemvTiling)
+
+
+@pytest.mark.parametrize("N,M,K,Ga,Gw,gpu,want", [
+    # (N, M, K, group sizes, gpu) -> the tiling: N <= 2 rows (equal groups, GPU),
+    # N <= 16, N >= 256 (GPU), the rest; off the GPU never gemv / dp4a / dequant
+    (1, 4096, 4096, 32, 32, True, T.Dp4aTiling(16, 4096, 8, 1, 1)),
+    (2, 4096, 4096, 16, 16, True, T.GemvTiling(64, 256, 4, 3, 16)),
+    (1, 4096, 4096, 32, 32, False, T.FusedTiling(16, 64, 256, 4, 3, 16, grouped=True)),
+    (2, 4096, 4096, 32, 16, True, T.FusedTiling(16, 64, 256, 4, 3, 16, grouped=True)),
+    (16, 4096, 4096, 16, 16, True, T.FusedTiling(16, 64, 256, 4, 3, 16, grouped=True)),
+    (8, 64, 512, 32, 32, True, T.FusedTiling(16, 64, 256, 4, 3, 2, grouped=True)),
+    (17, 4096, 4096, 32, 32, True, T.FusedTiling(64, 64, 128, 4, 3)),
+    (64, 4096, 4096, 16, 32, True, T.FusedTiling(64, 64, 128, 4, 3)),
+    (65, 4096, 4096, 32, 32, True, T.FusedTiling(256, 128, 128, 8, 3)),
+    (255, 4096, 4096, 32, 32, True, T.FusedTiling(256, 128, 128, 8, 3)),
+    (256, 4096, 4096, 32, 32, True, T.DequantTiling()),
+    (4096, 4096, 4096, 16, 16, False, T.FusedTiling(64, 64, 128, 4, 3)),
+    (300, 64, 512, 256, 32, False, T.FusedTiling(64, 64, 256, 4, 3))])
+def test_heuristic_schedules(N, M, K, Ga, Gw, gpu, want):
+    """``heuristic.choose``: the schedule by shape, named by the tiling's type."""
+    schedule, t = H.choose(N, M, K, Ga, Gw, gpu=gpu)
+    assert t == want and schedule == want.schedule
 
 
 def test_decode_layout_runs_exact():
-    """A ``_decode_layout`` tiling with one 1024-element step per program (bm
+    """A ``decode_layout`` tiling with one 1024-element step per program (bm
     halved to M = 32): ``linear_gemv`` == the same tiling on ``quantize_fused``'s
     codes bit for bit, and close to float64."""
     r = np.random.default_rng(24)
     x = jnp.asarray(r.standard_normal((1, 1024)) * 2, jnp.bfloat16)
     w = fp4.quantize(r.standard_normal((32, 1024)).astype(F32), "mxfp4")
-    t = MM._decode_layout(1, 32, 1024, 32)
-    assert (t.bm, t.bk, t.split, t.dp4a) == (32, 1024, 1, True)
+    t = H.decode_layout(1, 32, 1024, 32)
+    assert (t.bm, t.bk, t.split, t.schedule) == (32, 1024, 1, "dp4a")
     cfg = fp4.MXFP4
-    y = np.asarray(L.linear_gemv(x, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
+    y = np.asarray(linear_gemv(x, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w),
                                  group_size=32, scale_dtype="e8m0", rounding=0, tiling=t))
     a = fp4.quantize(x, "mxfp4", implementation="pallas")
-    y_ref = np.asarray(P.matmul(_ops(a), _ops(w), tiling=t))
+    y_ref = np.asarray(matmul(_ops(a), _ops(w), tiling=t))
     assert np.array_equal(y.view(np.uint32), y_ref.view(np.uint32))
     assert _ref_err(y, a, w) < 1e-5
 
 
 def test_quantized_matmul_one_pass_keeps_concrete_scalars(monkeypatch):
-    """``fp4.quantized_matmul``'s one-pass gemv schedule (taken on the GPU; forced
-    here, the kernel interpreted) hands a concrete global scale and the config's
-    rounding to ``linear_gemv`` as host values: the rounding is static and the
-    codes come by thresholds; a traced global scale (e.g. a flax variable under
-    jit) keeps the static rounding without thresholds. Both == the same tiling
-    on ``quantize_fused``'s codes, bit for bit."""
-    from scmp_jax.fp4 import api
-    t = MM._decode_layout(1, 32, 512, 32)
-    monkeypatch.setattr(api, "on_gpu", lambda: True)
-    monkeypatch.setattr(api._pallas, "matmul_tiling", lambda *a, **k: t)
-    monkeypatch.setattr(L, "matmul_tiling", lambda *a, **k: t)
+    """``fp4.quantized_matmul``'s one-pass gemv schedule (taken on the GPU; here
+    a GPU-targeting ``Backend`` with the kernels interpreted off it, passed to
+    ``linear.api.quantized_matmul_on`` as the public function passes the
+    resolved one) hands a concrete global scale and the config's rounding to
+    ``linear_gemv`` as host values: the rounding is static and the codes come by
+    thresholds; a traced global scale (e.g. a flax variable under jit) keeps the
+    static rounding without thresholds. Both == the same tiling on
+    ``quantize_fused``'s codes, bit for bit."""
+    t = H.decode_layout(1, 32, 512, 32)
+    on_gpu = Backend(name="pallas", interpret=BK.interpret, gpu=True)
     seen = []
-    known = L._known
-    monkeypatch.setattr(L, "_known", lambda *a: seen.append(known(*a)) or seen[-1])
+    known = LG._known
+    monkeypatch.setattr(LG, "_known", lambda *a: seen.append(known(*a)) or seen[-1])
     r = np.random.default_rng(25)
     x = jnp.asarray(r.standard_normal((1, 512)) * 2, jnp.bfloat16)
     w = fp4.quantize(r.standard_normal((32, 512)).astype(F32), "mxfp4")
     a = fp4.quantize(x, "mxfp4", implementation="pallas")
-    want = np.asarray(P.matmul(_ops(a), _ops(w), tiling=t)).view(np.uint32)
-    y = fp4.quantized_matmul(x, w, "mxfp4", quant_implementation="pallas",
-                             matmul_implementation="pallas")
+    want = np.asarray(matmul(_ops(a), _ops(w), tiling=t)).view(np.uint32)
+
+    def qmm(v, g=None):
+        v, cfg, transform, gs = QA.quantize_args(v, "mxfp4", global_scale=g)
+        assert LA.one_pass(v, w, cfg, transform, on_gpu, on_gpu) == "gemv"
+        assert H.choose(1, 32, 512, 32, 32, gpu=True) == ("dp4a", t)
+        return LA.quantized_matmul_on(v, w, cfg, transform, gs, on_gpu, on_gpu)
+
+    y = qmm(x)
     assert seen[-1].rounding == 0 and len(seen[-1].c) == 7
     assert np.array_equal(np.asarray(y).view(np.uint32), want)
     gs = jnp.float32(fp4.MXFP4.global_scale)
-    y = jax.jit(lambda v, g: fp4.quantized_matmul(
-        v, w, "mxfp4", global_scale=g, quant_implementation="pallas",
-        matmul_implementation="pallas"))(x, gs)
+    y = jax.jit(qmm)(x, gs)
     assert seen[-1] == PR.Known(0, ())
     assert np.array_equal(np.asarray(y).view(np.uint32), want)
 
@@ -562,17 +529,17 @@ def test_small_traced_quantize_divides(scale_dtype, monkeypatch):
     here) the e8m0 thresholds are; concrete scalars always use them. Every
     variant's codes and scales == the default's bits."""
     asked = []
-    params, scalars = PR.params, P._scalars
+    params, scalars = PR.params, E.scalars
     monkeypatch.setattr(PR, "params", lambda *a, **k: asked.append(a[3]) or params(*a, **k))
-    monkeypatch.setattr(P, "_scalars", lambda *a: asked.append("kernel") or scalars(*a))
+    monkeypatch.setattr(E, "scalars", lambda *a: asked.append("kernel") or scalars(*a))
     r = np.random.default_rng(28)
     x = jnp.asarray(r.standard_normal((8, 256)) * 3, jnp.bfloat16)
     kw = dict(group_size=32, scale_dtype=scale_dtype, rounding=0)
-    q = jax.jit(lambda v, g: P.quantize_fused(v, F32(4.0), g, **kw))
+    q = jax.jit(lambda v, g: quantize_fused(v, F32(4.0), g, **kw))
     outs = [q(x, F32(1 / 3))]
-    monkeypatch.setattr(P, "SMALL_TRACED", x.size)
-    outs.append(jax.jit(lambda v, g: P.quantize_fused(v, F32(4.0), g, **kw))(x, F32(1 / 3)))
-    outs.append(P.quantize_fused(x, F32(4.0), F32(1 / 3), **kw))
+    monkeypatch.setattr(QP, "SMALL_TRACED", x.size)
+    outs.append(jax.jit(lambda v, g: quantize_fused(v, F32(4.0), g, **kw))(x, F32(1 / 3)))
+    outs.append(quantize_fused(x, F32(4.0), F32(1 / 3), **kw))
     e8m0 = scale_dtype == "e8m0"
     assert asked == ["kernel", True if e8m0 else "kernel", e8m0]
     for o in outs[1:]:
@@ -590,15 +557,15 @@ def test_linear_gemv_rounding_modes(preset):
     ties = [cfg.scale_scale, 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0]   # amax = ss: scale 1
     x[:, :8] = np.array(ties) * np.array([[1], [-1]])
     w = fp4.quantize(r.standard_normal((32, 128)).astype(F32), preset)
-    tiling = MM.MatmulTiling(1, 16, 64, split=2, gemv=True)
+    tiling = T.GemvTiling(16, 64, split=2)
     outs = set()
     for i, mode in enumerate(G.ROUNDINGS):
         t = fp4.quantize(x, dataclasses.replace(cfg, rounding=mode), implementation="pallas")
-        y_ref = np.asarray(P.matmul(_ops(t), _ops(w), tiling=tiling))
+        y_ref = np.asarray(matmul(_ops(t), _ops(w), tiling=tiling))
         kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, tiling=tiling)
-        y = np.asarray(L.linear_gemv(jnp.asarray(x), F32(cfg.scale_scale),
+        y = np.asarray(linear_gemv(jnp.asarray(x), F32(cfg.scale_scale),
                                      F32(cfg.global_scale), _ops(w), rounding=i, **kw))
-        y_traced = np.asarray(jax.jit(lambda v, m: L.linear_gemv(
+        y_traced = np.asarray(jax.jit(lambda v, m: linear_gemv(
             v, F32(cfg.scale_scale), F32(cfg.global_scale), _ops(w), rounding=m, **kw))(
             jnp.asarray(x), jnp.int32(i)))
         assert np.array_equal(y.view(np.uint32), y_ref.view(np.uint32)), mode
@@ -663,8 +630,8 @@ def test_decode_bf16_exact(preset, shape):
     sb = np.asarray(t.scale_bytes).copy()
     if preset == "mxfp4":
         sb[0, :3] = [0, 1, 254]                                # 2^-127, 2^-126, 2^127
-    y = np.asarray(MM.decode_bf16(t.codes, jnp.asarray(sb), t.scale_dtype,
-                                  interpret=P._interpret()).astype(jnp.float32))
+    y = np.asarray(SD.decode_bf16(t.codes, jnp.asarray(sb), t.scale_dtype,
+                                  interpret=BK.interpret).astype(jnp.float32))
     ref = G.dequantize(np.asarray(t.codes), sb, scale_dtype=t.scale_dtype, global_scale=1.0)
     nan = np.isnan(ref)                                        # NaN payloads may differ
     bad = np.argwhere(np.isnan(y) != nan)[:4]
@@ -672,11 +639,11 @@ def test_decode_bf16_exact(preset, shape):
     assert np.array_equal(y[~nan].view(np.uint32), ref[~nan].astype(F32).view(np.uint32))
 
 
-@pytest.mark.parametrize("tiling", [MM.MatmulTiling(16, 32, 128, split=4),
-                                    MM.MatmulTiling(32, 16, 256, split=2),
-                                    MM.MatmulTiling(16, 32, 128, split=2, grouped=True),
-                                    MM.MatmulTiling(32, 16, 256, grouped=True),
-                                    MM.MatmulTiling(16, 16, 128, dequant=True)])
+@pytest.mark.parametrize("tiling", [T.FusedTiling(16, 32, 128, split=4),
+                                    T.FusedTiling(32, 16, 256, split=2),
+                                    T.FusedTiling(16, 32, 128, split=2, grouped=True),
+                                    T.FusedTiling(32, 16, 256, grouped=True),
+                                    T.DequantTiling()])
 def test_matmul_schedules(tiling):
     """split-K and dequant schedules: close to float64, NaN rows propagate."""
     r = np.random.default_rng(9)
@@ -684,7 +651,7 @@ def test_matmul_schedules(tiling):
     xa[3, 100] = np.inf
     a = fp4.quantize(xa, "nvfp4", global_scale=0.01)
     w = fp4.quantize(r.standard_normal((40, 512)).astype(F32), "mxfp4", global_scale=0.5)
-    y = np.asarray(P.matmul((a.codes, a.scale_bytes, a.global_scale, a.scale_dtype),
+    y = np.asarray(matmul((a.codes, a.scale_bytes, a.global_scale, a.scale_dtype),
                             (w.codes, w.scale_bytes, w.global_scale, w.scale_dtype),
                             tiling=tiling))
     assert np.isnan(y[3]).all() and np.isfinite(np.delete(y, 3, axis=0)).all()
@@ -697,14 +664,11 @@ def test_matmul_schedules(tiling):
 
 
 @pytest.mark.parametrize("n,preset,tiling", [
-    (1, "mxfp4", MM.MatmulTiling(1, 16, 128, gemv=True)),
-    (5, "nvfp4", MM.MatmulTiling(1, 32, 64, split=2, gemv=True)),
-    (16, "nvfp4", MM.MatmulTiling(1, 16, 256, split=2, gemv=True)),
-    (1, "mxfp4", MM.MatmulTiling(1, 16, 512, mma=True)),
-    (5, "nvfp4", MM.MatmulTiling(1, 32, 256, split=2, mma=True, asm=True)),
-    (16, "mxfp4", MM.MatmulTiling(1, 64, 512, mma=True, asm=True)),
-    (1, "mxfp4", MM.MatmulTiling(1, 32, 256, split=2, gemv=True, dp4a=True)),
-    (5, "nvfp4", MM.MatmulTiling(1, 16, 128, gemv=True, dp4a=True))])
+    (1, "mxfp4", T.GemvTiling(16, 128)),
+    (5, "nvfp4", T.GemvTiling(32, 64, split=2)),
+    (16, "nvfp4", T.GemvTiling(16, 256, split=2)),
+    (1, "mxfp4", T.Dp4aTiling(32, 256, split=2)),
+    (5, "nvfp4", T.Dp4aTiling(16, 128))])
 def test_matmul_gemv(n, preset, tiling):
     """The dot-free schedule for decode rows: close to float64, NaN rows propagate,
     mismatched group sizes refused."""
@@ -714,44 +678,15 @@ def test_matmul_gemv(n, preset, tiling):
     a = fp4.quantize(xa, preset, global_scale=0.5)
     w = fp4.quantize(r.standard_normal((40, 512)).astype(F32), preset)
     ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
-    y = np.asarray(P.matmul(ops(a), ops(w), tiling=tiling))
+    y = np.asarray(matmul(ops(a), ops(w), tiling=tiling))
     assert y.shape == (n, 40) and np.isnan(y[0]).all()
     if n > 1:
         assert np.isfinite(y[1:]).all() and _ref_err(y[1:], fp4.quantize(xa[1:], preset,
                                                      global_scale=0.5), w) < 1e-5
     other = fp4.quantize(r.standard_normal((40, 512)).astype(F32),
                          "nvfp4" if preset == "mxfp4" else "mxfp4")
-    with pytest.raises(ValueError, match="mma" if tiling.mma else "gemv"):
-        P.matmul(ops(a), ops(other), tiling=tiling)
-
-
-@pytest.mark.parametrize("n,tiling,act_scales", [
-    (3, MM.MatmulTiling(16, 64, 256, split=2, group_mma=True), "e8m0"),
-    (16, MM.MatmulTiling(16, 32, 512, group_mma=True), "e4m3"),
-    (20, MM.MatmulTiling(16, 16, 128, split=2, group_mma=True), "e8m0")])  # 2 row tiles, K loop
-def test_matmul_group_mma(n, tiling, act_scales):
-    """Per-group tensor-core dots of all activation rows (``pallas_group_mma``): close
-    to float64 with e8m0 or e4m3 activation scales (G = 32), a NaN activation
-    group gives a NaN row, padding of N, M, K; G = 16 and unequal group sizes
-    refused naming the schedule."""
-    r = np.random.default_rng(26)
-    xa = (r.standard_normal((n, 480)) * np.exp(r.uniform(-4, 4, (n, 1)))).astype(F32)
-    xa[1, 7] = np.nan
-    a = fp4.quantize(xa, group_size=32, scale_dtype=act_scales, scale_scale=4.0,
-                     global_scale=0.5)
-    w = fp4.quantize(r.standard_normal((40, 480)).astype(F32), "mxfp4")
-    y = np.asarray(P.matmul(_ops(a), _ops(w), tiling=tiling))
-    assert y.shape == (n, 40) and np.isnan(y[1]).all()
-    ok = np.delete(np.arange(n), 1)
-    assert np.isfinite(y[ok]).all()
-    assert _ref_err(y[ok], fp4.quantize(xa[ok], group_size=32, scale_dtype=act_scales,
-                                        scale_scale=4.0, global_scale=0.5), w) < 1e-5
-    nv = lambda v: fp4.quantize(v, "nvfp4")
-    with pytest.raises(ValueError, match="group_mma"):
-        P.matmul(_ops(nv(xa)), _ops(nv(r.standard_normal((40, 480)).astype(F32))),
-                 tiling=tiling)
-    with pytest.raises(ValueError, match="group_mma"):
-        P.matmul(_ops(a), _ops(nv(r.standard_normal((40, 480)).astype(F32))), tiling=tiling)
+    with pytest.raises(ValueError, match=f"schedule '{tiling.schedule}'"):
+        matmul(ops(a), ops(other), tiling=tiling)
 
 
 def test_unsupported_configurations():
@@ -764,30 +699,7 @@ def test_unsupported_configurations():
     a = fp4.quantize(x, group_size=6, scale_dtype="e8m0", scale_scale=4.0)
     with pytest.raises(ValueError, match="group_size"):
         fp4.matmul(a, a, implementation="pallas")
-    assert P.unsupported(16) is None and P.unsupported_matmul(32, 16) is None
-
-
-@pytest.mark.parametrize("asm", [False, True])
-def test_mma_nibbles_every_byte(asm):
-    """``pallas_mma.nibbles_f16`` inside a kernel (the PTX block with ``asm`` on the
-    GPU; interpret mode runs the integer form) == every byte's two e2m1 values
-    times 2^-14, bit for bit against ml_dtypes' float4_e2m1fn decode."""
-    import ml_dtypes
-    from jax.experimental import pallas as pl
-    from scmp_jax.fp4 import pallas_mma as MA
-    c = np.tile(np.arange(256, dtype=np.uint8).reshape(4, 64), (16, 1))     # (64, 64)
-    interp = P._interpret()
-
-    def kernel(c_ref, lo_ref, hi_ref):
-        lo_ref[...], hi_ref[...] = MA.nibbles_f16(c_ref[...], asm=asm and not interp)
-
-    shape = jax.ShapeDtypeStruct(c.shape, jnp.float16)
-    lo, hi = pl.pallas_call(kernel, out_shape=(shape, shape), interpret=interp)(c)
-    e2m1 = lambda n: (n.astype(np.uint8).view(ml_dtypes.float4_e2m1fn).astype(np.float32)
-                      * np.float32(2.0 ** -14)).astype(np.float16)
-    want_lo, want_hi = e2m1(c & 15), e2m1(c >> 4)
-    assert np.array_equal(np.asarray(lo).view(np.uint16), want_lo.view(np.uint16))
-    assert np.array_equal(np.asarray(hi).view(np.uint16), want_hi.view(np.uint16))
+    assert QP.unsupported(16) is None and MP.unsupported(32, 16) is None
 
 
 def test_dp4a_group_dots_every_byte():
@@ -795,7 +707,6 @@ def test_dp4a_group_dots_every_byte():
     pair of e2m1 activation values (as int8 ``2 v_a``) == the float products of
     the golden decoder, times 4. The jnp form always; on the GPU the PTX block
     too, inside a kernel (4 bytes per register: one group row of 16 bytes)."""
-    from scmp_jax.fp4 import pallas_dp4a as D
     vals = np.arange(16, dtype=np.uint8)
     two_v = (2 * G.e2m1_decode(vals)).astype(np.int8)              # 16 activation values
     c = np.repeat(np.arange(256, dtype=np.uint8), 16).reshape(256, 1, 16)
@@ -806,7 +717,7 @@ def test_dp4a_group_dots_every_byte():
     want = (4 * (w_lo * a_lo / 2 + w_hi * a_hi / 2)).sum(axis=2).astype(np.int64)
     got = np.asarray(D.group_dots(jnp.asarray(c), jnp.asarray(a_lo), jnp.asarray(a_hi), asm=False))
     assert np.array_equal(got, want)
-    if P._interpret():
+    if BK.interpret:
         return
     kernel = lambda c_ref, lo_ref, hi_ref, o_ref: o_ref.__setitem__(
         ..., D.group_dots(c_ref[...], lo_ref[...], hi_ref[...], asm=True))
@@ -815,34 +726,29 @@ def test_dp4a_group_dots_every_byte():
     assert np.array_equal(np.asarray(out), want)
 
 
-def test_mma_refuses_small_steps():
-    r = np.random.default_rng(2)
-    a = fp4.quantize(r.standard_normal((1, 256)).astype(F32), "mxfp4")
-    w = fp4.quantize(r.standard_normal((16, 256)).astype(F32), "mxfp4")
-    ops = lambda t: (t.codes, t.scale_bytes, t.global_scale, t.scale_dtype)
-    with pytest.raises(ValueError, match="16 \\* group size"):
-        P.matmul(ops(a), ops(w), tiling=MM.MatmulTiling(1, 16, 256, mma=True))
-
-
 @pytest.mark.parametrize("make,err,match", [
-    (lambda: MM.MatmulTiling(1, 24, 256), ValueError, "bm must be a power of two"),
-    (lambda: MM.MatmulTiling(1, 16, 256, split=0), ValueError, "split must be >= 1"),
-    (lambda: MM.MatmulTiling(1.0, 16, 256), TypeError, "bn must be an int"),
-    (lambda: MM.MatmulTiling(1, 16, 256, gemv=1), TypeError, "gemv must be a bool"),
-    (lambda: MM.MatmulTiling(1, 16, 256, gemv=True, mma=True), ValueError, "gemv and mma"),
-    (lambda: MM.MatmulTiling(16, 16, 256, dequant=True, grouped=True), ValueError,
-     "dequant and grouped"),
-    (lambda: MM.MatmulTiling(16, 16, 256, gemv=True, group_mma=True), ValueError,
-     "gemv and group_mma"),
-    (lambda: MM.MatmulTiling(1, 16, 256, gemv=True, asm=True), ValueError, "asm needs mma"),
-    (lambda: MM.MatmulTiling(1, 16, 256, mma=True, dp4a=True), ValueError, "dp4a needs gemv"),
-    (lambda: P.QuantTiling(rows=3), ValueError, "rows must be a power of two"),
-    (lambda: P.QuantTiling(warps=0), ValueError, "warps must be a power of two"),
-    (lambda: P.QuantTiling(thresholds=False, e4m3_sets=True), ValueError, "e4m3_sets needs"),
+    (lambda: T.GemvTiling(24, 256), ValueError, "bm must be a power of two"),
+    (lambda: T.FusedTiling(16, 24, 256), ValueError, "bm must be a power of two"),
+    (lambda: T.Dp4aTiling(16, 256, split=0), ValueError, "split must be >= 1"),
+    (lambda: T.GemvTiling(16, 256, stages=0), ValueError, "stages must be >= 1"),
+    (lambda: T.FusedTiling(1.0, 16, 256), TypeError, "bn must be an int"),
+    (lambda: T.FusedTiling(16, 16, 256, grouped=1), TypeError, "grouped must be a bool"),
+    (lambda: T.DequantTiling(rows=3), ValueError, "rows must be a power of two"),
+    (lambda: QP.QuantTiling(rows=3), ValueError, "rows must be a power of two"),
+    (lambda: QP.QuantTiling(warps=0), ValueError, "warps must be a power of two"),
+    (lambda: QP.QuantTiling(thresholds=1), TypeError, "thresholds must be a bool"),
 ])
 def test_tilings_refuse_bad_fields(make, err, match):
-    """A tiling that Triton cannot compile or whose flags contradict each other is
+    """A tiling that Triton cannot compile or with a field of the wrong type is
     refused where it is built, naming the field (not a failure inside a kernel
-    or a flag silently ignored)."""
+    or a flag silently ignored). The schedule is the tiling's type, so no
+    flags can contradict each other."""
     with pytest.raises(err, match=match):
         make()
+
+
+def test_matmul_refuses_other_tilings():
+    """A tiling that names no schedule is refused (TypeError naming the tilings)."""
+    a = fp4.quantize(np.ones((1, 256), F32), "mxfp4")
+    with pytest.raises(TypeError, match="GemvTiling, Dp4aTiling, FusedTiling, DequantTiling"):
+        matmul(_ops(a), _ops(a), tiling=QP.QuantTiling())

@@ -1,5 +1,5 @@
 """Sharded fp4 quantize / matmul / QuantLinear: same bits as unsharded, outputs left
-distributed (SPEC.md section 9; issue 7). 4 host devices on CPU (conftest sets
+distributed (SPEC.md section 9). 4 host devices on CPU (conftest sets
 XLA_FLAGS); Pallas cases run interpreted there and compiled on the GPU machine."""
 import dataclasses
 

@@ -25,10 +25,12 @@ import pytest
 
 import scmp_jax
 from scmp_jax import fp4
+from scmp_jax._src.dispatch import resolve
 from scmp_jax._src.platform import gpu_lowering
-from scmp_jax.fp4 import pallas as P
-from scmp_jax.fp4 import pallas_linear as L
-from scmp_jax.fp4.pallas_matmul import MatmulTiling
+from scmp_jax.fp4.linear import dequant as LD
+from scmp_jax.fp4.matmul import pallas as MP
+from scmp_jax.fp4.matmul import tilings as T
+from scmp_jax.fp4.quantize import pallas as QP
 from scmp_jax.quant import api as quant_api
 
 F32, BF16 = jnp.float32, jnp.bfloat16
@@ -83,6 +85,12 @@ def test_sc_kernels_lower_for_gpu(case):
     assert _kernels(fn, *args) >= least
 
 
+def _pallas():
+    """The Pallas backend as the API resolves it while tracing (inside the
+    fixture's ``gpu_lowering``: compiled for the GPU)."""
+    return resolve("pallas", op="gpu lowering test")
+
+
 X = _arr((16, 256), BF16, seed=3)
 W = fp4.quantize(_arr((128, 256), seed=4), "mxfp4", implementation="xla")
 T_SHARED = _arr((32, 32), seed=5)
@@ -95,28 +103,24 @@ FP4_CASES = {
                                      (X, jnp.float32(0.5)), 1),
     "quantize shared transform": (lambda x, t: fp4.quantize(x, "mxfp4", transform=t).codes,
                                   (X, T_SHARED), 1),
-    "quantize group 1": (lambda x: P.quantize_fused(x, np.float32(6.0), np.float32(1.0),
-                                                    group_size=1, scale_dtype="e4m3",
-                                                    rounding=0)[0], (X,), 1),
-    "quantize nvfp4 threshold sets": (lambda x: P.quantize_fused(
-        x, np.float32(6.0), np.float32(0.7), group_size=16, scale_dtype="e4m3", rounding=0,
-        tiling=P.QuantTiling(e4m3_sets=True))[0], (X,), 1),
-    "quantize_dequant": (lambda x: L.quantize_dequant(x, np.float32(4.0), np.float32(1 / 3),
-                                                      group_size=32, scale_dtype="e8m0",
-                                                      rounding=0), (X,), 1),
+    "quantize group 1": (lambda x: QP.quantize_fused(x, np.float32(6.0), np.float32(1.0),
+                                                     group_size=1, scale_dtype="e4m3",
+                                                     rounding=0, backend=_pallas())[0], (X,), 1),
+    "quantize_dequant": (lambda x: LD.quantize_dequant(x, np.float32(4.0), np.float32(1 / 3),
+                                                       group_size=32, scale_dtype="e8m0",
+                                                       rounding=0, backend=_pallas()), (X,), 1),
 }
 for n in (1, 2, 8, 16):                      # gemv (in-kernel quantization), grouped fused
     FP4_CASES[f"quantized_matmul N={n}"] = (
         lambda x, w, n=n: fp4.quantized_matmul(x[:n], w, "mxfp4"), (X, W), 1)
 FP4_CASES["quantized_matmul N=256 (dequant)"] = (
     lambda x, w: fp4.quantized_matmul(x, w, "mxfp4"), (_arr((256, 256), BF16), W), 2)
-for name, til in {"fused": MatmulTiling(16, 64, 128), "mma": MatmulTiling(1, 64, 512, mma=True),
-                  "mma asm": MatmulTiling(1, 64, 512, mma=True, asm=True),
-                  "gemv dp4a": MatmulTiling(1, 32, 256, split=2, gemv=True, dp4a=True)}.items():
-    FP4_CASES[f"matmul {name}"] = (lambda x, w, t=til: P.matmul(
+for name, til in {"fused": T.FusedTiling(16, 64, 128), "gemv": T.GemvTiling(32, 256, split=2),
+                  "dp4a": T.Dp4aTiling(32, 256, split=2), "dequant": T.DequantTiling()}.items():
+    FP4_CASES[f"matmul {name}"] = (lambda x, w, t=til: MP.matmul(
         (lambda a: (a.codes, a.scale_bytes, a.global_scale, "e8m0"))(
-            fp4.quantize(x[:1] if (t.mma or t.gemv) else x, "mxfp4")),
-        (w.codes, w.scale_bytes, w.global_scale, "e8m0"), tiling=t),
+            fp4.quantize(x[:1] if t.schedule in T.ROW_SCHEDULES else x, "mxfp4")),
+        (w.codes, w.scale_bytes, w.global_scale, "e8m0"), backend=_pallas(), tiling=t),
         (_arr((16, 512), BF16), fp4.quantize(_arr((128, 512), seed=6), "mxfp4",
                                              implementation="xla")), 2)
 

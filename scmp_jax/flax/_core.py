@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import fp4
-from ..fp4.api import IMPLEMENTATIONS, SCALE_TYPES, FP4Tensor
+from .._src.dispatch import IMPLEMENTATIONS
+from ..fp4.tensor import SCALE_TYPES, FP4Tensor
 
 __all__ = ["resolve_config", "check_impl", "quantize_weight", "check_state", "forward",
            "hadamard", "STATE_KEYS"]
@@ -43,8 +44,10 @@ def resolve_config(fmt, name: str = "fmt") -> fp4.FP4Config:
 
 
 def check_impl(impl, name: str):
-    if impl is not None and impl not in IMPLEMENTATIONS:
-        raise ValueError(f"{name} must be None or one of {tuple(IMPLEMENTATIONS)}, got {impl!r}")
+    """``impl`` (None | "xla" | "pallas"), else ValueError naming ``name``."""
+    if impl not in IMPLEMENTATIONS:
+        names = tuple(i for i in IMPLEMENTATIONS if i is not None)
+        raise ValueError(f"{name} must be None or one of {names}, got {impl!r}")
     return impl
 
 

@@ -2,6 +2,7 @@
 
 A config is a frozen, hashable value (usable as a static jit argument),
 validated once when built; every error is a ValueError naming the argument.
+``check_fields`` validates the kernels' frozen tiling dataclasses the same way.
 """
 from __future__ import annotations
 
@@ -10,13 +11,34 @@ import math
 
 import numpy as np
 
+from .._src.errors import is_int
 from .formats import ROUNDINGS, SCALE_DTYPES
 
-__all__ = ["FP4Config", "MXFP4", "NVFP4", "PRESETS", "check_positive", "check_product"]
+__all__ = ["FP4Config", "MXFP4", "NVFP4", "PRESETS", "check_positive", "check_product",
+           "check_fields", "pow2"]
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+def pow2(n: int) -> bool:
+    """``n`` is a power of two (>= 1)."""
+    return n >= 1 and n & (n - 1) == 0
+
+
+def check_fields(tiling, pow2=(), positive=()):
+    """ValueError / TypeError naming a tiling field that is not an int (powers of
+    two for block dims and warps, >= 1 for the rest; NumPy ints stored as int) or
+    a bool field that is not a bool."""
+    name = type(tiling).__name__
+    for f in pow2 + positive:
+        v = getattr(tiling, f)
+        if not is_int(v):
+            raise TypeError(f"{name}.{f} must be an int, got {v!r}")
+        if v < 1 or (f in pow2 and v & (v - 1)):
+            raise ValueError(f"{name}.{f} must be {'a power of two' if f in pow2 else '>= 1'}"
+                             f", got {v}")
+        object.__setattr__(tiling, f, int(v))
+    for x in dataclasses.fields(tiling):
+        if x.type in ("bool", bool) and not isinstance(getattr(tiling, x.name), bool):
+            raise TypeError(f"{name}.{x.name} must be a bool, got {getattr(tiling, x.name)!r}")
 
 
 def check_positive(v, name: str) -> float:
@@ -56,7 +78,7 @@ class FP4Config:
     rounding: str = "even"
 
     def __post_init__(self):
-        if not _is_int(self.group_size) or self.group_size < 1:
+        if not is_int(self.group_size) or self.group_size < 1:
             raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
         if self.scale_dtype not in SCALE_DTYPES:
             raise ValueError(f"scale_dtype must be one of {SCALE_DTYPES}, got {self.scale_dtype!r}")

@@ -2,11 +2,9 @@
 vector each kernel reads (``params``) and, when the scalars are concrete, the
 part of it baked into the kernel at trace time (``Known``).
 
-Layout (``PARAMS_LEN`` = 16 words, 128 with e4m3 threshold sets): [0] bits of
-``scale_scale * global_scale``, [1] bits of ``global_scale``, [2] rounding
-index, [3] 0, [4:12] ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6),
-zero padding; then ``pallas_thresholds.threshold_sets`` from
-``pallas_thresholds.SETS_AT`` and zero padding.
+Layout (``PARAMS_LEN`` = 16 words): [0] bits of ``scale_scale *
+global_scale``, [1] bits of ``global_scale``, [2] rounding index, [3] 0,
+[4:12] ``thresholds.thresholds`` (ok flag, c_0..c_6), zero padding.
 """
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from . import pallas_thresholds as TH
+from . import thresholds as TH
 
 __all__ = ["PARAMS_LEN", "Known", "known", "params"]
 
@@ -32,7 +30,6 @@ class Known:
     branch on the rounding and the loads of the thresholds."""
     rounding: int
     c: tuple
-    sets: bool = False      # e4m3 threshold sets in the params vector, all found
 
 
 def known(params):
@@ -40,13 +37,12 @@ def known(params):
     if isinstance(params, jax.core.Tracer):
         return None
     v = np.asarray(params)
-    sets = v.shape[0] > TH.SETS_AT and v[TH.SETS_AT] == 1
-    return Known(int(v[2]), tuple(int(t) for t in v[5:12]) if v[4] == 1 else (), bool(sets))
+    return Known(int(v[2]), tuple(int(t) for t in v[5:12]) if v[4] == 1 else ())
 
 
-def params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = False):
-    """int32 (16,) (128 with ``sets``): bits of ``scale_scale * gs`` and ``gs``, the
-    rounding index, 0, then ``pallas_thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
+def params(scale_scale, global_scale, rounding, thresholds: bool):
+    """int32 (16,): bits of ``scale_scale * gs`` and ``gs``, the rounding index, 0,
+    then ``thresholds.thresholds`` (ok flag, c_0..c_6; zeros, i.e. not ok,
     without ``thresholds``: kernels that never try the branch skip finding them),
     zero padding.
 
@@ -54,21 +50,18 @@ def params(scale_scale, global_scale, rounding, thresholds: bool, sets: bool = F
     are evaluated now on the host by NumPy's IEEE float32 arithmetic
     (``_host_params``, values cached) and reach the kernel as a NumPy constant:
     staged, XLA would constant-fold the softfloat arithmetic of ``thresholds``
-    in every program that uses it (on the H200 that is where the "very slow
-    compile" of the quantize rows came from; compiling the softfloat program
-    for the host CPU instead took 86-98 s per first call there with jax
-    0.11.2, session 11). Traced scalars are staged behind an
+    in every program that uses it (measured: minutes of GPU compile; compiling
+    the softfloat program for the host CPU instead takes tens of seconds,
+    docs/decisions.md). Traced scalars are staged behind an
     ``optimization_barrier`` (softfloat, ``_params_program``), so a traced
     constant (e.g. ``jnp.float32(0.5)`` written inside a jitted function) is
-    computed at run time like a jit argument instead of being folded.
-    ``sets``: append ``pallas_thresholds.threshold_sets`` (e4m3 scales; concrete
-    scalars only, traced ones get none), zero padding to 128 words."""
+    computed at run time like a jit argument instead of being folded."""
     args = (scale_scale, global_scale, rounding)
     if any(isinstance(v, jax.core.Tracer) for v in args):
         return _params_program(*lax.optimization_barrier(args), thresholds)
     bits = lambda v: int(np.asarray(v, np.float32).view(np.uint32))
     return _host_params(bits(scale_scale), bits(global_scale), int(np.asarray(rounding)),
-                        thresholds, sets)
+                        thresholds)
 
 
 def _canonical(r):
@@ -102,7 +95,7 @@ def _host_is_ieee() -> bool:
                     and HOST.div(p(-149), p(-1)) == p(-148))
 
 
-def _vector(ar: TH.Arith, scale_scale, global_scale, rounding, thresholds, sets):
+def _vector(ar: TH.Arith, scale_scale, global_scale, rounding, thresholds):
     """The params vector of float32 scalars and a rounding index in arithmetic ``ar``."""
     xp, i32 = ar.xp, ar.xp.int32
     scale_scale = xp.asarray(scale_scale, xp.float32)
@@ -112,20 +105,16 @@ def _vector(ar: TH.Arith, scale_scale, global_scale, rounding, thresholds, sets)
     head = xp.stack([xp.asarray(ar.bits(prod)), xp.asarray(ar.bits(global_scale)), rounding,
                      i32(0)])
     tail = TH.thresholds(global_scale, rounding, ar) if thresholds else xp.zeros(8, i32)
-    out = [head, tail, xp.zeros(PARAMS_LEN - 12, i32)]
-    if sets:
-        out += [TH.threshold_sets(global_scale, rounding, ar),
-                xp.zeros(128 - PARAMS_LEN - TH.SETS_LEN, i32)]
-    return xp.concatenate(out).astype(i32)
+    return xp.concatenate([head, tail, xp.zeros(PARAMS_LEN - 12, i32)]).astype(i32)
 
 
 @functools.lru_cache(maxsize=256)
-def _host_params(ss_bits: int, gs_bits: int, rounding: int, thresholds: bool, sets: bool):
+def _host_params(ss_bits: int, gs_bits: int, rounding: int, thresholds: bool):
     """``params`` of concrete scalars (float32 bit patterns) as a read-only NumPy
     vector: NumPy's float32 arithmetic (microseconds), or where the host flushes
     subnormals the softfloat program run eagerly on the host CPU."""
     f32 = lambda b: np.asarray(b, np.uint32).view(np.float32)
-    args = (f32(ss_bits), f32(gs_bits), np.int32(rounding), thresholds, sets)
+    args = (f32(ss_bits), f32(gs_bits), np.int32(rounding), thresholds)
     if _host_is_ieee():
         out = _vector(HOST, *args)
     else:
@@ -142,6 +131,6 @@ def _host_device():
         return jax.local_devices()[0]
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _params_program(scale_scale, global_scale, rounding, thresholds, sets=False):
-    return _vector(TH.SOFT, scale_scale, global_scale, rounding, thresholds, sets)
+@functools.partial(jax.jit, static_argnums=(3,))
+def _params_program(scale_scale, global_scale, rounding, thresholds):
+    return _vector(TH.SOFT, scale_scale, global_scale, rounding, thresholds)

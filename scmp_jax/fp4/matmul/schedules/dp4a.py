@@ -1,12 +1,12 @@
-"""FP4 decode rows by integer dot products, group scales after the sum (Pallas
-Triton; SPEC.md section 9): ``MatmulTiling(gemv=True, dp4a=True)``, the default
-decode schedule (N <= 2) at G = 32.
+"""The ``"dp4a"`` schedule (``Dp4aTiling``; SPEC.md section 9): decode rows by
+integer dot products, group scales after the sum; the default for N <= 2 at
+G = 32 (``matmul.heuristic``).
 
 Twice an e2m1 value is an integer in [-12, 12], so a group's
 ``sum_k v_w v_a = sum_k (2 v_w)(2 v_a) / 4`` is exact in int32, and the group
 scales multiply it afterwards: ``out[n, m] = alpha / 4 * sum_g d[m, g] *
 s_w[m, g] * s_a[n, g]`` (float32, each product exact). The weight is read as
-bytes in the gemv schedule's blocks (``pallas_matmul.gemv_call``).
+bytes on the decode-rows grid (``rows``).
 
 On the GPU one PTX block per 4 weight bytes (8 codes) turns each nibble's
 magnitude into ``2v`` by a ``prmt`` table lookup, the sign by ones' complement
@@ -18,27 +18,26 @@ operations in the gemv kernel. The block's int32 result sits in the first of
 its 4 output elements (zeros in the others), so the kernel's sum over a
 group's bytes is the group's dot **if Triton packs 4 consecutive bytes of one
 group row into each register** (the block's last dim: 16 contiguous bytes for
-G = 32). That is what the GPU test checks against the float64 reference; it
-is not guaranteed by the Triton API. Off GPU (interpret) the same integers by
-jnp operations.
-
-Measured (H200, N = 1 cold, K = M = 4096): session 10 (``bench.fp4_probe
---cases anatomy``) 64 x 256 tiles, split 16: 0.0096 ms, 0.79x the bf16 matmul
-(the float gemv: 1.05x); session 11 (``--cases layouts``) one 4096-element
-step per program, 16 rows, 8 warps (``pallas_matmul._decode_layout``, the
-default since): 0.66-0.68x in the activation-quantizing ``linear_gemv``. On
-the GPU ``test_dp4a_group_dots_every_byte`` and the dp4a cases of
-``test_linear_gemv_one_pass`` pass at G = 32 and G = 16 (session 11).
+G = 32). That is what the GPU tests check against the float64 reference
+(``test_dp4a_group_dots_every_byte``, the dp4a cases of
+``test_linear_gemv_one_pass``, at G = 32 and 16); it is not guaranteed by the
+Triton API. Off GPU (interpret) the same integers by jnp operations.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.experimental import pallas as pl
 
-from .pallas_matmul import group_sum_kernel
+from ... import formats as FM
+from ... import kernel as K
+from ..tilings import Dp4aTiling
+from . import rows
 
-__all__ = ["group_dots", "dp4a_kernel"]
+__all__ = ["group_dots", "dp4a_kernel", "row_kernel", "matmul"]
 
 F32, I32, I8 = jnp.float32, jnp.int32, jnp.int8
 
@@ -80,7 +79,7 @@ def group_dots(c, a_lo, a_hi, *, asm: bool):
     the low / high nibbles' elements -> int32 (bm, ng): ``sum_k (2 v_w)(2 v_a)``
     per group. ``asm``: the PTX block (GPU only), else jnp integer operations."""
     if asm:
-        from jax.experimental.pallas import triton as pltriton
+        from jax.experimental.pallas import triton as pltriton      # GPU-only module
         (out,) = pltriton.elementwise_inline_asm(
             _PTX, args=[c, a_lo, a_hi], constraints="=r,=r,=r,=r,r,r,r", pack=4,
             result_shape_dtypes=[jax.ShapeDtypeStruct(c.shape, I32)])
@@ -90,16 +89,42 @@ def group_dots(c, a_lo, a_hi, *, asm: bool):
                    axis=2)
 
 
-def dp4a_kernel(*refs, ng, asm, **common):
+def dp4a_kernel(*refs, n_act, act, steps, ng, dtw, scale_in_kernel, interpret, asm):
     """Weight bytes (bm, K_s/G, H) of one K range in steps of ``ng`` groups (the
-    contract of ``pallas_matmul._gemv_kernel``): the group sums by ``group_dots``
-    (``4 * sum v_w v_a``), in ``pallas_matmul.group_sum_kernel``'s loop."""
-    def weights(wc_ref, s):
-        return wc_ref[:, pl.ds(s * ng, ng), :]                                 # (bm, ng, H)
+    row-kernel contract of ``rows``): per step and activation row the group
+    sums ``d = sum_k (2 v_w)(2 v_a)`` by ``group_dots`` (exact), then
+    ``out[n, m] = alpha / 4 * sum_g d * s_w * s_a`` (``/ 4``: exact)."""
+    act_refs, (wc_ref, ws_ref, ga_ref, gw_ref, o_ref) = refs[:n_act], refs[n_act:]
+    n_rows, bm = o_ref.shape[-2:]
 
-    def group_sums(c, v_lo, v_hi):
+    def step(s, accs):
+        c = wc_ref[:, pl.ds(s * ng, ng), :]                                   # (bm, ng, H)
+        sw = FM.decode_scale(ws_ref[:, pl.ds(s * ng, ng)].astype(I32), dtw)  # (bm, ng)
         twice = lambda v: jnp.broadcast_to((v * F32(2)).astype(I8)[None], c.shape)
-        return group_dots(c, twice(v_lo), twice(v_hi), asm=asm).astype(F32)    # exact
+        out = []
+        for n in range(n_rows):
+            v_lo, v_hi, sa = act(act_refs, n, s)
+            d = group_dots(c, twice(v_lo), twice(v_hi), asm=asm).astype(F32)    # exact
+            y = K.mul(K.mul(d, sw, interpret), jnp.broadcast_to(sa[None, :], (bm, ng)),
+                      interpret)
+            out.append(accs[n] + jnp.sum(y, axis=1))
+        return tuple(out)
 
-    group_sum_kernel(*refs, ng=ng, weights=weights, group_sums=group_sums, factor=0.25,
-                     **common)
+    accs = lax.fori_loop(0, steps, step, tuple(jnp.zeros((bm,), F32) for _ in range(n_rows)))
+    for n in range(n_rows):
+        y = accs[n] * F32(0.25)                                              # exact
+        if scale_in_kernel:
+            y = K.mul(y, K.alpha(ga_ref, gw_ref, (bm,), interpret), interpret)
+        o_ref[n, :] = y
+
+
+def row_kernel(interpret: bool):
+    """This schedule's row kernel (``rows``): the PTX block when compiled."""
+    return functools.partial(dp4a_kernel, asm=not interpret)
+
+
+def matmul(ac2, as2, wc, ws, gs, dta, dtw, G, t: Dp4aTiling, interpret):
+    """Activation codes (N, K/2) / scale bytes (N, K/G) x weights (M, K/2) / (M, K/G),
+    equal group sizes ``G`` -> float32 (N, M)."""
+    return rows.on_codes(row_kernel(interpret), ac2, as2, wc, ws, gs, dta, dtw, G, t,
+                         interpret, name=f"fp4_dp4a_{dta}x{dtw}")

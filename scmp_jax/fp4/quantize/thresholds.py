@@ -1,5 +1,6 @@
 """e2m1 codes by thresholds instead of a division per element (SPEC.md section 9,
-ties to even), for the fp4 quantize kernels of ``pallas``.
+ties to even), for the fp4 quantize kernels (``quantize.pallas``,
+``quantize.encode``).
 
 With ``p = 2^d * gs`` exactly (e8m0 scales: every group), ``RN(|x| / p)`` is
 ``RN(z / gs)`` for ``z = |x| * 2^-d`` (exact), and the code of a quotient is
@@ -10,13 +11,8 @@ call, outside the kernel, by exact (softfloat) division of the floats around
 ``t_i * gs``; in the kernel each element is scaled by its group's ``2^-d``
 and compared with them as an integer bit pattern.
 
-e4m3 scales (NVFP4) are ``2^e * (1 + j/8)``: the same holds per group with
-one of 8 threshold sets, for ``gs_j = RN((1 + j/8) * gs)`` (``threshold_sets``;
-only for concrete scalars, found at trace time).
-
-``p_ref`` is the kernels' int32 params vector (``pallas_params.params``): [1] the
-bits of ``gs``, [4] the ok flag and [5:12] ``c_0..c_6`` of ``thresholds``;
-with sets, [16:81] ``threshold_sets``.
+``p_ref`` is the kernels' int32 params vector (``quantize.params.params``): [1]
+the bits of ``gs``, [4] the ok flag and [5:12] ``c_0..c_6`` of ``thresholds``.
 """
 from __future__ import annotations
 
@@ -24,10 +20,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 
-from . import softfloat as SF
+from .. import softfloat as SF
 
-__all__ = ["Arith", "SOFT", "thresholds", "threshold_codes", "use_thresholds", "threshold_sets",
-           "set_index", "use_threshold_sets", "threshold_set_codes", "SETS_AT", "SETS_LEN"]
+__all__ = ["Arith", "SOFT", "thresholds", "threshold_codes", "use_thresholds"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -35,10 +30,10 @@ _INF = 0x7F800000
 
 
 class Arith(NamedTuple):
-    """The float32 arithmetic ``thresholds`` / ``threshold_sets`` run on: an array
-    module and correctly rounded ``mul`` / ``div`` (NaN results the canonical
+    """The float32 arithmetic ``thresholds`` runs on: an array module and
+    correctly rounded ``mul`` / ``div`` (NaN results the canonical
     ``0x7FC00000``) with bit casts. ``SOFT``: ``softfloat`` on jnp (traced, any
-    backend); ``pallas_params`` has the host's NumPy one for concrete scalars."""
+    backend); ``quantize.params`` has the host's NumPy one for concrete scalars."""
     xp: Any
     mul: Callable
     div: Callable
@@ -103,13 +98,8 @@ def threshold_codes(lo, hi, p, p_ref, mul, c=None):
     ``c_6`` either way) compared with the 7 scalar thresholds ``c_i`` on bit
     patterns.
 
-    GPU note (H200): this form (one PTX ``mul.rn`` per element; the kernel jaxpr
-    of commit 12e5e1f) ran at 2115 GB/s = 66 % of copy (session 5); two
-    integer-only forms (``|x| >= c_i * 2^d`` with per-group thresholds, then
-    ``bits(|x|) - (d << 23) >= c_i``) ran at ~1650 GB/s (session 6), slower
-    than dividing every element. Session 9 (static thresholds, 2x1024/2 tiles):
-    comparing as float32, or counting the 7 comparisons instead of the binary
-    search, ran at the same speed (70.7-70.9 % of copy at 4x512/2).
+    One ``mul.rn`` per element, compared as integers by a binary search: the
+    fastest of the measured forms (docs/decisions.md).
 
     ``c``: the 7 thresholds as Python ints when known at trace time (compile-time
     constants in the kernel), else None (read from ``p_ref``)."""
@@ -119,9 +109,8 @@ def threshold_codes(lo, hi, p, p_ref, mul, c=None):
 
 def _codes_by(lo, hi, down, c, mul):
     """Codes of the halves (BR, NG, H) from the per-group ``2^-d`` (BR, NG) and the
-    7 thresholds (scalars, or (BR, NG) per group), by a binary search."""
+    7 scalar thresholds, by a binary search."""
     down = jnp.broadcast_to(down[:, :, None], lo.shape)
-    c = [t[:, :, None] if jnp.ndim(t) == 2 else t for t in c]
 
     def code(v):
         b = SF.bits(v)
@@ -146,52 +135,3 @@ def use_thresholds(p, amax, p_ref, known_ok=False):
     least normal, under ``c_0``, or at overflow, above ``c_6``)."""
     every = jnp.min((_fits(p, p_ref[1]) | (amax == 0)).astype(I32)) == 1
     return every if known_ok else (p_ref[4] == 1) & every
-
-
-# ---- e4m3 scales: one threshold set per scale significand ------------------------------
-
-SETS_AT = 16        # params offset: [16] ok, [17 + 8j] bits of gs_j, [18 + 8j + i] c_{j,i}
-SETS_LEN = 1 + 8 * 8
-
-
-def threshold_sets(gs, rounding, ar: Arith = SOFT):
-    """float32 scalar ``gs``, rounding index -> int32 (65,): [ok, then for j = 0..7
-    the bits of ``gs_j = RN((1 + j/8) * gs)`` and ``thresholds(gs_j)``'s c_0..c_6].
-
-    An e4m3 scale (normal or subnormal) is ``2^e * (1 + j/8)`` for its top three
-    significand bits ``j``, so a group's divisor ``p = RN(scale * gs)``, when
-    normal, is ``2^e * gs_j`` exactly: the e8m0 argument holds per group with
-    the group's set ``j`` (``use_threshold_sets``). ok: every set found."""
-    xp = ar.xp
-    ok, rows = xp.asarray(True), []
-    for j in range(8):
-        gj = ar.mul(xp.float32(1 + j / 8), gs)
-        t = thresholds(gj, rounding, ar)
-        ok = ok & (t[0] == 1)
-        rows += [xp.asarray(ar.bits(gj)).reshape(1), t[1:]]
-    return xp.concatenate([ok.astype(xp.int32).reshape(1)] + rows)
-
-
-def set_index(scale_deq):
-    """Decoded e4m3 scales float32 (BR, NG) -> their set ``j`` (top 3 significand bits)."""
-    return (SF.bits(scale_deq) >> 20) & I32(7)
-
-
-def _set_base(j):
-    """Params index of set ``j``'s ``gs_j`` bits (its ``c_i`` follow)."""
-    return SETS_AT + 1 + 8 * j
-
-
-def use_threshold_sets(p, j, p_ref):
-    """Scalar bool: every ``p`` of the block is a normal ``2^d * gs_j`` of its
-    group's set (same significand as ``gs_j``) with ``2^-d`` normal (a zero or
-    NaN scale fails: such blocks divide). The caller knows the sets are ok."""
-    return jnp.min(_fits(p, p_ref[_set_base(j)]).astype(I32)) == 1
-
-
-def threshold_set_codes(lo, hi, p, j, p_ref, mul):
-    """(codes lo, codes hi) int32 for a block where ``use_threshold_sets`` holds:
-    ``threshold_codes`` with each group's ``gs_j`` and thresholds ``c_{j,i}``
-    (gathered from ``p_ref`` per group)."""
-    base = _set_base(j)
-    return _codes_by(lo, hi, _down(p, p_ref[base]), [p_ref[base + 1 + i] for i in range(7)], mul)

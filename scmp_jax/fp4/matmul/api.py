@@ -1,0 +1,64 @@
+"""``fp4.matmul`` (SPEC.md section 9): quantized linear without bias.
+
+``implementation=`` is resolved once here into a ``Backend`` that is passed
+down: ``"xla"`` runs ``matmul.xla``, ``"pallas"`` the schedules of
+``matmul.pallas`` (interpret mode off the GPU). None picks Pallas on the GPU
+and XLA elsewhere; group sizes the kernels cannot take fall back to XLA with
+None and raise ValueError with ``"pallas"``. Sharded operands run per shard
+(``fp4.sharding``), the Pallas kernels with the tiling of the global shape.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import numpy as np
+
+from .. import sharding as SH
+from ..backend import Backend, resolve
+from ..tensor import FP4Tensor, check_tensor, scale_bytes
+from . import heuristic, pallas, xla
+
+__all__ = ["matmul", "matmul_on", "matmul_backend"]
+
+
+def matmul_backend(implementation, group_a: int, group_w: int, op="fp4.matmul") -> Backend:
+    """The ``Backend`` of ``implementation`` for operands with these group sizes."""
+    return resolve(implementation, op=op, why_not=pallas.unsupported(group_a, group_w))
+
+
+def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
+    """Quantized linear without bias: activations ``a`` (..., N, K) times weights
+    ``w`` (M, K) -> float32 (..., N, M) = ``dequant(a) @ dequant(w)^T``: group-scaled
+    products summed in float32, then times ``alpha = gs_a * gs_w``; close to (not
+    bit-equal with) a float64 reference."""
+    check_tensor(a, "a")
+    check_tensor(w, "w")
+    if len(w.shape) != 2:
+        raise ValueError(f"w must be 2D (M, K), got shape {w.shape}")
+    if len(a.shape) < 2 or a.shape[-1] != w.shape[-1]:
+        raise ValueError(f"a must be (..., N, K) with w's K={w.shape[-1]}, got shape {a.shape}")
+    return matmul_on(a, w, matmul_backend(implementation, a.group_size, w.group_size))
+
+
+def matmul_on(a: FP4Tensor, w: FP4Tensor, backend: Backend):
+    """``matmul`` of checked operands on ``backend``."""
+    ops = (a.codes, a.scales, a.global_scale), (w.codes, w.scales, w.global_scale)
+    shard = SH.plan_matmul(a.codes, w.codes)
+    if shard is None:
+        return _matmul(*ops, a.scale_dtype, w.scale_dtype, backend)
+    tiling = None
+    if backend.pallas:                  # the global shape's tiling in every shard
+        K, N = a.shape[-1], int(np.prod(a.shape[:-1]))
+        tiling = heuristic.choose(N, w.shape[0], K, a.group_size, w.group_size,
+                                  gpu=backend.gpu)[1]
+    return SH.matmul(_matmul, *ops, (a.scale_dtype, w.scale_dtype, backend, tiling), shard)
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _matmul(a, w, dtype_a, dtype_w, backend, tiling=None):
+    a = (a[0], scale_bytes(a[1]), a[2], dtype_a)
+    w = (w[0], scale_bytes(w[1]), w[2], dtype_w)
+    if backend.pallas:
+        return pallas.matmul(a, w, backend=backend, tiling=tiling)
+    return xla.matmul(a, w)

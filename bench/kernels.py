@@ -12,7 +12,7 @@ gaps). The trace's own overhead inflates the span a little; the device times
 in ``bench`` / ``bench.fp4`` are the numbers to quote, this tool says what
 they are made of.
 
-Cases: ``sc_per_head`` / ``sc_per_row`` (issue 3's shapes, default config),
+Cases: ``sc_per_head`` / ``sc_per_row`` (the SC bench's shapes, default config),
 ``decodeN`` (``QuantLinear`` MXFP4 forward, N rows, K = M = 4096; any N),
 ``prefill`` (N = K = M = 4096). Off GPU the trace has no device events
 (CPU smoke run only: shapes shrink).

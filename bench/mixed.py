@@ -1,5 +1,5 @@
 """``python -m bench.mixed``: one mixed-length SC matmul vs the same work split
-into per-level calls (GPU; issue 5). Rows of a (2048, 4096) get stream lengths
+into per-level calls (GPU). Rows of a (2048, 4096) get stream lengths
 256/128/64 (25/50/25 %); b is (4096, 4096). Prints a table, writes JSON."""
 from __future__ import annotations
 

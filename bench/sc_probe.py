@@ -183,7 +183,7 @@ def case(name, H, N, M, D, variants, repeats, check=True):
 def e2e(name, H, N, M, D, repeats, kw):
     """Whole ``sc_matmul`` calls (device time) per (implementation, counts,
     table cap), and the expansion of X's table rows alone (int32 words by
-    ``take``; session 7 also timed a Pallas gather kernel for it: 2.99 vs
+    ``take``; a Pallas gather kernel for it measured 2.99 vs
     3.12 TB/s on the H200, since dropped)."""
     import scmp_jax
     rng = np.random.default_rng(0)

@@ -53,7 +53,3 @@ def triton_params(interpret: bool, warps: int = 4, stages: int = 1) -> dict:
     from jax.experimental.pallas import triton as pltriton   # GPU-only module
     return {"compiler_params": pltriton.CompilerParams(num_warps=warps, num_stages=stages)}
 
-
-def resolve_implementation(implementation, *, pallas_ready: bool) -> str:
-    """Transitional: the name of ``resolve(...)`` (to be replaced by Backend)."""
-    return resolve(implementation, op="op", pallas_ready=pallas_ready).name

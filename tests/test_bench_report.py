@@ -90,7 +90,7 @@ SC_COLUMNS = {"ms": "sc_ms", "G products/s": "glookups_per_s", "XLA path ms": "x
               "/XLA": "sc_over_xla", "gather ms": "gather_ms", "/gather": "sc_over_gather",
               "fp32 ms": "fp32_ms", "/fp32": "sc_over_fp32", "bf16 ms": "bf16_ms",
               "/bf16": "sc_over_bf16", "reference ms": "ref_ms", "/reference": "sc_over_ref",
-              "same bits as reference": "same_bits_as_ref"}
+              "share of elements with the reference's bits": "same_bits_as_ref"}
 FP4_COLUMNS = {"ms": "ms", "GB/s": "gbs", "% of copy": "pct_of_copy", "first call s": "first_s",
                "vs bf16": "over_bf16", "matmul alone ms": "matmul_only_ms",
                "matmul alone vs bf16": "matmul_over_bf16"}

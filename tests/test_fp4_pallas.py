@@ -194,7 +194,7 @@ def test_threshold_codes_every_binade(gs):
 
 @pytest.mark.parametrize("ss,gs,scale_dtype,group", QUOTIENTS[:2])
 def test_static_params_same_codes(ss, gs, scale_dtype, group):
-    """Concrete params are baked into the kernels (``pallas_params.Known``: the rounding
+    """Concrete params are baked into the kernels (``quantize.params.Known``: the rounding
     picked at trace time, the thresholds as constants, inside a caller's jit too);
     for every rounding mode the codes and scales equal golden's and the kernel
     that reads the params at run time (``QuantTiling(static_params=False)``), on
@@ -703,7 +703,7 @@ def test_unsupported_configurations():
 
 
 def test_dp4a_group_dots_every_byte():
-    """``pallas_dp4a.group_dots``: every weight byte (both nibbles) against every
+    """``schedules.dp4a.group_dots``: every weight byte (both nibbles) against every
     pair of e2m1 activation values (as int8 ``2 v_a``) == the float products of
     the golden decoder, times 4. The jnp form always; on the GPU the PTX block
     too, inside a kernel (4 bytes per register: one group row of 16 bytes)."""

@@ -25,6 +25,7 @@ import numpy as np
 
 import scmp_jax
 from bench.common import write_result
+from scmp_jax.cli_tools.argtypes import int_in
 
 GPU_CASES = [
     # name, a shape, b shape, kwargs
@@ -191,7 +192,7 @@ def run(quick: bool = False, repeats: int = 5, reference=None, cases=None):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int_in(1), default=5)
     p.add_argument("--out", default=None,
                    help="JSON result file (default bench/results/sc.json; cpu_sc.json off GPU)")
     p.add_argument("--reference", default=None,

@@ -35,6 +35,7 @@ from bench.__main__ import device_time, device_time_rotating
 from bench.common import write_result
 from scmp_jax import fp4
 from scmp_jax._src.dispatch import resolve
+from scmp_jax.cli_tools.argtypes import int_in
 from scmp_jax.flax import QuantLinear
 from scmp_jax.fp4.matmul import pallas as MP
 from scmp_jax.fp4.matmul.tilings import DequantTiling, FusedTiling, GemvTiling
@@ -182,7 +183,7 @@ def run(repeats=5, sweep=False, cases=("quantize", "prefill", "decode", "decode_
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4", description=__doc__)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int_in(1), default=5)
     p.add_argument("--out", default=None,
                    help="JSON result file (default bench/results/fp4.json; cpu_fp4.json off GPU)")
     p.add_argument("--sweep", action="store_true", help="also time kernel tilings (GPU)")

@@ -46,6 +46,7 @@ from jax.experimental import pallas as pl
 
 from bench.__main__ import device_time, device_time_rotating, write_json
 from scmp_jax._src.dispatch import resolve, triton_params
+from scmp_jax.cli_tools.argtypes import int_in
 from scmp_jax.fp4.linear import dequant as LD
 from scmp_jax.fp4.linear import gemv as LG
 from scmp_jax.fp4.matmul import heuristic as H
@@ -605,7 +606,7 @@ def compile_rows():
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.fp4_probe", description=__doc__)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int_in(1), default=5)
     p.add_argument("--out", default="fp4_probe.json")
     p.add_argument("--cases", default="quant,decode,prefill",
                    help="comma-separated: params, params_soft, compile, grouped, quant, "

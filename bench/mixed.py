@@ -12,11 +12,12 @@ import numpy as np
 import scmp_jax
 from bench.__main__ import _median_time
 from bench.common import write_result
+from scmp_jax.cli_tools.argtypes import int_in
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.mixed", description=__doc__)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int_in(1), default=5)
     ap.add_argument("--out", default=None,
                     help="JSON result file (default bench/results/mixed.json)")
     args = ap.parse_args(argv)

@@ -28,6 +28,7 @@ from jax.experimental import pallas as pl
 
 from bench.__main__ import device_time
 from scmp_jax._src.dispatch import triton_params
+from scmp_jax.cli_tools.argtypes import int_in
 from scmp_jax.sc import pallas_counts
 from scmp_jax.sc.config import SCConfig
 from scmp_jax.sc.tables import enable_tables, layout
@@ -214,7 +215,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="per_row,per_head")
     ap.add_argument("--variants", default="xla,p128x128w8s3,p128x256w8s3")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int_in(1), default=3)
     ap.add_argument("--small", action="store_true", help="tiny shapes (CPU check)")
     args = ap.parse_args(argv)
     print("jax", jax.__version__, jax.devices()[0].device_kind, flush=True)

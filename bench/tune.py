@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.__main__ import _median_time, write_json
+from scmp_jax.cli_tools.argtypes import int_in
 from scmp_jax.quant import pallas as QP
 from scmp_jax.quant import xla as QX
 from scmp_jax.sc import SCConfig, pallas_counts
@@ -46,7 +47,7 @@ def _indices(a, b, p=8, L=256):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int_in(1), default=5)
     ap.add_argument("--out", default="tune_results.json")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)

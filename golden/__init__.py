@@ -2,7 +2,8 @@
 
 Imports only NumPy and the standard library; never imports jax or scmp_jax.
 """
-from . import configs, fp4, mp, quant, rng, streams
+from . import configs, errors, fp4, mp, quant, rng, streams
+from .errors import FLOAT_DTYPES
 from .mp import sc_matmul_mixed
 from .rng import (default_lfsr_taps, lfsr_sequence, lfsr_tap_sets, sobol_default_seed,
                   sobol_sequence, true_random_sequence)
@@ -12,7 +13,7 @@ from .smoothquant import (accumulate_act_scales, apply_smoothing, apply_smoothin
 from .streams import apply_scramble, owen_masks, side_streams
 
 __all__ = [
-    "configs", "fp4", "mp", "quant", "rng", "streams", "sc_matmul_mixed",
+    "configs", "errors", "fp4", "mp", "quant", "rng", "streams", "sc_matmul_mixed", "FLOAT_DTYPES",
     "sc_matmul", "sc_matmul_bitlevel", "tables", "InvalidDtypeError",
     "sobol_sequence", "sobol_default_seed", "lfsr_sequence", "lfsr_tap_sets",
     "default_lfsr_taps", "true_random_sequence",

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sc import InvalidDtypeError
+from .errors import as_float32, is_int
 
 __all__ = ["ROUNDINGS", "SCALE_DTYPES", "PRESETS", "E2M1_VALUES", "e2m1_encode", "e2m1_decode",
            "e8m0_encode", "e8m0_decode", "e4m3_encode", "e4m3_decode", "encode_scale",
@@ -165,17 +165,6 @@ def unpack(packed):
     return out
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _as_float32(x, name):
-    x = np.asarray(x)
-    if x.dtype.kind != "f" and x.dtype.name != "bfloat16":
-        raise InvalidDtypeError(f"{name} must be a float array, got dtype {x.dtype}")
-    return x.astype(F32)
-
-
 def _positive(v, name):
     if isinstance(v, (bool, np.bool_)) or np.ndim(v) != 0:
         raise ValueError(f"{name} must be a positive finite scalar, got {v!r}")
@@ -196,7 +185,7 @@ def check_args(shape, group_size, scale_dtype, scale_scale, global_scale, roundi
     K = shape[-1]
     if K == 0 or K % 2:
         raise ValueError(f"x's last axis must have even, non-zero length K, got K={K}")
-    if not _is_int(group_size) or group_size < 1 or K % group_size:
+    if not is_int(group_size) or group_size < 1 or K % group_size:
         raise ValueError(f"group_size must be a positive int dividing K={K}, got {group_size!r}")
     if scale_dtype not in SCALE_DTYPES:
         raise ValueError(f"scale_dtype must be one of {SCALE_DTYPES}, got {scale_dtype!r}")
@@ -218,10 +207,10 @@ def block_transform(x, transform):
     float32 (..., K) -> float32 (..., K). Order: products and sums in float64
     (each product exact), summed by ``np.einsum`` (order unspecified, error
     <= g * 2^-53 relative), then rounded once to float32. ``None`` -> ``x``."""
-    x = _as_float32(x, "x")
+    x = as_float32(x, "x")
     if transform is None:
         return x
-    t = _as_float32(transform, "transform")
+    t = as_float32(transform, "transform")
     K = x.shape[-1]
     g = t.shape[-1] if t.ndim else 0
     if t.ndim not in (2, 3) or t.shape[-2] != g or g == 0 or K % g:
@@ -239,7 +228,7 @@ def quantize(x, *, group_size: int, scale_dtype: str, scale_scale, global_scale,
     """float (..., K) -> dict ``codes`` uint8 (..., K/2) packed, ``scales`` uint8
     bit patterns (..., K/G), ``global_scale`` float32 scalar (SPEC.md section 9).
     ``transform`` (optional) is applied first with ``block_transform``."""
-    x = _as_float32(x, "x")
+    x = as_float32(x, "x")
     ss, gs = check_args(x.shape, group_size, scale_dtype, scale_scale, global_scale, rounding)
     x = block_transform(x, transform)
     K, G = x.shape[-1], group_size

@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from . import sc as _sc
+from .errors import as_float32
 
 __all__ = ["quantile_counts", "classify_quantile", "classify_thresholds",
            "classify_free_boundaries", "classify_groups_by_range", "effective_stoc_len",
@@ -58,7 +59,7 @@ def _desc_order(m):
 
 def classify_quantile(metric, fractions):
     """Level index per row, int32 ``(N,)``."""
-    m = np.asarray(metric, dtype=F32)
+    m = _metric(metric)
     out = np.empty(len(m), np.int32)
     order = _desc_order(m)
     pos = 0
@@ -69,8 +70,14 @@ def classify_quantile(metric, fractions):
     return out
 
 
+def _metric(metric):
+    """float32 metric of a ``FLOAT_DTYPES`` or integer dtype (InvalidDtypeError otherwise)."""
+    m = np.asarray(metric)
+    return m.astype(F32) if m.dtype.kind in "iu" else as_float32(m, "metric")
+
+
 def _norm(metric):
-    m = np.asarray(metric, dtype=F32)
+    m = _metric(metric)
     with np.errstate(all="ignore"):
         lo, hi = F32(np.min(m)), F32(np.max(m))
         span = F32(hi - lo)
@@ -113,7 +120,7 @@ def classify_free_boundaries(metric, boundaries):
 
 def classify_groups_by_range(weight, group_size, n_levels, threshold):
     """Range rule on weight ``(M, K)`` rows grouped by ``group_size``, int32 ``(groups,)``."""
-    w = np.asarray(weight, dtype=F32)
+    w = as_float32(weight, "weight")
     M = w.shape[0]
     g = M if group_size <= 0 or group_size >= M else group_size
     t = min(threshold, 0.95)

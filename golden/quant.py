@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import as_float32
+
 __all__ = ["EPS", "qmax", "quantize_per_tensor", "quantize_per_row",
            "quantize_per_row_chunk", "quantize_per_head"]
 
@@ -48,7 +50,7 @@ def _finish(x_int, mode, p, G):
 
 def quantize_per_tensor(x, mode: str, p: int, G: int) -> dict:
     """One scale for the whole operand (every batch slice of a 3D operand)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = as_float32(x, "x")
     q = F32(qmax(mode, p))
     rows_shape = x.shape[:-1]
     if mode == "bipolar":
@@ -72,7 +74,7 @@ def quantize_per_tensor(x, mode: str, p: int, G: int) -> dict:
 
 def quantize_per_row(x, mode: str, p: int, G: int, group: int = 1) -> dict:
     """Consecutive blocks of ``group`` rows share a scale (per batch slice)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = as_float32(x, "x")
     if x.ndim == 3:
         parts = [quantize_per_row(xi, mode, p, G, group) for xi in x]
         return {k: np.stack([pt[k] for pt in parts]) for k in parts[0]}
@@ -104,7 +106,7 @@ def quantize_per_row(x, mode: str, p: int, G: int, group: int = 1) -> dict:
 
 def quantize_per_row_chunk(x, p: int, G: int) -> dict:
     """Bipolar, per row, reciprocal form (one D-chunk of the chunk_d path)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = as_float32(x, "x")
     q = F32(qmax("bipolar", p))
     amax = np.maximum(np.max(np.abs(x), axis=-1), EPS)
     s = (amax / q).astype(np.float32)
@@ -117,7 +119,7 @@ def quantize_per_row_chunk(x, p: int, G: int) -> dict:
 
 def quantize_per_head(x, p: int, G: int) -> dict:
     """Bipolar, one scale per leading index ``h`` of a 3D operand."""
-    x = np.asarray(x, dtype=np.float32)
+    x = as_float32(x, "x")
     q = F32(qmax("bipolar", p))
     amax = np.maximum(np.maximum(np.abs(np.max(x, axis=(1, 2))), np.abs(np.min(x, axis=(1, 2)))),
                       EPS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import quant as Q
+from .errors import InvalidDtypeError, as_float32, check_bool, is_int
 from .streams import OWEN_MODES, side_streams
 
 __all__ = ["sc_matmul", "sc_matmul_bitlevel", "resolve", "tables", "GRANULARITIES", "MODES",
@@ -18,21 +19,6 @@ __all__ = ["sc_matmul", "sc_matmul_bitlevel", "resolve", "tables", "GRANULARITIE
 GRANULARITIES = ("per_tensor", "per_row", "per_head")
 MODES = ("bipolar", "unipolar")
 F32 = np.float32
-
-
-class InvalidDtypeError(ValueError, TypeError):
-    """A non-float operand (both a ValueError, as SPEC.md says, and a TypeError)."""
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _as_float32(x, name):
-    x = np.asarray(x)
-    if x.dtype.kind != "f" and x.dtype.name not in ("bfloat16",):
-        raise InvalidDtypeError(f"{name} must be a float array, got dtype {x.dtype}")
-    return x.astype(np.float32)
 
 
 def resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_b,
@@ -45,10 +31,10 @@ def resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if scramble not in OWEN_MODES:
         raise ValueError(f"scramble must be one of {OWEN_MODES}, got {scramble!r}")
-    if not _is_int(sc_prec) or not 2 <= sc_prec <= 12:
+    if not is_int(sc_prec) or not 2 <= sc_prec <= 12:
         raise ValueError(f"sc_prec must be an int in [2, 12], got {sc_prec!r}")
-    a = _as_float32(a, "a")
-    b = _as_float32(b, "b")
+    a = as_float32(a, "a")
+    b = as_float32(b, "b")
     if a.ndim not in (2, 3):
         raise ValueError(f"a must be 2D or 3D, got shape {a.shape}")
     if b.ndim not in (2, 3):
@@ -62,26 +48,26 @@ def resolve(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group_
     if a.size == 0 or b.size == 0:
         raise ValueError(f"a and b must be non-empty, got a {a.shape} and b {b.shape}")
     for name, g in (("group_a", group_a), ("group_b", group_b)):
-        if not _is_int(g) or g < 1:
+        if not is_int(g) or g < 1:
             raise ValueError(f"{name} must be an int >= 1, got {g!r}")
-    if not _is_int(chunk_d) or chunk_d < 0:
+    if not is_int(chunk_d) or chunk_d < 0:
         raise ValueError(f"chunk_d must be an int >= 0, got {chunk_d!r}")
     if chunk_d > 0 and (granularity != "per_row" or mode != "bipolar" or a.ndim != 2):
         raise ValueError("chunk_d > 0 requires granularity='per_row', mode='bipolar' and 2D inputs")
     if granularity == "per_head" and (a.ndim != 3 or mode != "bipolar"):
         raise ValueError("granularity='per_head' requires 3D inputs and mode='bipolar'")
     B = 2 ** sc_prec
-    if halve_bipolar_stoc_len and mode == "bipolar":
+    if check_bool(halve_bipolar_stoc_len, "halve_bipolar_stoc_len") and mode == "bipolar":
         stoc_len = B // 2 if stoc_len is None else stoc_len
         rng_levels = B // 2 if rng_levels is None else rng_levels
     L = B if stoc_len is None else stoc_len
     G = B if rng_levels is None else rng_levels
-    if not _is_int(L) or not 1 <= L <= B:
+    if not is_int(L) or not 1 <= L <= B:
         raise ValueError(f"stoc_len must be an int in [1, 2**sc_prec={B}], got {L!r}")
-    if not _is_int(G) or not 1 <= G <= B:
+    if not is_int(G) or not 1 <= G <= B:
         raise ValueError(f"rng_levels must be an int in [1, 2**sc_prec={B}], got {G!r}")
     if smooth_scales is not None:
-        s = _as_float32(smooth_scales, "smooth_scales")
+        s = as_float32(smooth_scales, "smooth_scales")
         if s.shape != (a.shape[-1],):
             raise ValueError(f"smooth_scales must have shape (D,)=({a.shape[-1]},), got {s.shape}")
         with np.errstate(all="ignore"):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import check_float
+
 __all__ = ["accumulate_act_scales", "compute_smooth_scales", "apply_smoothing",
            "apply_smoothing_offline", "pow_f32"]
 
@@ -23,19 +25,19 @@ def pow_f32(x: np.ndarray, e: float) -> np.ndarray:
 
 def accumulate_act_scales(x, running=None) -> np.ndarray:
     """Element-wise max of ``running`` and max |x| over all leading dims."""
-    x = np.asarray(x)
+    x = check_float(x, "x")
     cur = np.max(np.abs(x.reshape(-1, x.shape[-1])), axis=0)
     if running is None:
         return cur
-    return np.maximum(np.asarray(running, dtype=cur.dtype), cur)
+    return np.maximum(check_float(running, "running").astype(cur.dtype), cur)
 
 
 def compute_smooth_scales(act, w, alpha: float = 0.5, eps: float = 1e-5) -> np.ndarray:
     """``clip(clip(act, eps)^alpha / clip(max_m |w|, eps)^(1-alpha), eps)`` in float32."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    w = np.asarray(w)
-    a = np.maximum(np.asarray(act).astype(np.float32), F32(eps))
+    w = check_float(w, "w")
+    a = np.maximum(check_float(act, "act").astype(np.float32), F32(eps))
     wmax = np.maximum(np.max(np.abs(w.astype(np.float32)), axis=0), F32(eps))
     s = np.maximum(pow_f32(a, alpha) / pow_f32(wmax, 1.0 - alpha), F32(eps))
     return s.astype(w.dtype)
@@ -43,9 +45,10 @@ def compute_smooth_scales(act, w, alpha: float = 0.5, eps: float = 1e-5) -> np.n
 
 def apply_smoothing(a, b, s):
     """``(a / s, b * s)`` along the last axis."""
-    return np.asarray(a) / s, np.asarray(b) * s
+    s = check_float(s, "s")
+    return check_float(a, "a") / s, check_float(b, "b") * s
 
 
 def apply_smoothing_offline(w, s):
     """``w * s``: bake the scales into a weight once."""
-    return np.asarray(w) * s
+    return check_float(w, "w") * check_float(s, "s")

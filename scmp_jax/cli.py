@@ -11,7 +11,12 @@ import time
 
 import numpy as np
 
+from ._src.errors import check_int
+from .cli_tools.argtypes import SC_PREC, int_in
+
 __all__ = ["main", "demo"]
+
+POSITIVE, NON_NEGATIVE, PREC = int_in(1), int_in(0), int_in(*SC_PREC)
 
 _SHAPES = {
     # name: (a shape, b shape, 3D?)
@@ -43,6 +48,7 @@ def _time(fn, repeats: int) -> float:
 def demo(shapes=("small", "mlp", "attn-qk"), stoc_lens=(None, 64), sc_prec: int = 8,
          repeats: int = 3, seed: int = 0, out=sys.stdout) -> list[dict]:
     """SC matmul error vs the exact matmul and time per call, as a table."""
+    check_int(repeats, "repeats", 1)
     import jax
     import jax.numpy as jnp
     import scmp_jax
@@ -88,10 +94,10 @@ def _add_demo(sub) -> None:
                        description=demo.__doc__)
     p.add_argument("--shapes", nargs="+", default=["small", "mlp", "attn-qk"],
                    choices=sorted(_SHAPES))
-    p.add_argument("--stoc-lens", nargs="+", type=int, default=None,
+    p.add_argument("--stoc-lens", nargs="+", type=POSITIVE, default=None,
                    help="stream lengths to compare (default: 2**sc_prec and 64)")
-    p.add_argument("--sc-prec", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sc-prec", type=PREC, default=8)
+    p.add_argument("--repeats", type=POSITIVE, default=3)
     p.add_argument("--quick", action="store_true", help="small shape only, one repeat")
 
 
@@ -102,7 +108,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--quick", action="store_true", help="fewer cases (always on without a GPU)")
     p.add_argument("--full-on-cpu", action="store_true",
                    help="without a GPU, run every case (scaled-down shapes) instead of --quick")
-    p.add_argument("--repeats", type=int, default=5, help="timing samples per case (median)")
+    p.add_argument("--repeats", type=POSITIVE, default=5,
+                   help="timing samples per case (median)")
     p.add_argument("--out", default="bench_results.json", help="JSON results file")
     p.add_argument("--reference", default=None,
                    help="directory with a local copy of the scmp_kernels package (GPU only)")
@@ -120,22 +127,23 @@ def _add_profile(sub) -> None:
     p.add_argument("--npz", default=None,
                    help="operands: arrays a, b or pairs a_<name>, b_<name> (default: capture "
                         "from the MiniLM example on its built-in sentences)")
-    p.add_argument("--rows", type=int, default=64,
+    p.add_argument("--rows", type=POSITIVE, default=64,
                    help="MiniLM dense layers: token rows kept per activation (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="row subsampling seed")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="row subsampling seed")
     p.add_argument("--pairs", nargs="+", default=None,
                    help="only these operand pairs (names as printed, e.g. L0.query)")
     p.add_argument("--save-operands", default=None, metavar="FILE",
                    help="also write the operand pairs to FILE (.npz, usable as --npz)")
-    p.add_argument("--stoc-lens", nargs="+", type=int, default=list(DEFAULT_STOC_LENS))
+    p.add_argument("--stoc-lens", nargs="+", type=POSITIVE, default=list(DEFAULT_STOC_LENS))
     p.add_argument("--scrambles", nargs="+", default=list(DEFAULT_SCRAMBLES),
                    choices=["bitrev", "counter", "off", "random"])
     p.add_argument("--halves", nargs="+", default=["full", "halve"], choices=["full", "halve"],
                    help="halve_bipolar_stoc_len settings (halve: RNG grid 2**(sc_prec-1))")
     p.add_argument("--granularity", default="per_row", choices=["per_row", "per_tensor"])
     p.add_argument("--mode", default="bipolar", choices=["bipolar", "unipolar"])
-    p.add_argument("--sc-prec", type=int, default=8)
-    p.add_argument("--chunk-d", type=int, default=0, help="chunk_d for 2D pairs (per_row bipolar)")
+    p.add_argument("--sc-prec", type=PREC, default=8)
+    p.add_argument("--chunk-d", type=NON_NEGATIVE, default=0,
+                   help="chunk_d for 2D pairs (per_row bipolar)")
     p.add_argument("--out-dir", default="profile_out")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / lines")
@@ -150,17 +158,19 @@ def _add_export(sub) -> None:
         "streams, enable counts k, product counts c, accumulators and float outputs, as "
         "vectors.npz and hex text files (widths in manifest.json). Checks that the JAX "
         "sc_matmul gives the same float32 bits.")
-    p.add_argument("--sc-prec", type=int, default=8)
-    p.add_argument("--stoc-len", type=int, default=None,
+    p.add_argument("--sc-prec", type=PREC, default=8)
+    p.add_argument("--stoc-len", type=POSITIVE, default=None,
                    help="stream length L (default 2**sc_prec)")
-    p.add_argument("--rng-levels", type=int, default=None, help="RNG grid G (default 2**sc_prec)")
+    p.add_argument("--rng-levels", type=POSITIVE, default=None,
+                   help="RNG grid G (default 2**sc_prec)")
     p.add_argument("--scramble", default="bitrev", choices=["bitrev", "counter", "off", "random"])
     p.add_argument("--config", default="default", choices=list(CONFIG_BUILDERS),
                    help="stream config builder (golden.configs; default = sobol_simple)")
-    p.add_argument("-D", "--dim", type=int, default=16, help="inner dimension D (random operands)")
-    p.add_argument("--rows", type=int, default=4, help="rows N of a (random operands)")
-    p.add_argument("--cols", type=int, default=None, help="rows M of b (default: --rows)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("-D", "--dim", type=POSITIVE, default=16,
+                   help="inner dimension D (random operands)")
+    p.add_argument("--rows", type=POSITIVE, default=4, help="rows N of a (random operands)")
+    p.add_argument("--cols", type=POSITIVE, default=None, help="rows M of b (default: --rows)")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0,
                    help="operand seed (and rng_seed of the randomized config builders)")
     p.add_argument("--npz", default=None, help="given operands: arrays a (N, D) and b (M, D)")
     p.add_argument("--mode", default="bipolar", choices=["bipolar", "unipolar"])
@@ -192,6 +202,17 @@ def _run_profile(args) -> int:
     return 0
 
 
+def _check_lengths(parser, args) -> None:
+    """Stream lengths and RNG grids at most ``2**sc_prec`` (argparse error otherwise)."""
+    B = 2 ** getattr(args, "sc_prec", 8)
+    for opt in ("stoc_lens", "stoc_len", "rng_levels"):
+        vals = getattr(args, opt, None)
+        for v in vals if isinstance(vals, list) else [vals]:
+            if v is not None and v > B:
+                parser.error(f"argument --{opt.replace('_', '-')}: must be <= 2**sc_prec = {B}, "
+                             f"got {v}")
+
+
 def main(argv=None) -> int:
     """Entry point of ``scmp-jax``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="scmp-jax", description=__doc__)
@@ -201,6 +222,7 @@ def main(argv=None) -> int:
     _add_profile(sub)
     _add_export(sub)
     args = parser.parse_args(argv)
+    _check_lengths(sub.choices[args.cmd], args)
     if args.cmd == "demo":
         shapes = ["small"] if args.quick else args.shapes
         stoc = tuple(args.stoc_lens) if args.stoc_lens else (None, 64)

@@ -1,10 +1,14 @@
 """Typed errors and the argument checks every public op shares."""
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["InvalidDtypeError", "is_int", "check_float", "with_dtype"]
+__all__ = ["InvalidDtypeError", "FLOAT_DTYPES", "is_int", "check_float", "check_bool",
+           "check_int", "with_dtype"]
+
+#: The float dtypes a public op accepts as input (SPEC.md section 7.6); the
+#: golden model's ``golden.errors.FLOAT_DTYPES`` is the same tuple.
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class InvalidDtypeError(ValueError, TypeError):
@@ -27,8 +31,28 @@ def with_dtype(x):
 
 
 def check_float(x, name: str):
-    """``x`` when it is a float array, else ``InvalidDtypeError`` naming it."""
+    """``x`` when its dtype is one of ``FLOAT_DTYPES``, else ``InvalidDtypeError``
+    naming it (float8 / float4, integers, bools and complex are rejected)."""
     x, dt = with_dtype(x)
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise InvalidDtypeError(f"{name} must be a float array, got dtype {dt}")
+    if np.dtype(dt).name not in FLOAT_DTYPES:
+        raise InvalidDtypeError(f"{name} must be a float array ({', '.join(FLOAT_DTYPES)}), "
+                                f"got dtype {dt}")
     return x
+
+
+def check_bool(v, name: str) -> bool:
+    """``v`` as a bool when it is one (Python or NumPy), else TypeError naming it:
+    a string such as "no" or an int is not a flag."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {v!r}")
+    return bool(v)
+
+
+def check_int(v, name: str, lo: int | None = None) -> int:
+    """``v`` as an int: TypeError naming it unless an int (bools are not), ValueError
+    below ``lo``."""
+    if not is_int(v):
+        raise TypeError(f"{name} must be an int, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    return int(v)

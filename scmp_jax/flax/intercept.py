@@ -41,6 +41,7 @@ Matching: the first rule whose ``module_path`` regex fullmatches the module
 path ('/'-joined, root = ''), whose ``op_names`` hold the op name and which
 accepts act x act ops if the op is one, decides; ``arithmetic=None`` keeps
 the op exact; no matching rule keeps it exact. Non-float operands stay exact.
+A rule that matches no operation of a call is a UserWarning (once per call).
 
 Files: ``rules.py`` (``Rule``, ``SC``, ``FP4``, ``Report``), ``_interp.py`` (the
 interpreter of step 2), this module (step 1 and the ``simulate`` wrappers).
@@ -117,6 +118,7 @@ class _Base:
         interp = Interp(self.rules, paths)
         outs = interp.run(closed.jaxpr, closed.consts, flat_in, flags)
         self._local.report = Report(self.rules, interp.records)
+        self._local.report.warn_unused()
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), outs)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import warnings
 from typing import Any
 
+from .._src.errors import check_bool
 from ..sc.api import sc_matmul
 from .dot_general import as_fp4_config, fp4_matmul_pair, sc_matmul_pair
 
@@ -57,6 +59,7 @@ class Rule:
         if bad:
             raise ValueError(f"op_names must be among {OP_NAMES}, got {bad}")
         object.__setattr__(self, "op_names", ops)
+        object.__setattr__(self, "act_act", check_bool(self.act_act, "act_act"))
         if self.arithmetic is not None and not isinstance(self.arithmetic, (SC, FP4)):
             raise ValueError(f"arithmetic must be SC(...), FP4(...) or None, "
                              f"got {self.arithmetic!r}")
@@ -89,6 +92,15 @@ class Report:
     def unused_rules(self):
         used = {r.rule for r in self.records}
         return [(i, r) for i, r in enumerate(self.rules) if i not in used]
+
+    def warn_unused(self) -> None:
+        """One UserWarning naming every rule that matched no operation."""
+        unused = self.unused_rules
+        if unused:
+            names = "; ".join(f"rule {i} (module_path={r.module_path!r}, op_names={r.op_names}"
+                              f"{', act_act=True' if r.act_act else ''})" for i, r in unused)
+            warnings.warn(f"simulate: {len(unused)} rule(s) matched no operation: {names}",
+                          UserWarning, stacklevel=4)
 
     def table(self) -> str:
         head = ("path", "op", "lhs", "rhs", "act_act", "rule", "arithmetic")

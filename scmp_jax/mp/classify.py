@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._src.errors import check_float, check_int, with_dtype
 from .._src.ieee import div as _div, use_soft
 from .config import FreeBoundaryMPConfig, METRICS, MPConfig, RangeMPConfig, RowAssignment
 
@@ -65,7 +66,7 @@ def row_metric(x, kind: str = "x_row_max") -> jax.Array:
     ``q_row_max`` / ``x_row_max`` = max |x|, ``attn_row_max`` = max x."""
     if kind not in METRICS:
         raise ValueError(f"kind must be one of {METRICS}, got {kind!r}")
-    x = jnp.asarray(x).astype(F32)
+    x = jnp.asarray(check_float(x, "x")).astype(F32)
     return jnp.max(x if kind == "attn_row_max" else jnp.abs(x), axis=-1)
 
 
@@ -82,11 +83,11 @@ def quantile_counts(n_rows: int, fractions: Sequence[float]) -> tuple:
 
 
 def _metric_1d(metric) -> jax.Array:
-    m = jnp.asarray(metric)
+    """float32 (N,) of a metric of a ``FLOAT_DTYPES`` or integer dtype."""
+    metric, dt = with_dtype(metric)
+    m = jnp.asarray(metric if jnp.issubdtype(dt, jnp.integer) else check_float(metric, "metric"))
     if m.ndim != 1 or m.shape[0] < 1:
         raise ValueError(f"metric must have shape (N,) with N >= 1, got {m.shape}")
-    if not (jnp.issubdtype(m.dtype, jnp.floating) or jnp.issubdtype(m.dtype, jnp.integer)):
-        raise ValueError(f"metric must be a real array, got dtype {m.dtype}")
     return m.astype(F32)
 
 
@@ -167,6 +168,10 @@ def adaptive_classify_rows(metric, config, operator: Optional[str] = None,
     if not hasattr(config, "stoc_len_levels") or not hasattr(config, "get_thresholds"):
         raise ValueError(f"config must be an AdaptiveMPConfig, got {type(config).__name__}")
     m = _metric_1d(metric)
+    for name, v in (("block_idx", block_idx), ("total_blocks", total_blocks),
+                    ("timestep", timestep), ("total_timesteps", total_timesteps)):
+        if v is not None:
+            check_int(v, name)
     levels = config.stoc_len_levels
     if isinstance(config, FreeBoundaryMPConfig):
         if block_idx is None:
@@ -213,11 +218,9 @@ def classify_groups_by_range(weight, group_size: int, config: RangeMPConfig,
     per-weight-row ``col_stoc_len``. ValueError if ``M % group_size != 0``."""
     if not isinstance(config, RangeMPConfig):
         raise ValueError(f"config must be a RangeMPConfig, got {type(config).__name__}")
-    w = jnp.asarray(weight)
+    w = jnp.asarray(check_float(weight, "weight"))
     if w.ndim != 2 or w.size == 0:
         raise ValueError(f"weight must be a non-empty 2D array, got shape {w.shape}")
-    if not jnp.issubdtype(w.dtype, jnp.floating):
-        raise ValueError(f"weight must be a float array, got dtype {w.dtype}")
     out_features = w.shape[0]
     if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)):
         raise ValueError(f"group_size must be an int, got {group_size!r}")

@@ -3,8 +3,9 @@
 A config names a descending tuple of stream lengths (``stoc_len_levels``,
 level 0 = longest; a trailing 0 = pruned rows) and the rule that maps each
 row to a level. Configs are static under ``jax.jit``; dict-valued fields are
-held as read-only mappings. Invalid values raise ValueError. The calibrated
-threshold table is the reference's JSON (:meth:`AdaptiveMPConfig.from_json`).
+held as read-only mappings. Invalid values raise ValueError (a flag that is
+not a bool: TypeError). The calibrated threshold table is the reference's
+JSON (:meth:`AdaptiveMPConfig.from_json`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .._src.errors import check_bool, is_int as _is_int
 
 __all__ = ["MPConfig", "AdaptiveMPConfig", "FreeBoundaryMPConfig", "RangeMPConfig",
            "RowAssignment", "FrozenMap", "METRICS", "bucket_index", "parse_bucket_key"]
@@ -49,10 +52,6 @@ class FrozenMap(Mapping):
 
     def __repr__(self):
         return f"FrozenMap({self._d!r})"
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _levels(levels, name: str, min_len: int) -> tuple:
@@ -198,7 +197,7 @@ class AdaptiveMPConfig:
 
     def __post_init__(self):
         levels = _levels(self.stoc_len_levels, "stoc_len_levels", 2)
-        if not self.enable_pruning:
+        if not check_bool(self.enable_pruning, "enable_pruning"):
             levels = tuple(v for v in levels if v > 0)
         _set(self, "stoc_len_levels", levels)
         if self.threshold_table_path:

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._src.errors import check_bool, check_int
 from .config import RowAssignment
 
 __all__ = ["CycleBudget", "cycle_budget", "MPDistributionLogger", "AutoMPBudgetLogger",
@@ -64,6 +65,9 @@ def cycle_budget(row_stoc_len=None, col_stoc_len=None, *, N: Optional[int] = Non
     """
     if row_stoc_len is None and col_stoc_len is None:
         raise ValueError("give row_stoc_len and/or col_stoc_len")
+    for name, v in (("N", N), ("M", M), ("D", D), ("max_len", max_len)):
+        if v is not None:
+            check_int(v, name, 0)
     rows = _length_counts(row_stoc_len, "row_stoc_len") if row_stoc_len is not None else None
     cols = _length_counts(col_stoc_len, "col_stoc_len") if col_stoc_len is not None else None
     if rows is None:
@@ -182,7 +186,7 @@ class AutoMPBudgetLogger:
     """Per-forward (block, operator, baseline, actual) records, kept only while enabled."""
 
     def __init__(self, enabled: bool = False):
-        self.enabled = enabled
+        self.enabled = check_bool(enabled, "enabled")
         self.entries: list = []
 
     def enable(self) -> None:
@@ -210,7 +214,7 @@ class AutoMPBudgetLogger:
 
     def snapshot(self, clear: bool = False) -> list:
         out = list(self.entries)
-        if clear:
+        if check_bool(clear, "clear"):
             self.clear()
         return out
 
@@ -219,7 +223,7 @@ class AutoMPBudgetLogger:
         for e in self.entries:
             out["baseline"] += e["baseline"]
             out["actual"] += e["actual"]
-        if clear:
+        if check_bool(clear, "clear"):
             self.clear()
         return out
 
@@ -235,7 +239,7 @@ class MetricProfiler:
               "q25", "q75", "q95", "q99")
 
     def __init__(self, enabled: bool = True):
-        self.enabled = enabled
+        self.enabled = check_bool(enabled, "enabled")
         self.entries: list = []
 
     def record(self, metric, timestep: int, block_idx: int, operator: str) -> None:

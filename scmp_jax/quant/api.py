@@ -18,7 +18,7 @@ import numpy as np
 from .._src import dispatch, ieee
 from .._src import granularity as GR
 from .._src.dispatch import Backend
-from .._src.errors import is_int
+from .._src.errors import check_bool, check_float, is_int
 from . import pallas as QP
 from . import xla as QX
 
@@ -49,10 +49,9 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
         raise ValueError(f"group must be an int >= 1, got {group!r}")
     if np.ndim(x) not in (2, 3):
         raise ValueError(f"x must be 2D or 3D, got shape {np.shape(x)}")
-    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        raise ValueError(f"x must be a float array, got dtype {jnp.result_type(x)}")
+    x = check_float(x, "x")
     gran.check(ndim=np.ndim(x), mode=mode)
-    if chunk and mode != "bipolar":
+    if check_bool(chunk, "chunk") and mode != "bipolar":
         raise ValueError("chunk=True requires mode='bipolar'")
     sch = QX.Scheme(gran, mode, int(sc_prec), int(G), int(group), bool(chunk))
     return _quantize(jnp.asarray(x), sch, backend)

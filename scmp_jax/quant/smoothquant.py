@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._src import dispatch
+from .._src.errors import check_float
 from .._src.ieee import div, max_nan, sqrt
 from .pallas import col_absmax
 
@@ -26,6 +27,7 @@ def _pow(x, e: float):
 
 
 def _check_d(name, arr, D):
+    arr = check_float(arr, name)
     if np.ndim(arr) != 1 or np.shape(arr)[0] != D:
         raise ValueError(f"{name} must have shape (D,)=({D},), got {np.shape(arr)}")
 
@@ -36,13 +38,11 @@ def accumulate_act_scales(x, running=None, *, implementation=None):
     ``implementation``: None (Pallas on GPU, else XLA) | "xla" | "pallas"
     (interpret mode off GPU). NaN propagates.
     """
-    x = jnp.asarray(x)
+    x = jnp.asarray(check_float(x, "x"))
     if x.ndim < 1:
         raise ValueError(f"x must have at least one dim, got shape {x.shape}")
     if x.size == 0:
         raise ValueError(f"x must be non-empty, got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must be a float array, got dtype {x.dtype}")
     backend = dispatch.resolve(implementation, op="accumulate_act_scales")
     x2 = x.reshape(-1, x.shape[-1])
     if backend.pallas:
@@ -64,7 +64,7 @@ def compute_smooth_scales(act_scales, weight, alpha: float = 0.5, eps: float = 1
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    weight = jnp.asarray(weight)
+    weight = jnp.asarray(check_float(weight, "weight"))
     if weight.ndim != 2:
         raise ValueError(f"weight must be 2D (M, D), got shape {weight.shape}")
     _check_d("act_scales", act_scales, weight.shape[1])
@@ -76,6 +76,7 @@ def compute_smooth_scales(act_scales, weight, alpha: float = 0.5, eps: float = 1
 
 def apply_smoothing(a, b, smooth_scales):
     """``(a / s, b * s)`` along the shared last dim D."""
+    a, b = check_float(a, "a"), check_float(b, "b")
     _check_d("smooth_scales", smooth_scales, np.shape(a)[-1])
     if np.shape(b)[-1] != np.shape(a)[-1]:
         raise ValueError(f"a and b must share the last dim, got {np.shape(a)} and {np.shape(b)}")
@@ -84,5 +85,6 @@ def apply_smoothing(a, b, smooth_scales):
 
 def apply_smoothing_offline(weight, smooth_scales):
     """``weight * s``: bake the scales into a weight once."""
+    weight = check_float(weight, "weight")
     _check_d("smooth_scales", smooth_scales, np.shape(weight)[-1])
     return jnp.asarray(weight) * smooth_scales

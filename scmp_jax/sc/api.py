@@ -18,7 +18,7 @@ import numpy as np
 
 from .._src import dispatch
 from .._src import granularity as GR
-from .._src.errors import InvalidDtypeError, check_float, is_int, with_dtype
+from .._src.errors import InvalidDtypeError, check_bool, check_float, is_int, with_dtype
 from . import dense, pallas, sharding, xla
 from .config import SCConfig, as_config
 from .mixed import mixed_tables
@@ -65,7 +65,7 @@ def validate(a, b, granularity, mode, sc_prec, stoc_len, chunk_d, group_a, group
         raise ValueError(f"chunk_d must be an int >= 0, got {chunk_d!r}")
     gran.check(ndim=len(sa), mode=mode, chunk_d=chunk_d)
     B = 2 ** sc_prec
-    if halve and mode == "bipolar":
+    if check_bool(halve, "halve_bipolar_stoc_len") and mode == "bipolar":
         stoc_len = B // 2 if stoc_len is None else stoc_len
         rng_levels = B // 2 if rng_levels is None else rng_levels
     L = B if stoc_len is None else stoc_len

@@ -13,6 +13,8 @@ docs/decisions.md).
 """
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..._src.sharding import sharded
@@ -24,7 +26,7 @@ from ..matmul import heuristic
 from ..matmul.api import matmul_backend, matmul_on
 from ..matmul.tilings import ROW_SCHEDULES
 from ..quantize.api import quantize_args, quantize_backend, quantize_on
-from ..tensor import FP4Tensor, check_tensor, scale_bytes
+from ..tensor import FP4Tensor, check_tensor, positive_or_nan, scale_bytes
 from . import dequant, gemv
 
 __all__ = ["quantized_matmul", "quantized_matmul_on", "one_pass"]
@@ -59,8 +61,14 @@ def quantized_matmul_on(x, w: FP4Tensor, cfg: FP4Config, transform, gs, quant_ba
     # e8m0 scales, quantizes by thresholds (traced, the kernel would branch on
     # the rounding and divide per element)
     fn = dequant.linear_dequant if schedule == "dequant" else gemv.linear_gemv
+    # traced global scales that are not positive and finite: NaN alpha (concrete
+    # ones were checked); the kernels multiply by both scales last
+    w_gs = w.global_scale
+    if isinstance(w_gs, jax.core.Tracer) or isinstance(gs, jax.core.Tracer):
+        bad = jnp.isnan(positive_or_nan(w_gs)) | jnp.isnan(positive_or_nan(gs))
+        w_gs = jnp.where(bad, jnp.float32(jnp.nan), w_gs)
     return fn(x, np.float32(cfg.scale_scale), gs,
-              (w.codes, scale_bytes(w.scales), w.global_scale, w.scale_dtype),
+              (w.codes, scale_bytes(w.scales), w_gs, w.scale_dtype),
               group_size=cfg.group_size, scale_dtype=cfg.scale_dtype,
               rounding=ROUNDINGS.index(cfg.rounding), backend=matmul_backend)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import sharding as SH
 from ..backend import Backend, resolve
-from ..tensor import FP4Tensor, check_tensor, scale_bytes
+from ..tensor import FP4Tensor, check_tensor, positive_or_nan, scale_bytes
 from . import heuristic, pallas, xla
 
 __all__ = ["matmul", "matmul_on", "matmul_backend"]
@@ -31,7 +31,8 @@ def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
     """Quantized linear without bias: activations ``a`` (..., N, K) times weights
     ``w`` (M, K) -> float32 (..., N, M) = ``dequant(a) @ dequant(w)^T``: group-scaled
     products summed in float32, then times ``alpha = gs_a * gs_w``; close to (not
-    bit-equal with) a float64 reference."""
+    bit-equal with) a float64 reference. A traced global scale that is not
+    positive and finite makes every element NaN."""
     check_tensor(a, "a")
     check_tensor(w, "w")
     if len(w.shape) != 2:
@@ -57,8 +58,8 @@ def matmul_on(a: FP4Tensor, w: FP4Tensor, backend: Backend):
 
 @partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _matmul(a, w, dtype_a, dtype_w, backend, tiling=None):
-    a = (a[0], scale_bytes(a[1]), a[2], dtype_a)
-    w = (w[0], scale_bytes(w[1]), w[2], dtype_w)
+    a = (a[0], scale_bytes(a[1]), positive_or_nan(a[2]), dtype_a)
+    w = (w[0], scale_bytes(w[1]), positive_or_nan(w[2]), dtype_w)
     if backend.pallas:
         return pallas.matmul(a, w, backend=backend, tiling=tiling)
     return xla.matmul(a, w)

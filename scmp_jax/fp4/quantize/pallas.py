@@ -31,6 +31,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from ..._src.dispatch import Backend, triton_params
+from ..._src.errors import check_bool
 from .. import formats as FM
 from .. import kernel as K
 from .. import softfloat as SF
@@ -258,6 +259,7 @@ def quantize_fused(x, scale_scale, global_scale, transform=None, *, group_size: 
     why = unsupported(group_size, None if transform is None else transform.shape)
     if why:
         raise ValueError(why)
+    return_transformed = check_bool(return_transformed, "return_transformed")
     x, rounding = prologue(x, rounding)
     interpret = backend.interpret
     shape = x.shape

@@ -14,7 +14,9 @@ casts of params leave it alone):
 Forward: ``fp4.quantized_matmul(x, W, act config, transform)`` (=
 ``fp4.matmul(fp4.quantize(x, ...), W)``, one pass for the activation where it
 can) -> float32 (..., M). Quantization and matmul backends are independent (``None`` |
-``"xla"`` | ``"pallas"``).
+``"xla"`` | ``"pallas"``). Differentiating it raises ``NotDifferentiableError``;
+``forward_ste`` is the training form: a float weight quantized in every call,
+the tangent that of the float ``T(x) @ T(w).T`` (straight-through).
 """
 from __future__ import annotations
 
@@ -23,11 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import fp4
+from .._src import grad as GD
 from .._src.dispatch import IMPLEMENTATIONS
+from ..fp4.linear.api import exact_linear
+from ..fp4.quantize.api import ROUNDS_FP4
 from ..fp4.tensor import SCALE_TYPES, FP4Tensor
 
 __all__ = ["resolve_config", "check_impl", "quantize_weight", "check_state", "forward",
-           "hadamard", "STATE_KEYS"]
+           "forward_ste", "hadamard", "check_weight", "STATE_KEYS"]
 
 F32 = jnp.float32
 STATE_KEYS = ("codes", "scales", "global_scale", "act_global_scale")
@@ -73,12 +78,18 @@ def _weight_global_scale(w, cfg):
     return jnp.where(ok, gs, default)
 
 
-def quantize_weight(w, cfg, transform=None, quant_impl=None, act_cfg=None) -> dict:
-    """float (M, K) weight (rows = output features) -> layer state dict."""
+def check_weight(w):
+    """ValueError unless ``w`` is a float (out_features, in_features) array."""
     if not hasattr(w, "dtype") or not jnp.issubdtype(w.dtype, jnp.floating):
         raise ValueError(f"w must be a float array (out_features, in_features), got {w!r:.80}")
     if w.ndim != 2:
         raise ValueError(f"w must be 2D (out_features, in_features), got shape {w.shape}")
+    return w
+
+
+def quantize_weight(w, cfg, transform=None, quant_impl=None, act_cfg=None) -> dict:
+    """float (M, K) weight (rows = output features) -> layer state dict."""
+    check_weight(w)
     gs = _weight_global_scale(w, cfg)
     t = None if transform is None else jnp.asarray(transform, F32)
     q = fp4.quantize(w, cfg, global_scale=gs, transform=t, implementation=quant_impl)
@@ -103,21 +114,47 @@ def check_state(state, in_features, out_features, cfg):
                              f"{np.asarray(v).dtype} {tuple(np.shape(v))}")
 
 
-def forward(x, state, cfg, act_cfg, quant_impl, matmul_impl):
-    """float (..., K) -> float32 (..., M)."""
-    codes = state["codes"]
-    M, K = codes.shape[0], 2 * codes.shape[1]
+def _as_rows(x, K):
+    """``x`` checked (float, last axis K) and at least 2D; whether it was 1D."""
     if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x must be a float array (..., {K}), got {type(x).__name__}")
     if x.ndim < 1 or x.shape[-1] != K:
         raise ValueError(f"x must have last axis in_features={K}, got shape {x.shape}")
-    squeeze = x.ndim == 1
-    if squeeze:
-        x = x[None]
+    return (x[None], True) if x.ndim == 1 else (x, False)
+
+
+def _linear(x, state, cfg, act_cfg, quant_impl, matmul_impl):
+    codes = state["codes"]
+    M, K = codes.shape[0], 2 * codes.shape[1]
     scales = jax.lax.bitcast_convert_type(state["scales"], SCALE_TYPES[cfg.scale_dtype])
     w = FP4Tensor(codes, scales, state["global_scale"], cfg.group_size, cfg.scale_dtype,
                   cfg.rounding, (M, K))
-    y = fp4.quantized_matmul(x, w, act_cfg, global_scale=state["act_global_scale"],
-                             transform=state.get("transform"), quant_implementation=quant_impl,
-                             matmul_implementation=matmul_impl)
+    return fp4.quantized_matmul(x, w, act_cfg, global_scale=state["act_global_scale"],
+                                transform=state.get("transform"), quant_implementation=quant_impl,
+                                matmul_implementation=matmul_impl)
+
+
+def forward(x, state, cfg, act_cfg, quant_impl, matmul_impl, op="QuantLinear"):
+    """float (..., K) -> float32 (..., M); differentiating raises, naming ``op``."""
+    x, squeeze = _as_rows(x, 2 * state["codes"].shape[1])
+    hint = (f"construct {op}(..., grad='ste') to train it (a float weight quantized in every "
+            "call, the straight-through gradient of the exact float matmul)")
+    y = GD.call(lambda x, s: _linear(x, s, cfg, act_cfg, quant_impl, matmul_impl), (x, state),
+                op=op, why=ROUNDS_FP4, hint=hint)
+    return y[0] if squeeze else y
+
+
+def forward_ste(x, w, transform, cfg, act_cfg, quant_impl, matmul_impl, op="QuantLinear"):
+    """float (..., K), float weight ``w`` (M, K) -> float32 (..., M): the value of
+    ``forward`` with ``quantize_weight(w, ...)`` (same bits), the tangent of
+    ``T(x) @ T(w).T`` in ``x``, ``w`` and the transform."""
+    x, squeeze = _as_rows(x, w.shape[1])
+
+    def run(x, w, t):
+        return _linear(x, quantize_weight(w, cfg, t, quant_impl, act_cfg), cfg, act_cfg,
+                       quant_impl, matmul_impl)
+
+    def exact(x, w, t):
+        return exact_linear(x, w if t is None else fp4.block_transform(w, t), t)
+    y = GD.call(run, (x, w, transform), op=op, grad="ste", exact=exact)
     return y[0] if squeeze else y

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
+from .._src.grad import NotDifferentiableError
 from ._contract import INTERNAL_SCOPE, contract
 from .rules import OpRecord
 
@@ -169,6 +170,8 @@ class Interp:
                             eqn.outvars[0].aval.dtype)
         except ValueError as e:
             raise ValueError(f"module {path or '<root>'!r}, op {op}: {e}") from e
+        except NotDifferentiableError as e:
+            raise NotDifferentiableError(f"module {path or '<root>'!r}, op {op}: {e}") from e
 
 
 def _retrace(interp, closed, flags, st):

@@ -11,6 +11,8 @@ Batch dims of dot_general (attention einsums) become the leading dim H of a
 3D ``sc_matmul`` (use ``granularity="per_head"`` there). ``precision`` and
 ``out_sharding`` are accepted and ignored; the result has dot_general's dtype
 (``preferred_element_type`` if given, else the operands' result type).
+Differentiating raises ``NotDifferentiableError`` unless ``grad="ste"``
+(straight-through: the tangent of the exact ``a @ b.T`` of each contraction).
 """
 from __future__ import annotations
 
@@ -20,12 +22,15 @@ import jax
 import jax.numpy as jnp
 
 from .. import fp4 as _fp4
+from .._src import grad as GD
 from .._src import granularity as GR
 from ..fp4.config import PRESETS, FP4Config
+from ..fp4.quantize.api import ROUNDS_FP4
 from ..sc.api import sc_matmul
 from ._contract import contract, out_aval
 
-__all__ = ["sc_dot_general", "fp4_dot_general", "sc_einsum", "fp4_einsum", "as_fp4_config"]
+__all__ = ["sc_dot_general", "fp4_dot_general", "sc_einsum", "fp4_einsum", "as_fp4_config",
+           "ste_hint"]
 
 
 def _sig(fn, name, kind, info):
@@ -43,27 +48,40 @@ def _wrap(matmul2d, matmul3d, name, kind, info):
     return _sig(dot_general, name, kind, info)
 
 
-def sc_matmul_pair(granularity="per_row", **sc_kwargs):
-    """``(f2d, f3d)``: ``sc_matmul`` with fixed settings, for 2D and 3D operands.
+def ste_hint(name: str) -> str:
+    """The error's advice: pass ``grad='ste'`` to ``name``."""
+    return (f"pass {name}(..., grad='ste') for a straight-through estimator (the gradient of "
+            "the exact float matmul)")
+
+
+def sc_matmul_pair(granularity="per_row", *, op="sc_dot_general", hint=None, **sc_kwargs):
+    """``(f2d, f3d)``: ``sc_matmul`` with fixed settings, for 2D and 3D operands;
+    ``grad`` (in ``sc_kwargs``) as ``sc_matmul``'s, its error naming ``op``
+    (advice ``hint``, default ``ste_hint(op)``).
 
     A granularity that takes only 3D operands (per_head) makes a 2D contraction
     a ValueError."""
+    grad = GD.check_grad(sc_kwargs.pop("grad", None), op)
+    hint = hint or ste_hint(op)
+
+    def f3d(a, b):
+        return GD.call(lambda a, b: sc_matmul(a, b, granularity, **sc_kwargs), (a, b), op=op,
+                       grad=grad, exact=GD.exact_matmul, hint=hint)
+
     def f2d(a, b):
         if 2 not in GR.get(granularity).ranks:
             two_d = [g for g in GR.GRANULARITIES if 2 in GR.get(g).ranks]
             raise ValueError(f"granularity={granularity!r} needs a contraction with a batch dim "
                              "(e.g. attention's per-head einsum); a plain Dense/Linear "
                              f"contraction has none: use one of {two_d}")
-        return sc_matmul(a, b, granularity, **sc_kwargs)
-
-    def f3d(a, b):
-        return sc_matmul(a, b, granularity, **sc_kwargs)
+        return f3d(a, b)
     return f2d, f3d
 
 
 def sc_dot_general(granularity: str = "per_row", **sc_kwargs):
     """A ``lax.dot_general`` replacement computing every contraction with
-    ``scmp_jax.sc_matmul(a, b, granularity, **sc_kwargs)`` (lhs -> a, rhs -> b)."""
+    ``scmp_jax.sc_matmul(a, b, granularity, **sc_kwargs)`` (lhs -> a, rhs -> b);
+    ``grad="ste"`` for a straight-through gradient."""
     inspect.signature(sc_matmul).bind(None, None, granularity, **sc_kwargs)  # names only
     f2d, f3d = sc_matmul_pair(granularity, **sc_kwargs)
     return _wrap(f2d, f3d, "sc_dot_general", "sc", dict(granularity=granularity, **sc_kwargs))
@@ -78,33 +96,44 @@ def as_fp4_config(fmt) -> FP4Config:
     raise ValueError(f"fmt must be an FP4Config or one of {tuple(PRESETS)}, got {fmt!r}")
 
 
-def fp4_matmul_pair(fmt="mxfp4", w_fmt=None, implementation=None):
+def fp4_matmul_pair(fmt="mxfp4", w_fmt=None, implementation=None, grad=None, *,
+                    op="fp4_dot_general", hint=None):
     """``(f2d, f3d)``: ``fp4.matmul(quantize(a, fmt), quantize(b, w_fmt or fmt))``;
     both operands quantized along D (groups of ``group_size`` along the
-    contraction); 3D operands run one 2D matmul per leading index."""
+    contraction); 3D operands run one 2D matmul per leading index. ``grad``:
+    None (differentiating raises, naming ``op``, advice ``hint``) | "ste" (the
+    exact ``a @ b.T``'s tangent)."""
     ca, cw = as_fp4_config(fmt), as_fp4_config(fmt if w_fmt is None else w_fmt)
+    GD.check_grad(grad, op)
+    hint = hint or ste_hint(op)
 
-    def f2d(a, b):
+    def q2d(a, b):
+        qa = _fp4.quantize(a, ca, implementation=implementation)
+        qb = _fp4.quantize(b, cw, implementation=implementation)
+        return _fp4.matmul(qa, qb, implementation=implementation)
+
+    def q3d(a, b):
+        return jax.lax.map(lambda ab: q2d(*ab), (a, b))
+
+    def run(q, a, b):
         D = a.shape[-1]
         for c in (ca, cw):
             if D % c.group_size or D % 2:
                 raise ValueError(f"fp4 needs the contracted size D={D} to be even and a "
                                  f"multiple of group_size={c.group_size}")
-        qa = _fp4.quantize(a, ca, implementation=implementation)
-        qb = _fp4.quantize(b, cw, implementation=implementation)
-        return _fp4.matmul(qa, qb, implementation=implementation)
-
-    def f3d(a, b):
-        return jax.lax.map(lambda ab: f2d(*ab), (a, b))
-    return f2d, f3d
+        return GD.call(q, (a, b), op=op, grad=grad, exact=GD.exact_matmul, why=ROUNDS_FP4,
+                       hint=hint)
+    return (lambda a, b: run(q2d, a, b)), (lambda a, b: run(q3d, a, b))
 
 
-def fp4_dot_general(fmt="mxfp4", *, w_fmt=None, implementation=None):
+def fp4_dot_general(fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None):
     """A ``lax.dot_general`` replacement computing ``fp4.matmul(fp4.quantize(x2d, fmt),
     fp4.quantize(W.T, w_fmt or fmt))``: lhs rows and rhs columns are each
-    quantized along the contracted dim. ``fmt``: "mxfp4" | "nvfp4" | FP4Config."""
-    f2d, f3d = fp4_matmul_pair(fmt, w_fmt, implementation)
-    info = dict(fmt=as_fp4_config(fmt), w_fmt=None if w_fmt is None else as_fp4_config(w_fmt))
+    quantized along the contracted dim. ``fmt``: "mxfp4" | "nvfp4" | FP4Config;
+    ``grad="ste"`` for a straight-through gradient."""
+    f2d, f3d = fp4_matmul_pair(fmt, w_fmt, implementation, grad)
+    info = dict(fmt=as_fp4_config(fmt), w_fmt=None if w_fmt is None else as_fp4_config(w_fmt),
+                grad=grad)
     return _wrap(f2d, f3d, "fp4_dot_general", "fp4", info)
 
 
@@ -123,7 +152,7 @@ def sc_einsum(granularity: str = "per_row", **sc_kwargs):
     return _einsum(sc_dot_general(granularity, **sc_kwargs), "sc_einsum")
 
 
-def fp4_einsum(fmt="mxfp4", *, w_fmt=None, implementation=None):
+def fp4_einsum(fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None):
     """``jnp.einsum`` replacement whose contractions run through ``fp4_dot_general``."""
-    return _einsum(fp4_dot_general(fmt, w_fmt=w_fmt, implementation=implementation),
+    return _einsum(fp4_dot_general(fmt, w_fmt=w_fmt, implementation=implementation, grad=grad),
                    "fp4_einsum")

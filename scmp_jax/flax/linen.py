@@ -2,7 +2,10 @@
 
 Variables live in the ``"fp4"`` collection (see ``_core`` for the entries),
 not in ``"params"``: ``jax.tree.map(lambda p: p.astype(bf16), variables["params"])``
-leaves them untouched, and nothing is trainable.
+leaves them untouched, and nothing is trainable (differentiating through the
+layer raises ``NotDifferentiableError``). With ``grad="ste"`` the layer
+trains instead: a float ``"params"`` ``kernel`` quantized in every call, with
+the straight-through gradient of the exact float matmul.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from .._src import grad as GD
 from . import _core
 
 __all__ = ["QuantLinear"]
@@ -26,7 +30,13 @@ class QuantLinear(nn.Module):
     backend of the activation quantizer / the matmul (None | "xla" |
     "pallas"). Built by ``init`` (a ``kernel_init`` weight (features, K) drawn
     from the "params" rng, quantized; ``transform_size=g`` adds an orthonormal
-    Hadamard transform) or by ``from_dense`` / ``from_state_dict``."""
+    Hadamard transform) or by ``from_dense`` / ``from_state_dict``.
+
+    ``grad="ste"``: quantization-aware training. The float weight is a
+    ``"params"`` entry ``kernel`` (in_features, features) (as ``nn.Dense``),
+    quantized in every call (same bits as ``from_dense(kernel.T)``'s packed
+    layer); gradients w.r.t. ``x`` and ``kernel`` are those of the exact
+    ``T(x) @ T(kernel.T).T``. A transform, if any, is in ``"fp4"``."""
     features: int
     fmt: Any = "mxfp4"
     act_fmt: Any = None
@@ -34,18 +44,28 @@ class QuantLinear(nn.Module):
     matmul_impl: Optional[str] = None
     transform_size: Optional[int] = None
     kernel_init: Any = nn.initializers.lecun_normal()
+    grad: Optional[str] = None
 
     def _configs(self):
         cfg = _core.resolve_config(self.fmt)
         act = cfg if self.act_fmt is None else _core.resolve_config(self.act_fmt, "act_fmt")
         _core.check_impl(self.quant_impl, "quant_impl")
         _core.check_impl(self.matmul_impl, "matmul_impl")
+        GD.check_grad(self.grad, "QuantLinear")
         return cfg, act
 
     @nn.compact
     def __call__(self, x):
         cfg, act = self._configs()
         K = jnp.shape(x)[-1] if jnp.ndim(x) else 0
+        if self.grad == "ste":
+            kernel = self.param("kernel", self.kernel_init, (K, self.features), jnp.float32)
+            if self.transform_size is not None and not self.has_variable(COLLECTION, "transform"):
+                self.variable(COLLECTION, "transform", _core.hadamard, self.transform_size)
+            t = (self.get_variable(COLLECTION, "transform")
+                 if self.has_variable(COLLECTION, "transform") else None)
+            return _core.forward_ste(x, jnp.transpose(kernel), t, cfg, act, self.quant_impl,
+                                     self.matmul_impl)
 
         def build():
             w = self.kernel_init(self.make_rng("params"), (K, self.features), jnp.float32).T
@@ -64,15 +84,19 @@ class QuantLinear(nn.Module):
 
     @classmethod
     def from_dense(cls, w, fmt="mxfp4", transform=None, *, act_fmt=None, quant_impl=None,
-                   matmul_impl=None):
+                   matmul_impl=None, grad=None):
         """float weight ``w`` (out_features, in_features) (a linen ``Dense``
         kernel transposed) -> ``(module, variables)``; the weight is quantized
-        as ``quantize(transform(w))``."""
+        as ``quantize(transform(w))`` (with ``grad="ste"``: kept float as the
+        ``kernel`` ``w.T``, quantized in every call)."""
         m = cls(features=int(jnp.shape(w)[0]) if jnp.ndim(w) == 2 else -1, fmt=fmt,
-                act_fmt=act_fmt, quant_impl=quant_impl, matmul_impl=matmul_impl)
+                act_fmt=act_fmt, quant_impl=quant_impl, matmul_impl=matmul_impl, grad=grad)
         cfg, act = m._configs()
-        state = _core.quantize_weight(w, cfg, transform, quant_impl, act)
-        return m, {COLLECTION: state}
+        if grad == "ste":
+            extra = ({} if transform is None else
+                     {COLLECTION: {"transform": jnp.asarray(transform, jnp.float32)}})
+            return m, {"params": {"kernel": jnp.transpose(_core.check_weight(w))}, **extra}
+        return m, {COLLECTION: _core.quantize_weight(w, cfg, transform, quant_impl, act)}
 
     @classmethod
     def from_state_dict(cls, state: dict, fmt="mxfp4", **kw):
@@ -81,6 +105,9 @@ class QuantLinear(nn.Module):
         if not isinstance(state, dict) or "codes" not in state:
             raise ValueError("state must be a dict with 'codes', 'scales', 'global_scale', "
                              "'act_global_scale' (and optionally 'transform')")
+        if kw.get("grad") is not None:
+            raise ValueError("from_state_dict builds the packed layer (grad=None); grad='ste' "
+                             "trains a float weight: use from_dense(w, grad='ste')")
         M, Kh = jnp.shape(state["codes"])
         m = cls(features=int(M), fmt=fmt, **kw)
         cfg, _ = m._configs()

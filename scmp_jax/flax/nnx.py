@@ -3,7 +3,9 @@
 The FP4 entries (see ``_core``) are ``FP4State`` variables, not ``nnx.Param``:
 ``nnx.state(model, nnx.Param)`` does not hold them, so casts of params leave
 them untouched. Checkpoints: ``nnx.to_pure_dict(nnx.state(model))`` and
-``nnx.replace_by_pure_dict`` / ``load_state_dict``.
+``nnx.replace_by_pure_dict`` / ``load_state_dict``. Differentiating through the
+layer raises ``NotDifferentiableError``; ``grad="ste"`` trains a float
+``nnx.Param`` ``kernel`` instead (see ``NNXQuantLinear``).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any, Optional
 import jax.numpy as jnp
 from flax import nnx
 
+from .._src import grad as GD
 from . import _core
 
 __all__ = ["NNXQuantLinear", "FP4State"]
@@ -26,16 +29,21 @@ class NNXQuantLinear(nnx.Module):
 
     Built from a float ``weight`` (out_features, in_features) if given, else from
     ``kernel_init`` with ``rngs``; ``transform`` ((g, g) or (K/g, g, g)) is
-    applied to activations and weight."""
+    applied to activations and weight. ``grad="ste"``: quantization-aware
+    training, the weight kept as ``nnx.Param`` ``kernel`` (in_features,
+    out_features) (as ``nnx.Linear``) and quantized in every call (same bits as
+    the packed layer of that weight), gradients those of the exact float
+    ``T(x) @ T(kernel.T).T``; ``state_dict()`` then returns the packed entries."""
 
     def __init__(self, in_features: int, out_features: int, *, fmt: Any = "mxfp4",
                  act_fmt: Any = None, transform=None, quant_impl: Optional[str] = None,
                  matmul_impl: Optional[str] = None, weight=None, rngs: nnx.Rngs | None = None,
-                 kernel_init=nnx.initializers.lecun_normal()):
+                 kernel_init=nnx.initializers.lecun_normal(), grad: Optional[str] = None):
         self.cfg = _core.resolve_config(fmt)
         self.act_cfg = self.cfg if act_fmt is None else _core.resolve_config(act_fmt, "act_fmt")
         self.quant_impl = _core.check_impl(quant_impl, "quant_impl")
         self.matmul_impl = _core.check_impl(matmul_impl, "matmul_impl")
+        self.grad = GD.check_grad(grad, "NNXQuantLinear")
         self.in_features, self.out_features = int(in_features), int(out_features)
         if weight is None:
             if rngs is None:
@@ -44,6 +52,11 @@ class NNXQuantLinear(nnx.Module):
         if tuple(jnp.shape(weight)) != (self.out_features, self.in_features):
             raise ValueError(f"weight must have shape (out_features, in_features) = "
                              f"{(self.out_features, self.in_features)}, got {jnp.shape(weight)}")
+        if grad == "ste":
+            self.kernel = nnx.Param(jnp.transpose(_core.check_weight(jnp.asarray(weight))))
+            self.transform = (None if transform is None
+                              else FP4State(jnp.asarray(transform, jnp.float32)))
+            return
         state = _core.quantize_weight(weight, self.cfg, transform, quant_impl, self.act_cfg)
         self._set(state)
 
@@ -62,8 +75,15 @@ class NNXQuantLinear(nnx.Module):
         M, K = jnp.shape(w)
         return cls(K, M, fmt=fmt, transform=transform, weight=w, **kw)
 
+    def _transform(self):
+        return None if self.transform is None else self.transform[...]
+
     def state_dict(self) -> dict:
-        """The FP4 entries as a plain dict of arrays."""
+        """The FP4 entries as a plain dict of arrays (``grad="ste"``: of the
+        kernel quantized now)."""
+        if self.grad == "ste":
+            return _core.quantize_weight(jnp.transpose(self.kernel[...]), self.cfg,
+                                         self._transform(), self.quant_impl, self.act_cfg)
         d = {k: getattr(self, k)[...] for k in _core.STATE_KEYS}
         if self.transform is not None:
             d["transform"] = self.transform[...]
@@ -71,9 +91,16 @@ class NNXQuantLinear(nnx.Module):
 
     def load_state_dict(self, state: dict) -> None:
         """Replace the FP4 entries (checked against this layer's shapes and format)."""
+        if self.grad == "ste":
+            raise ValueError("load_state_dict needs the packed layer (grad=None); this layer "
+                             "trains a float kernel (grad='ste')")
         _core.check_state(state, self.in_features, self.out_features, self.cfg)
         self._set({k: jnp.asarray(v) for k, v in state.items()})
 
     def __call__(self, x):
+        if self.grad == "ste":
+            return _core.forward_ste(x, jnp.transpose(self.kernel[...]), self._transform(),
+                                     self.cfg, self.act_cfg, self.quant_impl, self.matmul_impl,
+                                     op="NNXQuantLinear")
         return _core.forward(x, self.state_dict(), self.cfg, self.act_cfg, self.quant_impl,
-                             self.matmul_impl)
+                             self.matmul_impl, op="NNXQuantLinear")

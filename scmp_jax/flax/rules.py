@@ -11,7 +11,7 @@ from typing import Any
 
 from .._src.errors import check_bool
 from ..sc.api import sc_matmul
-from .dot_general import as_fp4_config, fp4_matmul_pair, sc_matmul_pair
+from .dot_general import as_fp4_config, fp4_matmul_pair, sc_matmul_pair, ste_hint
 
 __all__ = ["SC", "FP4", "Rule", "OpRecord", "Report", "OP_NAMES"]
 
@@ -19,12 +19,15 @@ OP_NAMES = ("dot_general", "einsum", "matmul")
 
 
 class SC:
-    """SC arithmetic: ``sc_matmul(a, b, granularity, **sc_kwargs)``."""
+    """SC arithmetic: ``sc_matmul(a, b, granularity, **sc_kwargs)``; ``grad="ste"``
+    makes it trainable (straight-through: the exact matmul's gradient), else
+    differentiating through it raises ``NotDifferentiableError``."""
 
     def __init__(self, granularity: str = "per_row", **sc_kwargs):
         inspect.signature(sc_matmul).bind(None, None, granularity, **sc_kwargs)  # names only
         self.granularity, self.kwargs = granularity, sc_kwargs
-        self.pair = sc_matmul_pair(granularity, **sc_kwargs)
+        self.pair = sc_matmul_pair(granularity, op="SC arithmetic", hint=ste_hint("SC"),
+                                   **sc_kwargs)
 
     def __repr__(self):
         kw = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())
@@ -32,15 +35,17 @@ class SC:
 
 
 class FP4:
-    """FP4 arithmetic: ``fp4.matmul(quantize(a, fmt), quantize(b, w_fmt or fmt))``."""
+    """FP4 arithmetic: ``fp4.matmul(quantize(a, fmt), quantize(b, w_fmt or fmt))``;
+    ``grad`` as ``SC``'s."""
 
-    def __init__(self, fmt="mxfp4", *, w_fmt=None, implementation=None):
-        self.fmt, self.w_fmt = as_fp4_config(fmt), w_fmt
+    def __init__(self, fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None):
+        self.fmt, self.w_fmt, self.grad = as_fp4_config(fmt), w_fmt, grad
         self.name = fmt if isinstance(fmt, str) else "custom"
-        self.pair = fp4_matmul_pair(fmt, w_fmt, implementation)
+        self.pair = fp4_matmul_pair(fmt, w_fmt, implementation, grad, op="FP4 arithmetic",
+                                    hint=ste_hint("FP4"))
 
     def __repr__(self):
-        return f"FP4({self.name!r})"
+        return f"FP4({self.name!r}{'' if self.grad is None else f', grad={self.grad!r}'})"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._src import dispatch, ieee
+from .._src import grad as GD
 from .._src import granularity as GR
 from .._src.dispatch import Backend
 from .._src.errors import check_bool, check_float, is_int
@@ -25,6 +26,9 @@ from . import xla as QX
 __all__ = ["quantize", "Quantized"]
 
 Quantized = QX.Quantized
+_WHY = "it rounds to integer codes, so the true gradient is zero almost everywhere"
+_HINT = ("for a straight-through estimator differentiate through sc_matmul(..., grad='ste') "
+         "instead")
 
 
 def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec: int = 8,
@@ -34,7 +38,9 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
     granularity per_tensor | per_row (``group`` rows share a scale; ``chunk=True``
     is the reciprocal form the chunk_d path uses on each D-chunk) | per_head.
     ``implementation``: None (Pallas on GPU, else XLA) | "xla" | "pallas"
-    (interpret mode off GPU); identical bits.
+    (interpret mode off GPU); identical bits. Not differentiable: differentiating
+    w.r.t. ``x`` raises ``NotDifferentiableError`` (``sc_matmul(..., grad="ste")``
+    is the straight-through estimator of the whole matmul).
     """
     backend = dispatch.resolve(implementation, op="quantize")
     gran = GR.get(granularity)
@@ -54,7 +60,8 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
     if check_bool(chunk, "chunk") and mode != "bipolar":
         raise ValueError("chunk=True requires mode='bipolar'")
     sch = QX.Scheme(gran, mode, int(sc_prec), int(G), int(group), bool(chunk))
-    return _quantize(jnp.asarray(x), sch, backend)
+    return GD.call(lambda x: _quantize(x, sch, backend), (jnp.asarray(x),), op="quant.quantize",
+                   why=_WHY, hint=_HINT)
 
 
 @partial(jax.jit, static_argnums=(1, 2))

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._src import dispatch
+from .._src import grad as GD
 from .._src import granularity as GR
 from .._src.errors import InvalidDtypeError, check_bool, check_float, is_int, with_dtype
 from . import dense, pallas, sharding, xla
@@ -86,7 +87,7 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
               rng_levels=None, config=None, halve_bipolar_stoc_len: bool = False,
               smooth_scales=None, scramble: str = "bitrev", implementation=None,
               table_cap_bytes: int = DEFAULT_TABLE_CAP_BYTES, row_stoc_len=None,
-              col_stoc_len=None, stoc_levels=None, counts=None):
+              col_stoc_len=None, stoc_levels=None, counts=None, grad=None):
     """Stochastic-computing matmul ``a @ b.T`` (float32 out).
 
     a: ``(N, D)`` or ``(H, N, D)``; b: ``(M, D)`` or ``(H, M, D)``, any float
@@ -104,9 +105,12 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     (one table lookup per product) or "dense" (an int8 matmul, ``sc.dense``:
     stoc_len <= 256 and at most 128 quantization levels); None picks dense on
     GPU for large outputs where it applies, the gather elsewhere (same
-    integers either way). Jit-friendly: no host
+    integers either way). ``grad``: None (differentiating raises
+    ``NotDifferentiableError``) | "ste" (straight-through: same value, the
+    tangent of the exact ``a @ b.T``). Jit-friendly: no host
     synchronisation; all non-array arguments are static.
     """
+    GD.check_grad(grad, "sc_matmul")
     mixed = row_stoc_len is not None or col_stoc_len is not None
     if mixed:
         _check_mixed(a, b, granularity, stoc_len, chunk_d)
@@ -128,14 +132,23 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
     if mixed:
         if shard is not None:
             raise ValueError("row_stoc_len / col_stoc_len do not support sharded a, b yet")
-        return _mixed_call(impl, a, b, smooth_scales, row_stoc_len, col_stoc_len, stoc_levels,
-                           st, cfg, scramble, int(table_cap_bytes))
-    tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
-    st = dataclasses.replace(st, cap=int(table_cap_bytes), counts=count_mode)
-    if shard is not None:
-        return sharding.run(impl.sc_matmul, a, b, smooth_scales, tabs, st, shard)
-    return impl.sc_matmul(a, b, smooth_scales, tabs, st)
+        cap = int(table_cap_bytes)
 
+        def run(a, b, s, rl, cl):
+            return _mixed_call(impl, a, b, s, rl, cl, stoc_levels, st, cfg, scramble, cap)
+        args = (a, b, smooth_scales, row_stoc_len, col_stoc_len)
+    else:
+        tabs = enable_tables(cfg, Dt, st.p, st.L, st.G, scramble, int(table_cap_bytes))
+        st = dataclasses.replace(st, cap=int(table_cap_bytes), counts=count_mode)
+
+        def run(a, b, s):
+            if shard is not None:
+                return sharding.run(impl.sc_matmul, a, b, s, tabs, st, shard)
+            return impl.sc_matmul(a, b, s, tabs, st)
+        args = (a, b, smooth_scales)
+    # smooth_scales: the exact product (a / s) @ (b * s).T is a @ b.T
+    return GD.call(run, args, op="sc_matmul", grad=grad,
+                   exact=lambda a, b, *_: GD.exact_matmul(a, b))
 
 def count_method(counts, st: Static, a, b, mixed: bool) -> str:
     """"gather" or "dense" for the ``counts`` argument; None: dense where it

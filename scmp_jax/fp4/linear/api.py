@@ -17,25 +17,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..._src import grad as GD
 from ..._src.sharding import sharded
 from .. import sharding as SH
 from ..backend import Backend
 from ..config import FP4Config
 from ..formats import ROUNDINGS
 from ..matmul import heuristic
-from ..matmul.api import matmul_backend, matmul_on
+from ..matmul.api import float_dequantize, matmul_backend, matmul_on
 from ..matmul.tilings import ROW_SCHEDULES
-from ..quantize.api import quantize_args, quantize_backend, quantize_on
+from ..quantize import xla as QX
+from ..quantize.api import ROUNDS_FP4, quantize_args, quantize_backend, quantize_on
 from ..tensor import FP4Tensor, check_tensor, positive_or_nan, scale_bytes
 from . import dequant, gemv
 
-__all__ = ["quantized_matmul", "quantized_matmul_on", "one_pass"]
+__all__ = ["quantized_matmul", "quantized_matmul_on", "one_pass", "exact_linear"]
 
 
 def quantized_matmul(x, w: FP4Tensor, config=None, *, global_scale=None, transform=None,
-                     quant_implementation=None, matmul_implementation=None):
+                     quant_implementation=None, matmul_implementation=None, grad=None):
     """``matmul(quantize(x, config, global_scale=, transform=), w)``: float
-    activations (..., N, K) times fp4 weights (M, K) -> float32 (..., N, M)."""
+    activations (..., N, K) times fp4 weights (M, K) -> float32 (..., N, M).
+    ``grad``: None (differentiating raises ``NotDifferentiableError``) | "ste"
+    (same value, the tangent of the float ``T(x) @ dequantize(w).T``, ``T``
+    the transform if any)."""
+    GD.check_grad(grad, "fp4.quantized_matmul")
     check_tensor(w, "w")
     x, cfg, transform, gs = quantize_args(x, config, global_scale=global_scale,
                                           transform=transform)
@@ -45,7 +51,18 @@ def quantized_matmul(x, w: FP4Tensor, config=None, *, global_scale=None, transfo
     if len(np.shape(x)) < 2 or np.shape(x)[-1] != w.shape[-1]:
         raise ValueError(f"x must be (..., N, K) with w's K={w.shape[-1]}, got shape "
                          f"{tuple(np.shape(x))}")
-    return quantized_matmul_on(x, w, cfg, transform, gs, qb, mb)
+    return GD.call(lambda x, w, t, gs: quantized_matmul_on(x, w, cfg, t, gs, qb, mb),
+                   (x, w, transform, gs), op="fp4.quantized_matmul", grad=grad, why=ROUNDS_FP4,
+                   exact=lambda x, w, t, _: exact_linear(x, float_dequantize(w), t))
+
+
+def exact_linear(x, w, transform=None):
+    """The float product ``T(x) @ w.T`` (float32, HIGHEST) behind the fp4
+    straight-through estimators; ``w`` (M, K) float, already transformed."""
+    x = jnp.asarray(x).astype(jnp.float32)
+    if transform is not None:
+        x = QX.block_transform(x, jnp.asarray(transform).astype(jnp.float32))
+    return GD.exact_matmul(x, w)
 
 
 def quantized_matmul_on(x, w: FP4Tensor, cfg: FP4Config, transform, gs, quant_backend: Backend,

@@ -12,14 +12,20 @@ from __future__ import annotations
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..._src import grad as GD
+from .. import formats as FM
 from .. import sharding as SH
 from ..backend import Backend, resolve
 from ..tensor import FP4Tensor, check_tensor, positive_or_nan, scale_bytes
 from . import heuristic, pallas, xla
 
-__all__ = ["matmul", "matmul_on", "matmul_backend"]
+__all__ = ["matmul", "matmul_on", "matmul_backend", "float_dequantize"]
+
+_WHY = ("its float32 arithmetic is simulated with integer operations, which autodiff cannot "
+        "follow")
 
 
 def matmul_backend(implementation, group_a: int, group_w: int, op="fp4.matmul") -> Backend:
@@ -27,19 +33,35 @@ def matmul_backend(implementation, group_a: int, group_w: int, op="fp4.matmul") 
     return resolve(implementation, op=op, why_not=pallas.unsupported(group_a, group_w))
 
 
-def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None):
+def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None, grad=None):
     """Quantized linear without bias: activations ``a`` (..., N, K) times weights
     ``w`` (M, K) -> float32 (..., N, M) = ``dequant(a) @ dequant(w)^T``: group-scaled
     products summed in float32, then times ``alpha = gs_a * gs_w``; close to (not
     bit-equal with) a float64 reference. A traced global scale that is not
-    positive and finite makes every element NaN."""
+    positive and finite makes every element NaN. ``grad``: None (differentiating
+    w.r.t. the scales or global scales raises ``NotDifferentiableError``) | "ste"
+    (same value, the tangent of the float ``dequantize(a) @ dequantize(w).T``)."""
+    GD.check_grad(grad, "fp4.matmul")
     check_tensor(a, "a")
     check_tensor(w, "w")
     if len(w.shape) != 2:
         raise ValueError(f"w must be 2D (M, K), got shape {w.shape}")
     if len(a.shape) < 2 or a.shape[-1] != w.shape[-1]:
         raise ValueError(f"a must be (..., N, K) with w's K={w.shape[-1]}, got shape {a.shape}")
-    return matmul_on(a, w, matmul_backend(implementation, a.group_size, w.group_size))
+    backend = matmul_backend(implementation, a.group_size, w.group_size)
+    return GD.call(lambda a, w: matmul_on(a, w, backend), (a, w), op="fp4.matmul", grad=grad,
+                   exact=lambda a, w: GD.exact_matmul(float_dequantize(a), float_dequantize(w)),
+                   why=_WHY)
+
+
+def float_dequantize(t: FP4Tensor):
+    """``t``'s values in plain float32 arithmetic, differentiable in its scales
+    and global scale (the straight-through estimators' exact operand; the
+    bit-exact ``fp4.dequantize`` is integer arithmetic)."""
+    vals = FM.e2m1_decode(FM.unpack(t.codes))
+    K, n = vals.shape[-1], t.scales.shape[-1]
+    p = t.scales.astype(jnp.float32) * jnp.asarray(t.global_scale, jnp.float32)
+    return (vals.reshape(vals.shape[:-1] + (n, K // n)) * p[..., None]).reshape(vals.shape)
 
 
 def matmul_on(a: FP4Tensor, w: FP4Tensor, backend: Backend):

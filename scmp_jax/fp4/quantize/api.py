@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..._src import grad as GD
 from ..._src.errors import check_float
 from .. import sharding as SH
 from ..backend import Backend, resolve
@@ -25,9 +26,13 @@ from ..tensor import SCALE_TYPES, FP4Tensor
 from . import pallas, xla
 
 __all__ = ["quantize", "block_transform", "quantize_args", "quantize_backend", "quantize_on",
-           "config_of", "check_transform"]
+           "config_of", "check_transform", "ROUNDS_FP4", "QUANTIZE_HINT"]
 
 F32 = jnp.float32
+
+ROUNDS_FP4 = "it rounds to fp4 codes, so the true gradient is zero almost everywhere"
+QUANTIZE_HINT = ("for a straight-through estimator use fp4.quantized_matmul(x, w, "
+                 "grad='ste') (or a QuantLinear with grad='ste')")
 
 
 def config_of(config, group_size=None, scale_dtype=None, scale_scale=None,
@@ -114,10 +119,14 @@ def quantize(x, config=None, *, group_size=None, scale_dtype=None, scale_scale=N
     ``group_size``, ``scale_dtype`` and ``scale_scale`` are required
     (``global_scale`` defaults to 1, ``rounding`` to "even"). ``global_scale``
     may be a traced float32 scalar. ``transform`` (``(g, g)`` or
-    ``(K/g, g, g)``) is applied first: block ``c`` becomes ``x_c @ T_c^T``."""
+    ``(K/g, g, g)``) is applied first: block ``c`` becomes ``x_c @ T_c^T``.
+    Not differentiable (``NotDifferentiableError``); ``quantized_matmul(x, w,
+    grad="ste")`` is the straight-through estimator of quantize-then-matmul."""
     x, cfg, transform, gs = quantize_args(x, config, group_size, scale_dtype, scale_scale,
                                           global_scale, rounding, transform)
-    return quantize_on(x, cfg, transform, gs, quantize_backend(implementation, cfg, transform))
+    backend = quantize_backend(implementation, cfg, transform)
+    return GD.call(lambda x, t, gs: quantize_on(x, cfg, t, gs, backend), (x, transform, gs),
+                   op="fp4.quantize", why=ROUNDS_FP4, hint=QUANTIZE_HINT)
 
 
 def quantize_on(x, cfg: FP4Config, transform, gs, backend: Backend) -> FP4Tensor:

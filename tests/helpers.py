@@ -169,3 +169,107 @@ def call_jax(a, b, kwargs, implementation="xla", **extra):
     if _CALLS % 300 == 0:        # thousands of examples: stay under vm.max_map_count
         scmp_jax.clear_caches()
     return np.asarray(scmp_jax.sc_matmul(a, b, g, implementation=implementation, **kw, **extra))
+
+
+# e2m1 codes in value order with -0 below +0: an interval of values maps to a range of ranks
+_E2M1_RANK = np.argsort(np.array([15, 14, 13, 12, 11, 10, 9, 8, 0, 1, 2, 3, 4, 5, 6, 7]))
+
+
+def check_fp4_transform(codes, scale_bytes, x, transform, *, group_size, scale_dtype,
+                        scale_scale, global_scale, rounding="even", rtol=1e-5,
+                        max_code_fraction=2e-3, max_scale_fraction=1e-2):
+    """End-to-end check of ``fp4.quantize(x, ..., transform=T)`` (packed codes,
+    scale bytes) against ``golden.fp4.quantize(x, ..., transform=T)``.
+
+    SPEC.md section 9.7 lets an implementation's transformed value ``y`` differ
+    from golden's ``y_g`` by ``tol = rtol * |y_g| + rtol * max|y_g|``. Every
+    differing scale byte must be one that golden's encoder gives for some group
+    maximum in ``[amax_lo, amax_hi]`` (each ``|y_g| -+ tol``); every differing
+    code must be one that golden's e2m1 rounding gives for some value in
+    ``[y_g - tol, y_g + tol]`` divided by the implementation's own ``p``.
+    Blocks holding NaN/Inf agree exactly. At most ``max_code_fraction`` of the
+    codes and ``max_scale_fraction`` of the scale bytes may differ. Returns
+    (differing codes, differing scale bytes, elements whose interval holds an
+    e2m1 rounding boundary)."""
+    G = golden.fp4
+    F32 = np.float32
+    kw = dict(group_size=group_size, scale_dtype=scale_dtype, scale_scale=scale_scale,
+              global_scale=global_scale, rounding=rounding)
+    ref = G.quantize(x, transform=transform, **kw)
+    y = G.block_transform(x, transform).astype(np.float64)
+    codes, sb = G.unpack(np.asarray(codes)), np.asarray(scale_bytes, np.uint8)
+    ref_codes, ref_sb = G.unpack(ref["codes"]), ref["scales"]
+    assert codes.shape == ref_codes.shape and sb.shape == ref_sb.shape
+    K = y.shape[-1]
+    yg = y.reshape(y.shape[:-1] + (K // group_size, group_size))
+    finite = np.isfinite(yg).all(axis=-1)
+    assert np.array_equal(sb[~finite], ref_sb[~finite]), "non-finite groups differ"
+    tol = rtol * np.abs(y) + rtol * np.abs(y[np.isfinite(y)]).max(initial=0.0)
+    lo, hi = y - tol, y + tol
+    mag_lo = np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+    mag_hi = np.maximum(np.abs(lo), np.abs(hi))
+    shape_g = yg.shape
+    c = F32(F32(scale_scale) * F32(global_scale))
+    gs = F32(global_scale)
+    with np.errstate(all="ignore"):
+        a_lo = np.nextafter(mag_lo.reshape(shape_g).max(-1).astype(F32), F32(0))
+        a_hi = np.nextafter(mag_hi.reshape(shape_g).max(-1).astype(F32), F32(np.inf))
+        s_lo = G.encode_scale((a_lo / c).astype(F32), scale_dtype).astype(np.int64)
+        s_hi = G.encode_scale((a_hi / c).astype(F32), scale_dtype).astype(np.int64)
+    bad_s = (sb != ref_sb) & finite
+    unexplained = bad_s & ~((s_lo <= sb) & (sb <= s_hi))
+    assert not unexplained.any(), (f"scale bytes {sb[unexplained][:4]} vs golden "
+                                   f"{ref_sb[unexplained][:4]} outside the tolerance")
+    # codes: the rounding of the interval's ends by the implementation's own divisor p
+    with np.errstate(all="ignore"):
+        p = (G.decode_scale(sb, scale_dtype) * gs).astype(np.float64)[..., None]
+        q_lo = np.nextafter((lo.reshape(shape_g) / p).astype(F32), F32(-np.inf))
+        q_hi = np.nextafter((hi.reshape(shape_g) / p).astype(F32), F32(np.inf))
+    r_lo = _E2M1_RANK[G.e2m1_encode(q_lo, rounding)].reshape(codes.shape)
+    r_hi = _E2M1_RANK[G.e2m1_encode(q_hi, rounding)].reshape(codes.shape)
+    fin_el = np.repeat(finite, group_size, axis=-1)
+    r = _E2M1_RANK[codes]
+    bad_c = (codes != ref_codes) & fin_el
+    unexplained = bad_c & ~((r_lo <= r) & (r <= r_hi))
+    assert not unexplained.any(), (f"{unexplained.sum()} codes outside the tolerance; first "
+                                   f"at {np.argwhere(unexplained)[:3].tolist()}")
+    assert np.array_equal(codes[~fin_el], ref_codes[~fin_el]), "non-finite groups differ"
+    near = (r_lo != r_hi) & fin_el
+    n_c, n_s = int(bad_c.sum()), int(bad_s.sum())
+    assert n_c <= max(1, max_code_fraction * codes.size), (n_c, codes.size)
+    assert n_s <= max(1, max_scale_fraction * sb.size), (n_s, sb.size)
+    return n_c, n_s, int(near.sum())
+
+
+def fp4_near_threshold_rows(transform, rows, K, *, group_size, scale_dtype, scale_scale,
+                            global_scale, seed=0, margin=1.5, rtol=1e-5, **_):
+    """float32 (rows, K) whose golden block transform puts each group's maximum
+    ``A`` on a stable scale byte and every other element ``margin`` times SPEC
+    9.7's tolerance away from an e2m1 rounding boundary (``m * p``, either side):
+    outside the tolerance, so their codes must equal golden's, while a transform
+    off by a few tolerances flips some. ``transform``: orthogonal blocks (x is
+    solved for as ``T^T y``)."""
+    F32 = np.float32
+    G = golden.fp4
+    r = np.random.default_rng(seed)
+    c = float(F32(F32(scale_scale) * F32(global_scale)))
+    mids = np.array([.25, .75, 1.25, 1.75, 2.5, 3.5, 5.0])
+    # scale = A / c away from the scale encoder's boundaries, A / p away from e2m1's
+    for target in np.linspace(1.0, 2.0, 201):
+        byte = G.encode_scale(np.array([target * (1 - 1e-3), target, target * (1 + 1e-3)], F32),
+                              scale_dtype)
+        p = float(F32(G.decode_scale(byte[1], scale_dtype) * F32(global_scale)))
+        A = target * c
+        if byte[0] == byte[2] and np.abs(A / p - mids).min() > 0.02 * A / p:
+            break
+    y = np.empty((rows, K // group_size, group_size))
+    m = r.choice(mids[mids * p < A], y.shape)
+    tol = rtol * m * p + rtol * A
+    y[...] = r.choice([-1, 1], y.shape) * (m * p + r.choice([-1, 1], y.shape) * margin * tol)
+    y[..., 0] = A * r.choice([-1, 1], y.shape[:-1])
+    y = y.reshape(rows, K)
+    t = np.asarray(transform, np.float64)
+    g = t.shape[-1]
+    tb = np.broadcast_to(t, (K // g, g, g))
+    x = np.einsum("rci,cij->rcj", y.reshape(rows, K // g, g), tb)      # T^T y per block
+    return x.reshape(rows, K).astype(F32)

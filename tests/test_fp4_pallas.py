@@ -2,7 +2,8 @@
 
 Quantize: codes and scale bytes bit for bit (crafted ties, zeros, -0, e4m3
 subnormal scales, saturation, NaN/Inf groups, huge/tiny values); with a
-transform, against golden applied to the kernel's own transformed values.
+transform, bit for bit against golden applied to the kernel's own transformed
+values, and end to end against golden's transform within SPEC 9.7's tolerance.
 Matmul: relative L2 error vs the float64 reference < 1e-5, decode-sized rows.
 """
 import dataclasses
@@ -30,6 +31,7 @@ from scmp_jax.fp4.quantize import api as QA
 from scmp_jax.fp4.quantize import encode as E
 from scmp_jax.fp4.quantize import pallas as QP
 from scmp_jax.fp4.quantize import params as PR
+from helpers import check_fp4_transform, fp4_near_threshold_rows
 from test_fp4_xla import KINDS, _group
 
 pytestmark = pytest.mark.gpu
@@ -308,8 +310,13 @@ def test_transform_fused(kind, g, preset):
     ref = G.quantize(y, **p)                                   # golden on the kernel's values
     assert np.array_equal(np.asarray(codes), ref["codes"])
     assert np.array_equal(np.asarray(scales), ref["scales"])
+    check_fp4_transform(codes, scales, x, T, **p)              # end to end: golden's own transform
     t = fp4.quantize(x, preset, transform=T, implementation="pallas")   # API path: same kernel
     assert np.array_equal(np.asarray(t.codes), np.asarray(codes))
+    if kind == "hadamard":      # orthogonal: rows kept 1.5 tolerances from every boundary
+        xc = fp4_near_threshold_rows(T, 6, 128, seed=5, **p)
+        tc = fp4.quantize(xc, preset, transform=T, implementation="pallas")
+        assert check_fp4_transform(tc.codes, tc.scale_bytes, xc, T, **p) == (0, 0, 0)
 
 
 def _ops(t):

@@ -5,13 +5,13 @@ with as many GPUs as it has."""
 import jax
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import golden
 import scmp_jax
-from helpers import DISTS, assert_same_bits, make_values
-from scmp_jax.sc import dense
+from helpers import DISTS, assert_same_bits, config_dict, make_values
+from scmp_jax.sc import SCConfig, dense
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 2, reason="needs >= 2 devices")
 
@@ -26,8 +26,30 @@ LAYOUTS_2D = [(("x", None), ("y", None)), (("x", None), (None, None)),
 LAYOUTS_3D = [(("x", None, None), ("x", None, None)), (("x", "y", None), ("x", None, None))]
 
 
+def _lfsr_seed(p, seed):
+    return 1 + seed % (2 ** p - 1)
+
+
+# (SCConfig builder, golden.configs builder) of (D, p, seed): each side built by its own code
+BUILDERS = {
+    "antithetic": (lambda D, p, s: SCConfig.sobol_antithetic(),
+                   lambda D, p, s: golden.configs.sobol_antithetic(D)),
+    "shared_lfsr": (lambda D, p, s: SCConfig.shared_lfsr(p, seed=_lfsr_seed(p, s)),
+                    lambda D, p, s: golden.configs.shared_lfsr(D, p, seed=_lfsr_seed(p, s))),
+    "per_element_scramble": (
+        lambda D, p, s: SCConfig.per_element_scramble(D, p, rng_seed=s, k_reverse_of_q=s % 2 == 0),
+        lambda D, p, s: golden.configs.per_element_scramble(D, p, rng_seed=s,
+                                                            k_reverse_of_q=s % 2 == 0)),
+    "fully_independent": (lambda D, p, s: SCConfig.fully_independent(D, p, rng_seed=s),
+                          lambda D, p, s: golden.configs.fully_independent(D, p, rng_seed=s)),
+}
+
+
 @st.composite
-def cases(draw):
+def cases(draw, dense_ok=False):
+    """(a, b, layouts, jax kwargs, golden kwargs): stream length, RNG levels,
+    scramble and config vary with the layout. ``dense_ok``: only settings
+    counts="dense" takes (unipolar p = 8 has 255 columns per d, over its 128)."""
     rank = draw(st.sampled_from([2, 3]))
     lay_a, lay_b = draw(st.sampled_from(LAYOUTS_2D if rank == 2 else LAYOUTS_3D))
     gran = draw(st.sampled_from(["per_row", "per_tensor"] + (["per_head"] if rank == 3
@@ -43,19 +65,32 @@ def cases(draw):
     sb = (M, D) if rank == 2 else (H, M, D)
     a = make_values(sa, draw(st.sampled_from(DISTS)), seed)
     b = make_values(sb, draw(st.sampled_from(DISTS)), seed + 1)
-    kw = dict(granularity=gran, mode=mode, sc_prec=draw(st.sampled_from([4, 6, 8])))
+    p = draw(st.sampled_from([4, 6] if dense_ok and mode == "unipolar" else [4, 6, 8]))
+    B = 2 ** p
+    kw = dict(granularity=gran, mode=mode, sc_prec=p,
+              stoc_len=draw(st.one_of(st.none(), st.integers(1, B))),
+              rng_levels=draw(st.one_of(st.none(), st.integers(1, B))),
+              halve_bipolar_stoc_len=draw(st.booleans()),
+              scramble=draw(st.sampled_from(["bitrev", "counter", "off", "random"])))
     if gran == "per_row" and rank == 2 and mode == "bipolar" and draw(st.booleans()):
         kw["chunk_d"] = draw(st.integers(1, D + 2))
-    return a, b, lay_a, lay_b, kw
+    Dt = min(kw.get("chunk_d", D), D)                 # a per-d config covers one chunk
+    kind = draw(st.sampled_from(sorted(BUILDERS) + ["default", "true_random", "sobol_custom",
+                                                    "independent_lfsr"]))
+    if kind in BUILDERS:
+        jax_cfg, gold_cfg = (f(Dt, p, seed) for f in BUILDERS[kind])
+    else:
+        jax_cfg = gold_cfg = config_dict(kind, Dt, p, seed)
+    return a, b, lay_a, lay_b, dict(kw, config=jax_cfg), dict(kw, config=gold_cfg)
 
 
 def _check(case, impl, **extra):
-    a, b, lay_a, lay_b, kw = case
+    a, b, lay_a, lay_b, kw, gold_kw = case
     mesh = _mesh()
     A = jax.device_put(a, NamedSharding(mesh, P(*lay_a)))
     B = jax.device_put(b, NamedSharding(mesh, P(*lay_b)))
     out = scmp_jax.sc_matmul(A, B, implementation=impl, **kw, **extra)
-    assert_same_bits(np.asarray(out), golden.sc_matmul(a, b, **kw))
+    assert_same_bits(np.asarray(out), golden.sc_matmul(a, b, **gold_kw))
     # left distributed: the output is sharded like (batch, rows of a, rows of b)
     want = P(*((lay_a[0],) if a.ndim == 3 else ()), lay_a[-2], lay_b[-2])
     assert out.sharding.spec == want, (out.sharding.spec, want)
@@ -69,12 +104,12 @@ def test_golden_sharded_xla_matches_golden(case):
 
 
 @settings(max_examples=10)
-@given(cases())
+@given(cases(dense_ok=True))
 def test_golden_sharded_dense_counts_match_golden(case):
     """counts="dense" per shard (the int8 matmul on each device's rows)."""
-    kw = case[-1]
+    kw = case[-2]
     B = 2 ** kw["sc_prec"]
-    assume(dense.eligible(kw["mode"], kw["sc_prec"], B, B))
+    assert dense.eligible(kw["mode"], kw["sc_prec"], B, B)
     _check(case, "xla", counts="dense")
 
 

@@ -6,7 +6,9 @@
   digit-by-digit square root off CPU, where XLA's is approximate).
 * ``div(num, den)``: IEEE round-to-nearest-even float32 division. On CPU it is
   the native division behind an optimization barrier (XLA rewrites
-  ``A / constant`` and ``A / broadcast(B)`` into ``A * (1 / B)``); on GPU,
+  ``A / constant`` and ``A / broadcast(B)`` into ``A * (1 / B)``; both operands
+  pass the barrier as one stacked array, so this also holds under ``vmap``,
+  which broadcasts an unbatched divisor right before the divide); on GPU,
   where XLA emits ``div.full.f32`` (up to 2 ulp off), the quotient of every
   normal result is recomputed by integer long division (exact anywhere).
 """
@@ -127,7 +129,11 @@ def div(num, den):
     Results that are subnormal are only faithful (not needed by SPEC: they
     quantize to 0)."""
     num, den = jnp.broadcast_arrays(jnp.asarray(num, F32), jnp.asarray(den, F32))
-    num, den = lax.optimization_barrier((num, den))
+    # one stacked array through the barrier: under vmap an unbatched operand is
+    # broadcast by the stack, before the barrier, so XLA never sees a divisor
+    # broadcast(B) it could turn into a reciprocal product
+    both = lax.optimization_barrier(jnp.stack([num, den]))
+    num, den = both[0], both[1]
     q = num / den
     if use_soft():
         q = div_exact_int(num, den, q)

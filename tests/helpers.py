@@ -1,10 +1,23 @@
-"""Shared strategies and exact comparisons for the golden tests."""
+"""The tests' one helpers module: exact comparisons, operand makers and
+Hypothesis strategies shared by the golden comparisons, fp4 crafted values,
+and the package import graph read by the layout tests."""
 from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
 
 import golden
+import scmp_jax
+from golden import fp4 as G
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "scmp_jax"
+DATA = Path(__file__).resolve().parent / "data"
+F32 = np.float32
 
 DISTS = ("normal", "outliers", "zero_rows", "constant_rows", "tiny", "huge", "positive",
          "negative", "ties", "uniform_int")
@@ -23,6 +36,11 @@ def assert_same_bits(out, ref):
     bad = np.flatnonzero(ob != rb)
     assert bad.size == 0, (f"{bad.size} of {ob.size} elements differ; first: "
                            f"{out[~nan_o][bad[:3]]} vs {ref[~nan_r][bad[:3]]}")
+
+
+def bits(x) -> np.ndarray:
+    """float32 bits of ``x`` as int32, for ``==`` comparisons."""
+    return np.asarray(x, np.float32).view(np.int32)
 
 
 def make_values(shape, dist: str, seed: int) -> np.ndarray:
@@ -151,9 +169,6 @@ _CALLS = 0
 
 def call_jax(a, b, kwargs, implementation="xla", **extra):
     """scmp_jax.sc_matmul on a case from ``sc_cases``, as NumPy."""
-    import os
-
-    import scmp_jax
     kw = dict(kwargs)
     g = kw.pop("granularity")
     trace = os.environ.get("SCMP_TRACE_FILE")       # last line survives a crash
@@ -273,3 +288,134 @@ def fp4_near_threshold_rows(transform, rows, K, *, group_size, scale_dtype, scal
     tb = np.broadcast_to(t, (K // g, g, g))
     x = np.einsum("rci,cij->rcj", y.reshape(rows, K // g, g), tb)      # T^T y per block
     return x.reshape(rows, K).astype(F32)
+
+
+# ---- fp4: crafted floats and group makers (golden.fp4 values, SPEC.md section 9) ------------
+
+BYTES = np.arange(256, dtype=np.uint8)
+MIDS = np.array([.25, .75, 1.25, 1.75, 2.5, 3.5, 5], F32)
+
+
+def _mids(values):
+    """Exact midpoints (float32) of consecutive distinct finite non-negative values."""
+    v = np.unique(np.abs(values[np.isfinite(values)]).astype(np.float64))
+    m = (v[:-1] + v[1:]) / 2
+    assert np.array_equal(m.astype(F32).astype(np.float64), m)      # exactly representable
+    return m.astype(F32)
+
+
+def crafted_floats(n_random=20000, seed=0):
+    """Every e2m1/e4m3/e8m0 value, exact midpoints between neighbours, all of
+    them +-1 ulp, both signs, float32 subnormals, huge/tiny, specials and random bits."""
+    e4 = G.e4m3_decode(BYTES)
+    e8 = G.e8m0_decode(BYTES)
+    e2 = G.E2M1_VALUES
+    base = np.concatenate([e4, e8, e2, _mids(e4), _mids(e8), _mids(e2), MIDS])
+    base = base[np.isfinite(base)]
+    with np.errstate(all="ignore"):
+        near = np.concatenate([base, np.nextafter(base, F32(np.inf)),
+                               np.nextafter(base, F32(-np.inf))])
+    specials = np.array([0, np.inf, np.nan, 1e38, 3e38, np.finfo(F32).max, 1e-40, 1e-45,
+                         np.finfo(F32).tiny, np.finfo(F32).smallest_subnormal, 448, 464, 480, 6,
+                         7, 1e-3, 2.0 ** -10, 3 * 2.0 ** -11, 2.0 ** -127 * 1.25], F32)
+    r = np.random.default_rng(seed)
+    rnd = r.integers(0, 2 ** 32, n_random, dtype=np.uint64).astype(np.uint32).view(F32)
+    sub = r.integers(1, 1 << 23, 2000, dtype=np.uint32).view(F32)        # float32 subnormals
+    out = np.concatenate([near, specials, rnd, sub]).astype(F32)
+    return np.concatenate([out, -out])
+
+
+FP4_KINDS = ("normal", "ties", "ties", "grid", "zeros", "nonfinite", "huge", "tiny", "e4m3_sub",
+             "single", "wide")
+TIE_VALUES = np.concatenate([G.E2M1_VALUES, MIDS])
+
+
+def fp4_group(kind, n, r, ss, gs, scale_dtype):
+    """One quantization group of ``n`` values of a kind from ``FP4_KINDS``."""
+    if kind == "normal":
+        return r.standard_normal(n) * 10.0 ** r.uniform(-4, 4)
+    if kind == "grid":      # multiples of grid values and midpoints; amax 6 * 2^j
+        v = r.choice(TIE_VALUES, n) * r.choice([-1, 1], n)
+        v[r.integers(n)] = 6 * r.choice([-1, 1])
+        return v * 2.0 ** r.integers(-12, 13)
+    if kind == "ties":      # v * p for the group's own p = scale_deq * global_scale: x / p == v
+        amax = F32(abs(r.standard_normal()) * 10.0 ** r.uniform(-3, 3) + 1e-3)
+        with np.errstate(all="ignore"):
+            byte = G.encode_scale(F32(amax / F32(F32(ss) * F32(gs))), scale_dtype)
+            p = F32(G.decode_scale(byte, scale_dtype) * F32(gs))
+            v = (r.choice(TIE_VALUES, n) * r.choice([-1, 1], n) * p).astype(F32)
+        v = np.where(np.abs(v) <= amax, v, 0)
+        v[r.integers(n)] = amax
+        return v
+    if kind == "zeros":
+        return np.where(r.random(n) < 0.5, -0.0, 0.0)
+    if kind == "nonfinite":
+        v = r.standard_normal(n)
+        v[r.integers(n, size=r.integers(1, 3))] = r.choice([np.nan, np.inf, -np.inf])
+        return v
+    if kind == "huge":
+        return r.uniform(-3.4, 3.4, n) * 1e38
+    if kind == "tiny":      # float32 subnormals
+        return r.standard_normal(n) * r.choice([1e-40, 1e-43, 1e-38])
+    if kind == "e4m3_sub":  # scale lands among e4m3 subnormals
+        return r.standard_normal(n) * float(F32(ss) * F32(gs)) * 2.0 ** -r.integers(7, 12)
+    if kind == "single":
+        v = np.zeros(n)
+        v[r.integers(n)] = r.standard_normal() * 10.0 ** r.uniform(-3, 3)
+        return v
+    return r.choice([-1, 1], n) * 2.0 ** r.uniform(-140, 127, n)       # wide
+
+
+def hadamard(g: int) -> np.ndarray:
+    """The orthonormal g x g Hadamard matrix (g a power of two), float32."""
+    h = np.ones((1, 1))
+    while h.shape[0] < g:
+        h = np.block([[h, h], [h, -h]])
+    return (h / np.sqrt(g)).astype(F32)
+
+
+# ---- the package's import graph (tests/test_layout.py, tests/sc/test_layout.py) ----------
+
+def package_modules(pkg: Path = PKG):
+    """(dotted name, path) of every module under ``pkg``."""
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(pkg.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+def _resolve(mod: str, path: Path, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+    base = base[:len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def module_imports(mod: str, path: Path, top_level_only: bool):
+    """(node, imported module, imported name or None) of each import in a module."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            target = _resolve(mod, path, node)
+            for alias in node.names:
+                yield node, target, alias.name
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node, alias.name, None
+
+
+def project_graph(pkg: Path = PKG):
+    """module -> the set of modules of the same package it imports."""
+    mods = dict(package_modules(pkg))
+    graph = {m: set() for m in mods}
+    for mod, path in mods.items():
+        for _, target, name in module_imports(mod, path, top_level_only=False):
+            for cand in ((f"{target}.{name}" if name else None), target):
+                if cand in mods and cand != mod:
+                    graph[mod].add(cand)
+                    break
+    return graph

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from golden import fp4 as G
-from helpers import assert_same_bits
+from tests.helpers import assert_same_bits
 from scmp_jax import fp4
 from scmp_jax.fp4 import formats as FM
 

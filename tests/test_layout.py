@@ -8,51 +8,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PKG = ROOT / "scmp_jax"
+from tests.helpers import PKG, ROOT, module_imports, package_modules, project_graph
+
 MAX_LINES = 400
-
-
-def _modules():
-    for path in sorted(PKG.rglob("*.py")):
-        rel = path.relative_to(ROOT).with_suffix("")
-        parts = list(rel.parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        yield ".".join(parts), path
-
-
-def _resolve(mod: str, path: Path, node: ast.ImportFrom) -> str:
-    if node.level == 0:
-        return node.module or ""
-    base = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
-    base = base[:len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def _imports(mod: str, path: Path, top_level_only: bool):
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom):
-            target = _resolve(mod, path, node)
-            for alias in node.names:
-                yield node, target, alias.name
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node, alias.name, None
-
-
-def _project_graph():
-    mods = dict(_modules())
-    graph = {m: set() for m in mods}
-    for mod, path in mods.items():
-        for _, target, name in _imports(mod, path, top_level_only=False):
-            for cand in ((f"{target}.{name}" if name else None), target):
-                if cand in mods and cand != mod:
-                    graph[mod].add(cand)
-                    break
-    return graph
+_modules, _imports, _project_graph = package_modules, module_imports, project_graph
 
 
 def test_no_import_cycles():
@@ -136,7 +95,7 @@ _HISTORY = re.compile(r"\bsession[s]? \d+|\bsession \d|device call|\bissue \d+|\
 _TREES = ("scmp_jax", "golden", "tests", "bench", "docs", "scmp_jax_examples", "scripts")
 
 
-@pytest.mark.parametrize("tree", _TREES)
+@pytest.mark.parametrize("tree", _TREES, ids=[t.replace("golden", "reference_model") for t in _TREES])
 def test_no_history_words(tree):
     """Code, tests, docs and bench describe the product, not how it was built."""
     bad = []

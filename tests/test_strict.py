@@ -14,7 +14,7 @@ import golden
 import scmp_jax
 from golden import errors as GE
 from golden import mp as GMP
-from helpers import assert_same_bits
+from tests.helpers import assert_same_bits
 from scmp_jax import fp4, mp
 from scmp_jax import quant as Q
 from scmp_jax._src import errors as SE

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 import golden
 import scmp_jax
 from golden import quant as GQ
-from helpers import assert_same_bits, make_values
+from tests.helpers import assert_same_bits, make_values
 from scmp_jax import fp4, quant
 from scmp_jax._src import ieee
 

@@ -11,20 +11,12 @@ from golden import fp4 as G
 from scmp_jax import fp4
 from scmp_jax.fp4 import formats as FM
 from scmp_jax.fp4 import softfloat as SF
-from helpers import check_fp4_transform, fp4_near_threshold_rows
-from test_fp4_golden import BYTES, crafted_floats
+from tests.helpers import (BYTES, FP4_KINDS as KINDS, assert_same_bits as _same,
+                           check_fp4_transform, crafted_floats, fp4_group as _group,
+                           fp4_near_threshold_rows, hadamard)
 
 F32 = np.float32
 X = crafted_floats(n_random=5000, seed=1)
-
-
-def _same(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape, (a.dtype, b.dtype)
-    na, nb = np.isnan(a), np.isnan(b)
-    assert np.array_equal(na, nb), np.argwhere(na != nb)[:5]
-    bad = np.flatnonzero(a[~na].view(np.uint32) != b[~nb].view(np.uint32))
-    assert bad.size == 0, (a[~na][bad[:4]], b[~nb][bad[:4]])
 
 
 # ---- exact float32 arithmetic (XLA flushes subnormals on CPU) ------------------------
@@ -76,45 +68,6 @@ def test_pack_matches_golden():
 # (shape, group_size) pool: each pair x scale format is one compiled program
 PAIRS = [((4, 64), 32), ((4, 64), 16), ((3, 96), 3), ((2, 3, 48), 6), ((6, 10), 2), ((1, 8), 1),
          ((128,), 64)]
-KINDS = ("normal", "ties", "ties", "grid", "zeros", "nonfinite", "huge", "tiny", "e4m3_sub", "single", "wide")
-TIE_VALUES = np.concatenate([G.E2M1_VALUES, np.array([.25, .75, 1.25, 1.75, 2.5, 3.5, 5], F32)])
-
-
-def _group(kind, n, r, ss, gs, scale_dtype):
-    if kind == "normal":
-        return r.standard_normal(n) * 10.0 ** r.uniform(-4, 4)
-    if kind == "grid":      # multiples of grid values and midpoints; amax 6 * 2^j
-        v = r.choice(TIE_VALUES, n) * r.choice([-1, 1], n)
-        v[r.integers(n)] = 6 * r.choice([-1, 1])
-        return v * 2.0 ** r.integers(-12, 13)
-    if kind == "ties":      # v * p for the group's own p = scale_deq * global_scale: x / p == v
-        amax = F32(abs(r.standard_normal()) * 10.0 ** r.uniform(-3, 3) + 1e-3)
-        with np.errstate(all="ignore"):
-            byte = G.encode_scale(F32(amax / F32(F32(ss) * F32(gs))), scale_dtype)
-            p = F32(G.decode_scale(byte, scale_dtype) * F32(gs))
-            v = (r.choice(TIE_VALUES, n) * r.choice([-1, 1], n) * p).astype(F32)
-        v = np.where(np.abs(v) <= amax, v, 0)
-        v[r.integers(n)] = amax
-        return v
-    if kind == "zeros":
-        return np.where(r.random(n) < 0.5, -0.0, 0.0)
-    if kind == "nonfinite":
-        v = r.standard_normal(n)
-        v[r.integers(n, size=r.integers(1, 3))] = r.choice([np.nan, np.inf, -np.inf])
-        return v
-    if kind == "huge":
-        return r.uniform(-3.4, 3.4, n) * 1e38
-    if kind == "tiny":      # float32 subnormals
-        return r.standard_normal(n) * r.choice([1e-40, 1e-43, 1e-38])
-    if kind == "e4m3_sub":  # scale lands among e4m3 subnormals
-        return r.standard_normal(n) * float(F32(ss) * F32(gs)) * 2.0 ** -r.integers(7, 12)
-    if kind == "single":
-        v = np.zeros(n)
-        v[r.integers(n)] = r.standard_normal() * 10.0 ** r.uniform(-3, 3)
-        return v
-    return r.choice([-1, 1], n) * 2.0 ** r.uniform(-140, 127, n)       # wide
-
-
 @st.composite
 def fp4_cases(draw):
     preset = draw(st.sampled_from(["mxfp4", "nvfp4", "random", "random", "random"]))
@@ -157,13 +110,6 @@ def test_quantize_dequantize_match_golden(case):
 
 # ---- transforms ------------------------------------------------------------------------
 
-def _hadamard(g):
-    h = np.ones((1, 1))
-    while h.shape[0] < g:
-        h = np.block([[h, h], [h, -h]])
-    return (h / np.sqrt(g)).astype(F32)
-
-
 @pytest.mark.parametrize("kind", ["shared", "per_block", "hadamard", "orthogonal"])
 @pytest.mark.parametrize("preset", ["mxfp4", "nvfp4"])
 def test_transform_end_to_end_matches_golden(kind, preset):
@@ -178,7 +124,7 @@ def test_transform_end_to_end_matches_golden(kind, preset):
     x = (r.standard_normal((32, 256)) * 3).astype(F32)
     g = 16
     T = {"shared": r.standard_normal((g, g)), "per_block": r.standard_normal((16, g, g)),
-         "hadamard": _hadamard(g),
+         "hadamard": hadamard(g),
          "orthogonal": np.stack([np.linalg.qr(r.standard_normal((g, g)))[0] for _ in range(16)])
          }[kind].astype(F32)
     kw = G.PRESETS[preset]
@@ -203,7 +149,7 @@ def test_transform_exact_when_sums_are_exact(preset):
     transform is bit-exact (SPEC 9.7) and so are codes and scale bytes."""
     r = np.random.default_rng(17)
     x = (r.integers(-100, 101, (32, 256)) * 2.0 ** r.integers(-6, 6)).astype(F32)
-    T = _hadamard(16)
+    T = hadamard(16)
     assert np.array_equal(T * 4, np.round(T * 4))
     _same(fp4.block_transform(x, T), G.block_transform(x, T))
     t = fp4.quantize(x, preset, transform=T)

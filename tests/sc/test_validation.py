@@ -43,8 +43,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("args,kwargs,match", CASES)
-@pytest.mark.parametrize("impl", ["golden", "xla"])
-def test_golden_value_errors(args, kwargs, match, impl):
+@pytest.mark.parametrize("impl", ["golden", "xla"], ids=["reference", "xla"])
+def test_value_errors_name_the_argument(args, kwargs, match, impl):
     kw = dict(kwargs)
     g = kw.pop("granularity", "per_row")
     with pytest.raises(ValueError, match=match):

@@ -31,8 +31,8 @@ from scmp_jax.fp4.quantize import api as QA
 from scmp_jax.fp4.quantize import encode as E
 from scmp_jax.fp4.quantize import pallas as QP
 from scmp_jax.fp4.quantize import params as PR
-from helpers import check_fp4_transform, fp4_near_threshold_rows
-from test_fp4_xla import KINDS, _group
+from tests.helpers import (FP4_KINDS as KINDS, check_fp4_transform, fp4_group as _group,
+                           fp4_near_threshold_rows, hadamard)
 
 pytestmark = pytest.mark.gpu
 F32 = np.float32
@@ -280,13 +280,6 @@ def test_host_params_fallback_when_the_host_flushes(monkeypatch):
     assert calls == [PR.TH.SOFT]
 
 
-def _hadamard(g):
-    h = np.ones((1, 1))
-    while h.shape[0] < g:
-        h = np.block([[h, h], [h, -h]])
-    return (h / np.sqrt(g)).astype(F32)
-
-
 @pytest.mark.parametrize("kind,g,preset", [("shared", 16, "mxfp4"),       # g < G
                                            ("per_block", 64, "nvfp4"),    # g > G
                                            ("hadamard", 32, "nvfp4")])
@@ -296,7 +289,7 @@ def test_transform_fused(kind, g, preset):
     x[2, 5] = np.nan
     x[4, 70] = -np.inf
     T = {"shared": r.standard_normal((g, g)), "per_block": r.standard_normal((128 // g, g, g)),
-         "hadamard": _hadamard(g)}[kind].astype(F32)
+         "hadamard": hadamard(g)}[kind].astype(F32)
     p = G.PRESETS[preset]
     codes, scales, y = quantize_fused(jnp.asarray(x), F32(p["scale_scale"]),
                                         F32(p["global_scale"]), jnp.asarray(T),

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from golden import quant as GQ
 from scmp_jax.quant import quantize
-from helpers import DISTS, assert_same_bits, make_values
+from tests.helpers import DISTS, assert_same_bits, make_values
 
 
 @st.composite

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 
 from scmp_jax._src import ieee as _ieee
-from helpers import assert_same_bits, call_golden, call_jax, sc_cases
+from tests.helpers import assert_same_bits, call_golden, call_jax, sc_cases
 
 
 def _pairs(seed, n=200_000):

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import golden
 import scmp_jax
-from helpers import CONFIG_KINDS, DISTS, assert_same_bits, config_dict, make_values
+from tests.helpers import CONFIG_KINDS, DISTS, assert_same_bits, config_dict, make_values
 
 
 @st.composite

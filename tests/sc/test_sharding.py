@@ -10,7 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 import golden
 import scmp_jax
-from helpers import DISTS, assert_same_bits, config_dict, make_values
+from tests.helpers import DISTS, assert_same_bits, config_dict, make_values
 from scmp_jax.sc import SCConfig, dense
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 2, reason="needs >= 2 devices")

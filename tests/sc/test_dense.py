@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 
 import scmp_jax
-from helpers import assert_same_bits, call_golden, call_jax, sc_cases
+from tests.helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax._src.dispatch import Backend
 from scmp_jax.quant import xla as QX
 from scmp_jax.sc import api, dense, pallas_assemble

@@ -10,7 +10,7 @@ import pytest
 
 import scmp_jax
 from scmp_jax._src import granularity as GR
-from test_layout import PKG, ROOT, _project_graph
+from tests.helpers import PKG, ROOT, project_graph as _project_graph
 
 OPS = ("scmp_jax.sc", "scmp_jax.quant")
 

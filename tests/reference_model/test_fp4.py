@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from golden import fp4 as G
+from tests.helpers import BYTES, MIDS, crafted_floats
 
 F32 = np.float32
-BYTES = np.arange(256, dtype=np.uint8)
-MIDS = np.array([.25, .75, 1.25, 1.75, 2.5, 3.5, 5], F32)
 
 
 def _same(a, b):
@@ -16,35 +15,6 @@ def _same(a, b):
     na, nb = np.isnan(a), np.isnan(b)
     return np.array_equal(na, nb) and np.array_equal(a[~na].view(np.uint32),
                                                      b[~nb].view(np.uint32))
-
-
-def _mids(values):
-    """Exact midpoints (float32) of consecutive distinct finite non-negative values."""
-    v = np.unique(np.abs(values[np.isfinite(values)]).astype(np.float64))
-    m = (v[:-1] + v[1:]) / 2
-    assert np.array_equal(m.astype(F32).astype(np.float64), m)      # exactly representable
-    return m.astype(F32)
-
-
-def crafted_floats(n_random=20000, seed=0):
-    """Every e2m1/e4m3/e8m0 value, exact midpoints between neighbours, all of
-    them +-1 ulp, both signs, float32 subnormals, huge/tiny, specials and random bits."""
-    e4 = G.e4m3_decode(BYTES)
-    e8 = G.e8m0_decode(BYTES)
-    e2 = G.E2M1_VALUES
-    base = np.concatenate([e4, e8, e2, _mids(e4), _mids(e8), _mids(e2), MIDS])
-    base = base[np.isfinite(base)]
-    with np.errstate(all="ignore"):
-        near = np.concatenate([base, np.nextafter(base, F32(np.inf)),
-                               np.nextafter(base, F32(-np.inf))])
-    specials = np.array([0, np.inf, np.nan, 1e38, 3e38, np.finfo(F32).max, 1e-40, 1e-45,
-                         np.finfo(F32).tiny, np.finfo(F32).smallest_subnormal, 448, 464, 480, 6,
-                         7, 1e-3, 2.0 ** -10, 3 * 2.0 ** -11, 2.0 ** -127 * 1.25], F32)
-    r = np.random.default_rng(seed)
-    rnd = r.integers(0, 2 ** 32, n_random, dtype=np.uint64).astype(np.uint32).view(F32)
-    sub = r.integers(1, 1 << 23, 2000, dtype=np.uint32).view(F32)        # float32 subnormals
-    out = np.concatenate([near, specials, rnd, sub]).astype(F32)
-    return np.concatenate([out, -out])
 
 
 X = crafted_floats()
@@ -322,12 +292,12 @@ BAD = [
 
 
 @pytest.mark.parametrize("x,kw,match", BAD)
-def test_golden_validation(x, kw, match):
+def test_validation(x, kw, match):
     with pytest.raises(ValueError, match=match):
         G.quantize(x, **{**GOOD, **kw})
 
 
-def test_golden_non_float_input():
+def test_non_float_input():
     with pytest.raises(TypeError, match="x must be a float"):
         G.quantize(np.ones((2, 32), np.int32), **GOOD)
     with pytest.raises(TypeError, match="transform must be a float"):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 import golden
 import scmp_jax
 from scmp_jax._src.platform import on_gpu
-from helpers import assert_same_bits, call_golden, call_jax, sc_cases
+from tests.helpers import assert_same_bits, call_golden, call_jax, sc_cases
 from scmp_jax.quant import xla as QX
 from scmp_jax.sc import SCConfig, pallas_counts
 from scmp_jax.sc.tables import enable_tables, layout

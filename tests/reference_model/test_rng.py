@@ -10,13 +10,13 @@ import golden
 from scmp_jax.sc import rng as R
 
 
-def test_golden_sobol_hand_derived_p3():
+def test_sobol_hand_derived_p3():
     # v = [4, 2, 1]; x0=0; n=0 (lsz 0) ^4 -> 4; n=1 (lsz 1) ^2 -> 6; n=2 (lsz 0) ^4 -> 2;
     # n=3 (lsz 2) ^1 -> 3; n=4 ^4 -> 7; n=5 ^2 -> 5; n=6 ^4 -> 1
     assert golden.sobol_sequence(3).tolist() == [0, 4, 6, 2, 3, 7, 5, 1]
 
 
-def test_golden_sobol_k_seed_p8_prefix():
+def test_sobol_k_seed_p8_prefix():
     # v = [128, 64, 32, 16, 9*8=72, 4, 41*2=82, 255]
     seq = golden.sobol_sequence(8, side="k")
     assert seq[:8].tolist() == [0, 128, 192, 64, 96, 224, 160, 32]
@@ -24,14 +24,14 @@ def test_golden_sobol_k_seed_p8_prefix():
     assert sorted(seq.tolist()) == list(range(256))   # a permutation at full length
 
 
-def test_golden_default_seeds():
+def test_default_seeds():
     assert golden.sobol_default_seed(8, "k") == [1, 1, 1, 1, 9, 1, 41, 255]
     assert golden.sobol_default_seed(6, "k") == [1, 1, 1, 1, 9, 1]
     assert golden.sobol_default_seed(10, "k") == [1, 1, 1, 1, 9, 1, 41, 1, 1, 1]
     assert golden.sobol_default_seed(4, "q") == [1, 1, 1, 1]
 
 
-def test_golden_lfsr_hand_derived():
+def test_lfsr_hand_derived():
     # p=3, taps [2, 0], seed 1: fb = b2 ^ b0
     # 001 -> fb=1 -> 100 -> fb=1 -> 110 -> fb=1 -> 111 -> fb=0 -> 011 -> fb=1 -> 101 -> fb=0
     # -> 010 -> fb=0 -> 001
@@ -39,7 +39,7 @@ def test_golden_lfsr_hand_derived():
 
 
 @pytest.mark.parametrize("p", range(2, 11))
-def test_golden_lfsr_default_taps_have_full_period(p):
+def test_lfsr_default_taps_have_full_period(p):
     taps = golden.default_lfsr_taps(p)
     seq = golden.lfsr_sequence(p, 1, taps, 2 ** p)
     assert len(set(seq[: 2 ** p - 1].tolist())) == 2 ** p - 1
@@ -62,12 +62,12 @@ def test_golden_sobol_and_lfsr_match_vectorized(p):
             assert np.array_equal(golden.lfsr_sequence(p, seed, taps), R.lfsr(p, seed, taps))
 
 
-def test_golden_true_random_is_python_random():
+def test_true_random_is_python_random():
     gen = random.Random(42)
     assert golden.true_random_sequence(5, 42).tolist() == [gen.randint(0, 31) for _ in range(32)]
 
 
-def test_golden_rng_validation():
+def test_rng_validation():
     with pytest.raises(ValueError, match="non-zero"):
         golden.lfsr_sequence(4, 0, [3, 0])
     with pytest.raises(ValueError, match="non-zero"):
@@ -80,7 +80,7 @@ def test_golden_rng_validation():
         R.sobol(4, (1, 1, 9, 1))                  # 9 >= 2**3
 
 
-def test_golden_imports_only_numpy_and_stdlib():
+def test_imports_only_numpy_and_stdlib():
     import sys
     allowed = {"numpy", "__future__"} | set(sys.stdlib_module_names)
     for path in pathlib.Path(golden.__file__).parent.glob("*.py"):

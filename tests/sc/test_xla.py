@@ -8,7 +8,7 @@ from hypothesis import given, settings
 
 import golden
 import scmp_jax
-from helpers import assert_same_bits, call_golden, call_jax as _jax, make_values, sc_cases
+from tests.helpers import assert_same_bits, call_golden, call_jax as _jax, make_values, sc_cases
 
 
 @given(sc_cases())
@@ -61,6 +61,6 @@ def test_golden_same_bits_with_x64():
 
 @settings(max_examples=30)
 @given(sc_cases(max_rows=12, max_d=40))
-def test_golden_bitlevel_equals_table_form(case):
+def test_bitlevel_equals_table_form(case):
     a, b, kwargs = case
     assert_same_bits(call_golden(a, b, kwargs, bitlevel=True), call_golden(a, b, kwargs))

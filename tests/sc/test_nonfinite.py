@@ -5,7 +5,7 @@ import pytest
 
 import golden
 import scmp_jax
-from helpers import assert_same_bits
+from tests.helpers import assert_same_bits
 
 R = np.random.default_rng(0)
 

@@ -12,9 +12,10 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from golden import fp4 as G
-from helpers import check_fp4_transform
+from tests.helpers import check_fp4_transform
 from scmp_jax import fp4
 from scmp_jax.flax import QuantLinear
+from tests.helpers import bits as _bits
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 2, reason="needs >= 2 devices")
 needs4 = pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 devices (2x2 mesh)")
@@ -43,10 +44,6 @@ def _values(shape, seed):
     x.reshape(-1)[::97] = 0.0
     x.reshape(-1)[5] = np.nan
     return x
-
-
-def _bits(y):
-    return np.asarray(y).view(np.uint32)
 
 
 def _gold_kw(cfg, global_scale=None):

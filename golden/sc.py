@@ -86,16 +86,25 @@ def tables(ra: np.ndarray, rb: np.ndarray, G: int):
     return k_table, cum
 
 
+_BLOCK = 1 << 22    # int64 elements of one block's tables (and of its counts)
+
+
 def _counts_table(ra, rb, ba, bb, G):
-    """counts[d] (N, M) by table lookup, one d at a time (memory O(L*V))."""
-    for d in range(ra.shape[0]):
-        k_table, cum = tables(ra[d:d + 1], rb[d:d + 1], G)
-        k = k_table[0][ba[:, d]]
-        yield cum[0][k[:, None], bb[None, :, d]]
+    """``(d0, counts[d0:d0 + n])`` (n, N, M) by table lookup, for blocks of ``n``
+    inner indices (memory O(_BLOCK))."""
+    D, L = ra.shape
+    N, M = ba.shape[0], bb.shape[0]
+    n = max(1, _BLOCK // max(L * (G + 1), N * M))
+    for d0 in range(0, D, n):
+        k_table, cum = tables(ra[d0:d0 + n], rb[d0:d0 + n], G)      # (n, V), (n, L+1, V)
+        dd = np.arange(k_table.shape[0])
+        k = k_table[dd[:, None], ba[:, d0:d0 + n].T]                   # (n, N)
+        yield d0, cum[dd[:, None, None], k[:, :, None], bb[:, d0:d0 + n].T[:, None, :]]
 
 
 def _counts_bits(ra, rb, ba, bb, G):
-    """counts[d] (N, M) from explicit bits: A bits -> popcount enable -> B bits."""
+    """``(d, counts[d:d + 1])`` (1, N, M) from explicit bits: A bits -> popcount
+    enable -> B bits."""
     L = ra.shape[1]
     t = np.arange(L)
     for d in range(ra.shape[0]):
@@ -103,15 +112,17 @@ def _counts_bits(ra, rb, ba, bb, G):
         k = a_bits.sum(axis=1)                                 # popcount
         enable = t[None, :] < k[:, None]                       # first k cycles
         b_bits = rb[d][None, :] < bb[:, d][:, None]            # (M, L)
-        yield enable.astype(np.int64) @ b_bits.T.astype(np.int64)
+        yield d, (enable.astype(np.int64) @ b_bits.T.astype(np.int64))[None]
 
 
 def _acc(qa, qb, ra, rb, G, counts_fn, bipolar):
+    """Exact int64 ``sum_d (sign_a * sign_b) * c`` (N, M)."""
     acc = np.zeros((qa["boundary"].shape[0], qb["boundary"].shape[0]), np.int64)
-    for d, c in enumerate(counts_fn(ra, rb, qa["boundary"], qb["boundary"], G)):
+    for d0, c in counts_fn(ra, rb, qa["boundary"], qb["boundary"], G):
         if bipolar:
-            c = c * (qa["sign"][:, d][:, None] * qb["sign"][:, d][None, :])
-        acc += c
+            n = c.shape[0]
+            c = c * (qa["sign"][:, d0:d0 + n].T[:, :, None] * qb["sign"][:, d0:d0 + n].T[:, None, :])
+        acc += c.sum(axis=0)
     return acc
 
 

@@ -67,21 +67,29 @@ def side_streams(config, side: str, D: int, p: int, L: int, G: int,
     B = 2 ** p
     config = normalize(config, D)
     pool = config["rng_pool"]
-    cache: dict[int, np.ndarray] = {}
-    rows = np.empty((D, L), dtype=np.int64)
-    masks = owen_masks(scramble, D, p)
+    # one prefix per distinct (pool entry, scramble, complement); rows index them
+    prefix: dict[tuple, int] = {}
+    seqs: dict[int, np.ndarray] = {}
+    rows_of = np.empty(D, dtype=np.int64)
+    prefixes = []
     for d, entry in enumerate(config["sng"][side][:D]):
-        rid = int(entry["rng_id"])
-        if rid not in cache:
-            cache[rid] = rng_sequence(pool[rid], p)
-        seq = cache[rid]
-        if entry.get("scramble") is not None:
-            seq = apply_scramble(seq, entry["scramble"], p)
-        if entry.get("complement", False):
-            seq = (B - 1) - seq
-        r = seq[:L]
-        if G == B:
-            rows[d] = r ^ masks[d] if L < B else r
-        else:
-            rows[d] = ((r ^ masks[d]) * G) // B
-    return rows
+        perm = entry.get("scramble")
+        key = (int(entry["rng_id"]), None if perm is None else tuple(int(v) for v in perm),
+               bool(entry.get("complement", False)))
+        if key not in prefix:
+            rid, perm, comp = key
+            if rid not in seqs:
+                seqs[rid] = rng_sequence(pool[rid], p)
+            seq = seqs[rid]
+            if perm is not None:
+                seq = apply_scramble(seq, perm, p)
+            if comp:
+                seq = (B - 1) - seq
+            prefix[key] = len(prefixes)
+            prefixes.append(np.asarray(seq[:L], dtype=np.int64))
+        rows_of[d] = prefix[key]
+    r = np.stack(prefixes)[rows_of] if D else np.empty((0, L), np.int64)
+    masks = owen_masks(scramble, D, p)[:, None]
+    if G == B:
+        return r ^ masks if L < B else r
+    return ((r ^ masks) * G) // B

@@ -59,6 +59,7 @@ def quantize(x, granularity: str = "per_row", *, mode: str = "bipolar", sc_prec:
     gran.check(ndim=np.ndim(x), mode=mode)
     if check_bool(chunk, "chunk") and mode != "bipolar":
         raise ValueError("chunk=True requires mode='bipolar'")
+    QX.check_rowsum(mode, sc_prec, np.shape(x)[-1], "quantize")
     sch = QX.Scheme(gran, mode, int(sc_prec), int(G), int(group), bool(chunk))
     return GD.call(lambda x: _quantize(x, sch, backend), (jnp.asarray(x),), op="quant.quantize",
                    why=_WHY, hint=_HINT)

@@ -27,7 +27,8 @@ from .._src.granularity import Granularity
 from .._src.ieee import div, max_nan, min_nan, separate
 from .._src.kernel_math import XlaMath
 
-__all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "separate",
+__all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "INT32_MAX",
+           "check_rowsum", "separate",
            "div", "row_stats", "row_params", "encode", "quantize"]
 
 EPS = np.float32(1e-5)
@@ -49,6 +50,19 @@ class Quantized(NamedTuple):
 
 def qmax(mode: str, p: int) -> int:
     return 2 ** (p - 1) - 1 if mode == "bipolar" else 2 ** p - 1
+
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def check_rowsum(mode: str, p: int, D: int, op: str) -> None:
+    """ValueError when the exact int32 unipolar row sums ``sum_d x_int``, up to
+    ``D * q``, could exceed int32 (SPEC.md section 4.3)."""
+    q = qmax(mode, p)
+    if mode == "unipolar" and D * q > INT32_MAX:
+        raise ValueError(f"{op}: the exact int32 row sum can reach D * (2**sc_prec - 1) = "
+                         f"{D} * {q} = {D * q} > 2**31 - 1 = {INT32_MAX}; the largest D "
+                         f"allowed here is {INT32_MAX // q}")
 
 
 @dataclasses.dataclass(frozen=True)

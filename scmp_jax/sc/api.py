@@ -20,7 +20,7 @@ from .._src import dispatch
 from .._src import grad as GD
 from .._src import granularity as GR
 from .._src.errors import InvalidDtypeError, check_bool, check_float, is_int, with_dtype
-from . import dense, pallas, sharding, xla
+from . import dense, limits, pallas, sharding, xla
 from .config import SCConfig, as_config
 from .mixed import mixed_tables
 from .static import Static
@@ -129,6 +129,8 @@ def sc_matmul(a, b, granularity: str = "per_row", *, mode: str = "bipolar", sc_p
         raise ValueError(f"table_cap_bytes must be an int >= 0, got {table_cap_bytes!r}")
     shard = sharding.plan(a, b, st)
     count_mode = count_method(counts, st, a, b, mixed)
+    if not mixed:
+        limits.check(mode=st.mode, p=st.p, L=st.L, D=D, chunk_d=st.chunk_d, counts=count_mode)
     if mixed:
         if shard is not None:
             raise ValueError("row_stoc_len / col_stoc_len do not support sharded a, b yet")
@@ -156,6 +158,8 @@ def count_method(counts, st: Static, a, b, mixed: bool) -> str:
     if counts not in COUNTS:
         raise ValueError(f"counts must be one of {COUNTS}, got {counts!r}")
     ok = dense.eligible(st.mode, st.p, st.L, st.G) and not mixed
+    fits = limits.fits(mode=st.mode, p=st.p, L=st.L, D=np.shape(a)[-1], chunk_d=st.chunk_d,
+                       counts="dense")
     if counts == "dense" and not ok:
         raise ValueError("counts='dense' needs stoc_len <= 256, at most 128 quantization "
                          "levels (bipolar sc_prec <= 8, unipolar <= 7) and no "
@@ -164,7 +168,7 @@ def count_method(counts, st: Static, a, b, mixed: bool) -> str:
     if counts is None:
         H = np.shape(a)[0] if np.ndim(a) == 3 else 1
         big = dense.worth_it(H, np.shape(a)[-2], np.shape(b)[-2])
-        return "dense" if ok and big and st.backend.gpu else "gather"
+        return "dense" if ok and fits and big and st.backend.gpu else "gather"
     return counts
 
 
@@ -214,6 +218,7 @@ def _mixed_call(impl, a, b, smooth, row_len, col_len, levels, st, cfg, scramble,
         return jnp.zeros((N, M), jnp.float32)
     q = 2 ** (st.p - 1) - 1 if st.mode == "bipolar" else 2 ** st.p - 1
     D = np.shape(a)[-1]
+    limits.check(mode=st.mode, p=st.p, L=max(levels), D=D)
     mt, shift, vp = mixed_tables(cfg, D, st.p, levels, st.G, scramble, cap, q)
     st = dataclasses.replace(st, cap=cap)
     return impl.sc_matmul_mixed(a, b, smooth, rl, cl, mt, st=st, levels=levels, shift=shift,

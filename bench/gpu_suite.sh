@@ -13,9 +13,9 @@ step() { local name=$1; shift; local t0=$(date +%s)
   echo "== $name rc=$rc $(( $(date +%s) - t0 ))s: $(grep -E 'passed|failed|error' "$OUT/$name.log" | tail -1)"; }
 step params python -m bench.fp4_probe --cases params --out "$OUT/params.json"
 step gpu_tests python -m pytest -q -p no:cacheprovider --durations=15 -m gpu tests/
-step golden_gpu python -m pytest -q -p no:cacheprovider tests/test_sc_golden.py tests/test_quant_golden.py \
-  tests/test_nonfinite.py tests/test_ieee.py tests/test_mixed_lengths.py tests/test_smoothquant.py \
-  tests/test_fp4_xla.py tests/test_mp_golden.py
+step golden_gpu python -m pytest -q -p no:cacheprovider tests/sc/test_xla.py tests/quant/test_quantize.py \
+  tests/sc/test_nonfinite.py tests/_src/test_ieee.py tests/sc/test_mixed_lengths.py tests/quant/test_smoothquant.py \
+  tests/fp4/test_xla.py tests/mp/test_reference.py
 step memory python -m bench.memory --out "$OUT/memory.json"
 step bench python -m bench ${REF:+--reference $REF} --out "$OUT/bench.json"
 step mixed python -m bench.mixed --out "$OUT/mixed.json"

@@ -1,6 +1,6 @@
 import os
 
-# 4 host devices on CPU (tests/test_sharding.py); set before jax is imported
+# 4 host devices on CPU (tests/sc/test_sharding.py); set before jax is imported
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_force_host_platform_device_count=4").strip()
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.helpers import SLOW
 
 # "ci": the README's test command; "thorough": long local runs
 # (HYPOTHESIS_PROFILE=thorough pytest -k golden); "dev": quick iteration.
@@ -180,13 +182,15 @@ def compares_with_golden(item) -> bool:
     return used == {"golden", "scmp_jax"}
 
 
+# slow: the tests helpers.SLOW names
+def _slow(nodeid: str) -> bool:
+    return nodeid in SLOW or nodeid.split("[", 1)[0] in SLOW
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    audit = os.environ.get("SCMP_GOLDEN_AUDIT")     # tests/test_suite_layout.py reads it
-    marked = []
     for item in items:
         if isinstance(item, pytest.Function) and compares_with_golden(item):
             item.add_marker(pytest.mark.golden)
-            marked.append(item.nodeid)
-    if audit:
-        Path(audit).write_text("\n".join(marked) + "\n")
+        if _slow(item.nodeid):
+            item.add_marker(pytest.mark.slow)

@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, SLOW
 
 TESTS = ROOT / "tests"
 #: test folders that mirror something outside scmp_jax/, and the folder each mirrors
@@ -128,3 +128,13 @@ def test_marker_on_known_tests(keyword_run, nodeid, golden):
     assert items, f"no test {nodeid}"
     for item in items:
         assert bool(item.get_closest_marker("golden")) == golden, item.nodeid
+
+
+def test_slow_entries_name_collected_tests(keyword_run):
+    """Each helpers.SLOW entry marks at least one collected test (a renamed test
+    would otherwise drop out of the slow run silently)."""
+    ids = [i.nodeid for i in keyword_run.kept + keyword_run.dropped]
+    stale = [e for e in SLOW if not any(i == e or i.startswith(e + "[") for i in ids)]
+    assert not stale, stale
+    slow = [i for i in keyword_run.kept + keyword_run.dropped if i.get_closest_marker("slow")]
+    assert len(slow) >= len(SLOW)

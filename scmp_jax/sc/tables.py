@@ -98,7 +98,7 @@ class Layout(NamedTuple):
     shift: int
     size: int              # entries of the flat table
 
-    # decoders of the two index kinds (int arrays; tests/test_config.py checks them)
+    # decoders of the two index kinds (int arrays; tests/sc/test_config.py checks them)
     def row(self, ro):
         """``s * (L + 1) + k`` of an a-side index ``ro``."""
         return (ro & ((1 << self.shift) - 1)) >> (self.vp.bit_length() - 1)

@@ -10,7 +10,7 @@ import pytest
 import golden
 import scmp_jax
 from golden import quant as GQ
-from helpers import assert_same_bits
+from tests.helpers import assert_same_bits
 from scmp_jax import quant
 from scmp_jax._src.dispatch import Backend
 from scmp_jax.sc import limits

@@ -54,6 +54,11 @@ def sc_ste(a, b, **kw):
     return sc_matmul(a, b, **{**KW, **kw, "grad": "ste"})
 
 
+# jitted: eager fp4 calls compile op by op (slow on CPU)
+q4 = jax.jit(lambda x, t=None: fp4.quantize(x, "mxfp4", transform=t))
+qmm = jax.jit(lambda x, w: fp4.quantized_matmul(x, w, "mxfp4"))
+
+
 # ------------------------------------------------------------------ (a) default: a clear error
 
 
@@ -69,10 +74,10 @@ def test_sc_matmul_default_raises(impl):
 
 
 def test_quantizers_and_fp4_ops_default_raise():
-    raises_naming("quant.quantize", jax.grad(lambda x: quant.quantize(x).scales.sum()), A)
+    raises_naming("quant.quantize", jax.grad(lambda x: quant.quantize(x).scale.sum()), A)
     raises_naming("fp4.quantize",
                   jax.grad(lambda x: fp4.quantize(x, "mxfp4").scales.astype(F32).sum()), A)
-    w = fp4.quantize(A, "mxfp4")
+    w = q4(A)
     raises_naming("fp4.quantized_matmul",
                   jax.grad(lambda x: fp4.quantized_matmul(x, w, "mxfp4").sum()), A)
     raises_naming("fp4.matmul", jax.grad(
@@ -113,9 +118,10 @@ def test_flax_dot_generals_and_rules_default_raise():
 
 def test_quant_linear_default_raises():
     x = rnd((2, 32), 4)
-    m, v = QuantLinear.from_dense(B)
+    m = QuantLinear(3)
+    v = jax.jit(m.init)(jax.random.key(0), x)
     raises_naming("QuantLinear", jax.grad(lambda x: m.apply(v, x).sum()), x)
-    layer = NNXQuantLinear.from_dense(B)
+    layer = nnx.jit(lambda: NNXQuantLinear(32, 3, rngs=nnx.Rngs(0)))()
     raises_naming("NNXQuantLinear", jax.grad(lambda x: layer(x).sum()), x)
 
 
@@ -124,7 +130,7 @@ def test_grad_argument_is_validated():
         with pytest.raises(ValueError, match="grad must be None or 'ste'"):
             sc_matmul(A, B, **KW, grad=bad)
         with pytest.raises(ValueError, match="grad must be None or 'ste'"):
-            fp4.quantized_matmul(A, fp4.quantize(B, "mxfp4"), "mxfp4", grad=bad)
+            fp4.quantized_matmul(A, q4(B), "mxfp4", grad=bad)
         with pytest.raises(ValueError, match="grad must be None or 'ste'"):
             SC(**KW, grad=bad)
         with pytest.raises(ValueError, match="grad must be None or 'ste'"):
@@ -148,12 +154,13 @@ def test_sc_ste_forward_is_golden(gran, mode):
 def test_fp4_ste_forward_is_golden():
     ga, gw = (GF.quantize(x, group_size=32, scale_dtype="e8m0", scale_scale=4.0,
                           global_scale=F32(1 / 3)) for x in (A, B))
-    w = fp4.quantize(B, "mxfp4")
+    w = q4(B)
     assert np.array_equal(np.asarray(w.codes), gw["codes"])
-    y0 = fp4.quantized_matmul(A, w, "mxfp4")
-    y1, _ = jax.jvp(lambda x: fp4.quantized_matmul(x, w, "mxfp4", grad="ste"), (A,), (A,))
+    y0 = qmm(A, w)
+    y1, _ = jax.jit(lambda x: jax.jvp(lambda x: fp4.quantized_matmul(x, w, "mxfp4", grad="ste"),
+                                      (x,), (x,)))(A)
     assert_same_bits(y1, y0)
-    qa = fp4.quantize(A, "mxfp4")
+    qa = q4(A)
     assert np.array_equal(np.asarray(qa.codes), ga["codes"])
     assert_same_bits(jax.jit(lambda a, w: fp4.matmul(a, w, grad="ste"))(qa, w), y0)
     ref = GF.matmul_reference(ga["codes"], ga["scales"], ga["global_scale"], gw["codes"],
@@ -208,23 +215,33 @@ def test_sc_ste_vmap_and_pallas():
 
 
 def test_fp4_ste_gradients_are_exact():
-    w = fp4.quantize(B, "mxfp4")
+    w = q4(B)
     Wd = np.asarray(fp4.dequantize(w), np.float64)
     g = jax.jit(jax.grad(loss_of(lambda x: fp4.quantized_matmul(x, w, "mxfp4", grad="ste"))))(A)
     close(g, CT.astype(np.float64) @ Wd)
     # with a transform: the tangent of T(x) @ dequantize(w).T
     t = np.asarray(jnp.asarray(np.linalg.qr(rnd((32, 32), 11))[0], jnp.float32))
-    wt = fp4.quantize(B, "mxfp4", transform=t)
-    g = jax.grad(loss_of(lambda x: fp4.quantized_matmul(x, wt, "mxfp4", transform=t,
-                                                        grad="ste")))(A)
+    wt = q4(B, t)
+    g = jax.jit(jax.grad(loss_of(lambda x: fp4.quantized_matmul(x, wt, "mxfp4", transform=t,
+                                                                grad="ste"))))(A)
     close(g, (CT.astype(np.float64) @ np.asarray(fp4.dequantize(wt), np.float64)) @ t)
     # fp4.matmul: linear in each global scale, d/d gs_a = dequant(a) @ dequant(w).T / gs_a
-    qa = fp4.quantize(A, "mxfp4")
+    qa = q4(A)
     y = np.asarray(fp4.dequantize(qa), np.float64) @ Wd.T
     gs = F32(qa.global_scale)
-    g = jax.grad(loss_of(lambda s: fp4.matmul(dataclasses.replace(qa, global_scale=s), w,
-                                              grad="ste")))(gs)
+    g = jax.jit(jax.grad(loss_of(lambda s: fp4.matmul(dataclasses.replace(qa, global_scale=s),
+                                                      w, grad="ste"))))(gs)
     close(g, np.sum(CT * y) / gs)
+
+
+def test_fp4_ste_pallas():
+    """Interpret-mode Pallas kernels on CPU, tiny shape: same value, exact tangent."""
+    w, x = q4(B), A[:2]
+    f = lambda x: fp4.quantized_matmul(x, w, "mxfp4", quant_implementation="pallas",  # noqa
+                                       matmul_implementation="pallas", grad="ste")
+    y, t = jax.jit(lambda x: jax.jvp(f, (x,), (x,)))(x)
+    assert_same_bits(y, qmm(x, w))
+    close(t, x.astype(np.float64) @ np.asarray(fp4.dequantize(w), np.float64).T)
 
 
 def test_quant_linear_ste_is_the_packed_layer_with_exact_gradients():
@@ -232,19 +249,24 @@ def test_quant_linear_ste_is_the_packed_layer_with_exact_gradients():
     ct = rnd((2, 3, 3), 13)
     for fmt, tsize in (("mxfp4", None), ("nvfp4", 32)):
         m = QuantLinear(3, fmt=fmt, transform_size=tsize, grad="ste")
-        v = m.init(jax.random.key(1), x)
+        v = jax.jit(m.init)(jax.random.key(1), x)
         kernel = v["params"]["kernel"]                            # (32, 3) like nn.Dense
-        packed, pv = QuantLinear.from_dense(kernel.T, fmt, v.get("fp4", {}).get("transform"))
-        y = jax.jit(m.apply)(v, x)
-        assert_same_bits(y, packed.apply(pv, x))
-        gx, gv = jax.grad(lambda x, v: jnp.sum(ct * m.apply(v, x)), argnums=(0, 1))(x, v)
-        K64, x64, c64 = (np.asarray(t, np.float64) for t in (kernel, x, ct))
+        # the packed layer of the same weight; nvfp4's global scale (amax-based) is concrete
+        # here, traced in the jitted layer
+        t = v.get("fp4", {}).get("transform")
+        if fmt == "nvfp4":
+            packed, pv = QuantLinear.from_dense(kernel.T, fmt, t)
+        else:
+            packed = QuantLinear(3, fmt=fmt)
+            pv = jax.jit(lambda w: QuantLinear.from_dense(w, fmt)[1])(kernel.T)
+        assert_same_bits(jax.jit(m.apply)(v, x), jax.jit(packed.apply)(pv, x))
+        loss = lambda x, v: jnp.sum(ct * m.apply(v, x))                # noqa: E731
+        gx, gv = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, v)
+        K64, x64, c64 = (np.asarray(arr, np.float64) for arr in (kernel, x, ct))
         close(gx, c64 @ K64.T)               # an orthonormal transform leaves x @ w.T as is
         close(gv["params"]["kernel"], np.einsum("bnk,bnm->km", x64, c64))
-    layer = NNXQuantLinear(32, 3, grad="ste", rngs=nnx.Rngs(0))
-    w = layer.kernel[...].T
-    assert_same_bits(layer(x), NNXQuantLinear.from_dense(w)(x))
-    g = nnx.grad(lambda l: jnp.sum(ct * l(x)))(layer)
+    layer = NNXQuantLinear(32, 3, grad="ste", rngs=nnx.Rngs(0))       # the same _core forward
+    g = nnx.jit(nnx.grad(lambda l: jnp.sum(ct * l(x))))(layer)
     close(g.kernel[...], np.einsum("bnk,bnm->km", np.asarray(x, np.float64), ct))
 
 
@@ -278,7 +300,7 @@ def test_training_through_simulate_sc_ste():
     p = m.init(jax.random.key(2), _problem()[0])["params"]
     sim = simulate(m, [Rule(".*", SC(sc_prec=6, stoc_len=64, grad="ste"))])
     first, last = _train(lambda p, x: sim.apply({"params": p}, x), p)
-    assert last < 0.3 * first, (first, last)
+    assert last < 0.05 * first, (first, last)
 
 
 def test_training_quant_linear_fp4_ste():
@@ -287,10 +309,10 @@ def test_training_quant_linear_fp4_ste():
         def __call__(self, x):
             return QuantLinear(1, grad="ste")(jax.nn.relu(QuantLinear(32, grad="ste")(x)))
     m = QMLP()
-    v = m.init(jax.random.key(3), _problem()[0])
+    v = jax.jit(m.init)(jax.random.key(3), _problem()[0])
     assert set(v) == {"params"}
     first, last = _train(lambda p, x: m.apply({"params": p}, x), v["params"])
-    assert last < 0.3 * first, (first, last)
+    assert last < 0.05 * first, (first, last)
 
 
 def test_training_nnx_quant_linear_fp4_ste():
@@ -303,4 +325,4 @@ def test_training_nnx_quant_linear_fp4_ste():
             return self.l2(jax.nn.relu(self.l1(x)))
     gd, params, rest = nnx.split(QMLP(nnx.Rngs(4)), nnx.Param, ...)
     first, last = _train(lambda p, x: nnx.merge(gd, p, rest)(x), params)
-    assert last < 0.3 * first, (first, last)
+    assert last < 0.05 * first, (first, last)

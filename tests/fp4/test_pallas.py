@@ -223,23 +223,29 @@ def _staged_params(fn, *args):
     return sum(e.params.get("name") == "_params_program" for e in eqns)
 
 
-def test_params_computed_at_trace_time(monkeypatch):
+def test_params_computed_at_trace_time():
     """Concrete scale scalars (also inside a caller's jit): the kernel parameters
     (softfloat thresholds) are computed while tracing, not staged (staged with
-    constant inputs, XLA GPU spent minutes constant-folding them); traced scalars stay staged (at least ``SMALL_TRACED``
-    elements; below it the kernel forms them); same parameters, same codes."""
+    constant inputs, XLA GPU spent minutes constant-folding them); traced scalars
+    below ``SMALL_TRACED`` elements quantize by division (nothing staged), with
+    threshold tiling they stage the parameter program once; same codes each way."""
     x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 64)), jnp.bfloat16)
+    assert x.size < QP.SMALL_TRACED
     const = lambda v: fp4.quantize(v, "mxfp4", implementation="pallas").codes
     traced = lambda v, g: fp4.quantize(v, "mxfp4", global_scale=g, implementation="pallas").codes
+    kw = dict(group_size=32, scale_dtype="e8m0", rounding=0)
+    staged = lambda v, g: quantize_fused(v, F32(fp4.MXFP4.scale_scale), g,
+                                          tiling=QP.QuantTiling(), **kw)[0]
     gs = F32(fp4.MXFP4.global_scale)
     assert _staged_params(const, x) == 0
     assert _staged_params(traced, x, gs) == 0
-    monkeypatch.setattr(QP, "SMALL_TRACED", x.size // 2)      # a new shape: traced again
-    assert _staged_params(traced, x[:2], gs) == 1
+    assert _staged_params(staged, x, gs) == 1
     eager = PR.params(F32(4.0), gs, 0, True)
-    staged = jax.jit(lambda s, g: PR.params(s, g, 0, True))(F32(4.0), gs)
-    assert np.array_equal(np.asarray(eager), np.asarray(staged))
-    assert np.array_equal(np.asarray(jax.jit(const)(x)), np.asarray(jax.jit(traced)(x, gs)))
+    jitted = jax.jit(lambda s, g: PR.params(s, g, 0, True))(F32(4.0), gs)
+    assert np.array_equal(np.asarray(eager), np.asarray(jitted))
+    codes = np.asarray(jax.jit(const)(x))
+    assert np.array_equal(codes, np.asarray(jax.jit(traced)(x, gs)))
+    assert np.array_equal(codes, np.asarray(jax.jit(staged)(x, gs)))
 
 
 _SPECIAL_F32 = [0.0, -0.0, 1.0, 1 / 3, 0.7, 6.0, -1.5, 2.0 ** -149, 2.0 ** -126, 1e-40, 3e38,

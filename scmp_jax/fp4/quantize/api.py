@@ -11,6 +11,7 @@ ValueError with ``"pallas"``.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -158,6 +159,15 @@ def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, sca
         return pallas.quantize_fused(x, scale_scale, global_scale, t, group_size=group_size,
                                      scale_dtype=scale_dtype, rounding=rounding,
                                      backend=backend)
+    return _quantize_xla(x, scale_scale, global_scale, transform, rounding, group_size,
+                         scale_dtype)
+
+
+@partial(jax.jit, static_argnums=(5, 6))
+def _quantize_xla(x, scale_scale, global_scale, transform, rounding, group_size, scale_dtype):
+    """One compiled program per shape and format: run op by op, the integer
+    arithmetic of the XLA quantizer compiles each primitive separately (seconds
+    per call); the scalars are traced arguments, so the arithmetic is the same."""
     x = x.astype(F32)
     if transform is not None:
         x = xla.block_transform(x, transform.astype(F32))

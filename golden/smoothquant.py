@@ -42,8 +42,9 @@ def compute_smooth_scales(act, w, alpha: float = 0.5, eps: float = 1e-5) -> np.n
 
 
 def apply_smoothing(a, b, s):
-    """``(a / s, b * s)`` along the last axis."""
-    return np.asarray(a) / s, np.asarray(b) * s
+    """``(a / s, b * s)`` along the last axis (IEEE: overflow to Inf, subnormals kept)."""
+    with np.errstate(all="ignore"):
+        return np.asarray(a) / s, np.asarray(b) * s
 
 
 def apply_smoothing_offline(w, s):

@@ -20,8 +20,8 @@ from jax import lax
 
 from . import platform
 
-__all__ = ["max_nan", "min_nan", "pmax_nan", "separate", "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division",
-           "use_soft"]
+__all__ = ["max_nan", "min_nan", "pmax_nan", "max_exact", "min_exact", "maximum_exact", "separate",
+           "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division", "use_soft"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -57,6 +57,47 @@ def min_nan(x, axis=None):
     """``jnp.min`` that propagates NaN (see ``max_nan``)."""
     return jnp.where(jnp.any(jnp.isnan(x), axis=axis), F32(jnp.nan).astype(x.dtype),
                      jnp.min(x, axis=axis))
+
+
+def _key(x):
+    """Integers of x's width in the order of the float values (subnormals exact,
+    -0 == +0; NaN to be handled apart): XLA's CPU float compares flush them."""
+    it = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(x.dtype).itemsize]
+    b = lax.bitcast_convert_type(x, it)
+    mag = b & jnp.iinfo(it).max
+    return jnp.where(b < 0, -mag, mag)
+
+
+def _unkey(k, dtype):
+    """The float of a key (``_key``'s inverse; key 0 is +0)."""
+    it = k.dtype
+    b = jnp.where(k < 0, (-k) | jnp.iinfo(it).min, k)
+    return lax.bitcast_convert_type(b.astype(it), dtype)
+
+
+def max_exact(x, axis=None):
+    """``max`` as IEEE orders the values, subnormals included (XLA's CPU max
+    treats them as 0); NaN propagates; +0 for a maximum of zeros."""
+    nan = jnp.any(jnp.isnan(x), axis=axis)
+    v = _unkey(jnp.max(_key(x), axis=axis), x.dtype)
+    return jnp.where(nan, jnp.asarray(jnp.nan, x.dtype), v)
+
+
+def min_exact(x, axis=None):
+    """``min`` counterpart of ``max_exact``."""
+    nan = jnp.any(jnp.isnan(x), axis=axis)
+    v = _unkey(jnp.min(_key(x), axis=axis), x.dtype)
+    return jnp.where(nan, jnp.asarray(jnp.nan, x.dtype), v)
+
+
+def maximum_exact(a, b):
+    """Element-wise ``numpy.maximum`` (``b`` on ties such as -0 vs +0; NaN
+    propagates), subnormals compared exactly."""
+    dt = jnp.result_type(a, b)
+    a, b = jnp.broadcast_arrays(jnp.asarray(a, dt), jnp.asarray(b, dt))
+    nan = jnp.isnan(a) | jnp.isnan(b)
+    out = jnp.where(_key(a) > _key(b), a, b)
+    return jnp.where(nan, jnp.asarray(jnp.nan, out.dtype), out)
 
 
 def pmax_nan(x, axes):

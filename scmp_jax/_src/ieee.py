@@ -20,7 +20,8 @@ from jax import lax
 
 from . import platform
 
-__all__ = ["max_nan", "min_nan", "pmax_nan", "max_exact", "min_exact", "maximum_exact", "separate",
+__all__ = ["max_nan", "min_nan", "pmax_nan", "abs_max_exact", "max_exact", "min_exact",
+           "maximum_exact", "separate",
            "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division", "use_soft"]
 
 F32 = jnp.float32
@@ -73,6 +74,15 @@ def _unkey(k, dtype):
     it = k.dtype
     b = jnp.where(k < 0, (-k) | jnp.iinfo(it).min, k)
     return lax.bitcast_convert_type(b.astype(it), dtype)
+
+
+def abs_max_exact(x, axis=None):
+    """``max |x|`` with subnormals compared exactly; NaN propagates (a NaN's
+    magnitude bits exceed Inf's). Integer ops only, so it also runs in Triton
+    kernels."""
+    it = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(x.dtype).itemsize]
+    mag = lax.bitcast_convert_type(x, it) & jnp.iinfo(it).max
+    return lax.bitcast_convert_type(jnp.max(mag, axis=axis), x.dtype)
 
 
 def max_exact(x, axis=None):

@@ -25,7 +25,7 @@ from jax.experimental import pallas as pl
 
 from .._src import softfloat as SF
 from .._src.dispatch import triton_params
-from .._src.ieee import max_exact
+from .._src.ieee import abs_max_exact
 from .._src.kernel_math import XlaMath, kernel_math
 from . import xla as QX
 
@@ -218,8 +218,8 @@ def quantize(x, smooth, sch: QX.Scheme, *, interpret: bool, smooth_mul: bool = F
 
 def _absmax_kernel(x_ref, o_ref, *, R, C):
     i, j = pl.program_id(0), pl.program_id(1)
-    a = jnp.where(valid(i, j, R, C), jnp.abs(x_ref[...]), 0)
-    o_ref[...] = max_exact(a, axis=0)[None, :]
+    a = jnp.where(valid(i, j, R, C), x_ref[...], 0)
+    o_ref[...] = abs_max_exact(a, axis=0)[None, :]
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
@@ -239,4 +239,4 @@ def col_absmax(x, *, interpret: bool):
         name="quant_col_absmax",
         **triton_params(interpret),
     )(xp)
-    return max_exact(part[:, 0, :C], axis=0)
+    return abs_max_exact(part[:, 0, :C], axis=0)

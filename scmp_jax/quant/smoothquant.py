@@ -8,7 +8,7 @@ import numpy as np
 
 from .._src import dispatch
 from .._src import softfloat as SF
-from .._src.ieee import div, max_exact, max_nan, maximum_exact, sqrt
+from .._src.ieee import abs_max_exact, div, max_nan, maximum_exact, sqrt
 from .pallas import col_absmax
 
 __all__ = ["accumulate_act_scales", "compute_smooth_scales", "apply_smoothing",
@@ -51,7 +51,7 @@ def accumulate_act_scales(x, running=None, *, implementation=None):
     if backend.pallas:
         cur = col_absmax(x2, interpret=backend.interpret)
     else:
-        cur = max_exact(jnp.abs(x2), axis=0)
+        cur = abs_max_exact(x2, axis=0)
     if running is None:
         return cur
     _check_d("running", running, x.shape[-1])

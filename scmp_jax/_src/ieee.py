@@ -11,6 +11,9 @@
   which broadcasts an unbatched divisor right before the divide); on GPU,
   where XLA emits ``div.full.f32`` (up to 2 ulp off), the quotient of every
   normal result is recomputed by integer long division (exact anywhere).
+* ``abs_max_exact``, ``max_exact``, ``min_exact``, ``maximum_exact``: maxima and
+  minima on integer images of the values, exact for subnormals, which XLA's
+  CPU float compares flush (SPEC.md section 7.8).
 """
 from __future__ import annotations
 
@@ -60,10 +63,15 @@ def min_nan(x, axis=None):
                      jnp.min(x, axis=axis))
 
 
+def _int_type(dtype):
+    """The signed integer type of a float dtype's width."""
+    return {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(dtype).itemsize]
+
+
 def _key(x):
     """Integers of x's width in the order of the float values (subnormals exact,
     -0 == +0; NaN to be handled apart): XLA's CPU float compares flush them."""
-    it = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(x.dtype).itemsize]
+    it = _int_type(x.dtype)
     b = lax.bitcast_convert_type(x, it)
     mag = b & jnp.iinfo(it).max
     return jnp.where(b < 0, -mag, mag)
@@ -80,7 +88,7 @@ def abs_max_exact(x, axis=None):
     """``max |x|`` with subnormals compared exactly; NaN propagates (a NaN's
     magnitude bits exceed Inf's). Integer ops only, so it also runs in Triton
     kernels."""
-    it = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(x.dtype).itemsize]
+    it = _int_type(x.dtype)
     mag = lax.bitcast_convert_type(x, it) & jnp.iinfo(it).max
     return lax.bitcast_convert_type(jnp.max(mag, axis=axis), x.dtype)
 

@@ -3,7 +3,6 @@ NumPy results, on every path, although XLA's CPU backend (and Pallas in
 interpret mode) flushes subnormals: sc_matmul with subnormal operands and
 smooth scales (both implementations), quant.quantize, SmoothQuant, fp4 and
 the mixed-precision classifiers."""
-import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from golden import fp4 as G
-from helpers import check_fp4_transform
+from tests.helpers import check_fp4_transform
 from scmp_jax import fp4
 from scmp_jax.flax import NNXQuantLinear, QuantLinear
 

@@ -32,11 +32,18 @@ import numpy as np
 from . import sc as _sc
 from .errors import as_float32
 
-__all__ = ["quantile_counts", "classify_quantile", "classify_thresholds",
+__all__ = ["row_metric", "quantile_counts", "classify_quantile", "classify_thresholds",
            "classify_free_boundaries", "classify_groups_by_range", "effective_stoc_len",
            "sc_matmul_mixed", "cycle_budget"]
 
 F32 = np.float32
+
+
+def row_metric(x, kind: str = "x_row_max"):
+    """Per-row importance over the last axis, float32: ``max |x|`` (``q_row_max``,
+    ``x_row_max``) or ``max x`` (``attn_row_max``); NaN propagates."""
+    x = np.asarray(x).astype(F32)
+    return np.max(x if kind == "attn_row_max" else np.abs(x), axis=-1)
 
 
 def quantile_counts(n_rows, fractions):

@@ -44,9 +44,11 @@ def compute_smooth_scales(act, w, alpha: float = 0.5, eps: float = 1e-5) -> np.n
 
 
 def apply_smoothing(a, b, s):
-    """``(a / s, b * s)`` along the last axis."""
+    """``(a / s, b * s)`` along the last axis (IEEE: overflow to Inf, subnormals kept)."""
     s = check_float(s, "s")
-    return check_float(a, "a") / s, check_float(b, "b") * s
+    a, b = check_float(a, "a"), check_float(b, "b")
+    with np.errstate(all="ignore"):
+        return a / s, b * s
 
 
 def apply_smoothing_offline(w, s):

@@ -460,3 +460,98 @@ def project_graph(pkg: Path = PKG):
                     graph[mod].add(cand)
                     break
     return graph
+
+
+# ---- subnormal inputs and scales (SPEC.md section 7.8) ---------------------------------
+
+SUBNORMAL_KINDS = ("mixed", "rows", "all", "tiny", "huge_and_sub", "signed_zero")
+SCALE_KINDS = ("one_sub", "many_sub", "all_sub", "tiny_normal", "huge", "plain")
+
+
+def subnormal(r, shape):
+    """Random float32 subnormals of both signs (mantissa 1 .. 2**23 - 1)."""
+    bits = r.integers(1, 2 ** 23, shape).astype(np.uint32)
+    bits |= (r.random(shape) < 0.5).astype(np.uint32) << np.uint32(31)
+    return bits.view(np.float32)
+
+
+def subnormal_values(shape, kind: str, seed: int) -> np.ndarray:
+    """float32 values with subnormals mixed in as ``kind`` says: single elements
+    (mixed), whole rows (rows), everything (all), next to the smallest normals
+    (tiny), beside huge values (huge_and_sub), or with signed zeros."""
+    r = np.random.default_rng(seed)
+    scale = np.float32(10.0 ** r.uniform(-4, 2))
+    x = (r.standard_normal(shape) * scale).astype(np.float32)
+    sub = subnormal(r, shape)
+    if kind == "mixed":
+        x = np.where(r.random(shape) < 0.3, sub, x)
+    elif kind == "rows":
+        rows = r.random(shape[-2]) < 0.5
+        x[..., rows, :] = sub[..., rows, :]
+        x = np.where(r.random(shape) < 0.2, sub, x)
+    elif kind == "all":
+        x = sub
+    elif kind == "tiny":
+        tiny = (r.uniform(1, 64, shape) * np.float32(2.0 ** -126)).astype(np.float32)
+        x = np.where(r.random(shape) < 0.5, sub, tiny * np.sign(r.standard_normal(shape)))
+    elif kind == "huge_and_sub":
+        x = np.where(r.random(shape) < 0.4, sub, (x * np.float32(1e30)).astype(np.float32))
+    elif kind == "signed_zero":
+        z = np.where(r.random(shape) < 0.5, np.float32(0), np.float32(-0.0))
+        x = np.where(r.random(shape) < 0.3, sub, np.where(r.random(shape) < 0.3, z, x))
+    return np.asarray(x, np.float32)
+
+
+def subnormal_scales(D: int, kind: str, seed: int) -> np.ndarray:
+    """Positive smooth scales ``(D,)`` with subnormal or extreme entries."""
+    r = np.random.default_rng(seed)
+    s = (r.random(D) * 4 + 0.25).astype(np.float32)
+    sub = np.abs(subnormal(r, (D,)))
+    if kind == "one_sub":
+        s[r.integers(D)] = sub[0]
+    elif kind == "many_sub":
+        s = np.where(r.random(D) < 0.5, sub, s)
+    elif kind == "all_sub":
+        s = sub
+    elif kind == "tiny_normal":          # a / s overflows or grows large
+        s = np.where(r.random(D) < 0.5, np.float32(2.0 ** -126) * r.uniform(1, 2 ** 20, D), s)
+    elif kind == "huge":                 # a / s can be subnormal, b * s overflow
+        s = np.where(r.random(D) < 0.5, np.float32(1e30) * r.uniform(0.1, 300, D), s)
+    return np.asarray(s, np.float32)
+
+
+@st.composite
+def subnormal_sc_cases(draw, small=False):
+    """One sc_matmul call ``(a, b, kwargs)`` with subnormal operands and/or smooth
+    scales: every granularity, mode and rank, sc_prec up to 12 (11 and 12
+    often) with long streams, D x L kept within a CPU budget."""
+    rank = draw(st.sampled_from([2, 3]))
+    gran = draw(st.sampled_from(["per_tensor", "per_row", "per_head"] if rank == 3
+                                else ["per_tensor", "per_row"]))
+    mode = "bipolar" if gran == "per_head" else draw(st.sampled_from(["bipolar", "unipolar"]))
+    p = draw(st.sampled_from([3, 6, 8, 11, 11, 12, 12]))
+    B = 2 ** p
+    N, M = draw(st.integers(1, 3 if small else 6)), draw(st.integers(1, 3 if small else 5))
+    G = draw(st.sampled_from([None, 1, 37, 64])) if p >= 11 else draw(
+        st.one_of(st.none(), st.integers(1, B)))
+    # tables (and golden's work) grow with D * L * (G + 1): at most 2**21 entries
+    L = draw(st.integers(1, min(B, (1 << 21) // ((G or B) + 1))))
+    D = draw(st.integers(1, max(1, min(12 if small else 48, (1 << 21) // (L * ((G or B) + 1))))))
+    chunk_d = 0
+    if gran == "per_row" and mode == "bipolar" and rank == 2 and draw(st.booleans()):
+        chunk_d = draw(st.integers(1, D + 1))
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    shape = lambda R: (R, D) if rank == 2 else (draw(st.integers(1, 2)), R, D)
+    sa = shape(N)
+    sb = (sa[0], M, D) if rank == 3 else (M, D)
+    a = subnormal_values(sa, draw(st.sampled_from(SUBNORMAL_KINDS)), seed)
+    b = subnormal_values(sb, draw(st.sampled_from(SUBNORMAL_KINDS)), seed + 1)
+    smooth = None
+    if draw(st.integers(0, 3)) > 0:
+        kind = draw(st.sampled_from(SCALE_KINDS + ("one_sub", "many_sub")))
+        smooth = subnormal_scales(D, kind, seed + 2)
+    kwargs = dict(granularity=gran, mode=mode, sc_prec=p, stoc_len=L, rng_levels=G,
+                  chunk_d=chunk_d, group_a=draw(st.integers(1, N + 1)),
+                  group_b=draw(st.integers(1, M + 1)), smooth_scales=smooth,
+                  scramble=draw(st.sampled_from(["bitrev", "off"])))
+    return a, b, kwargs

@@ -11,17 +11,20 @@
   which broadcasts an unbatched divisor right before the divide); on GPU,
   where XLA emits ``div.full.f32`` (up to 2 ulp off), the quotient of every
   normal result is recomputed by integer long division (exact anywhere).
+* ``abs_max_exact``, ``max_exact``, ``min_exact``, ``maximum_exact``: maxima and
+  minima on integer images of the values, exact for subnormals, which XLA's
+  CPU float compares flush (SPEC.md section 7.8).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
 from . import platform
 
-__all__ = ["max_nan", "min_nan", "pmax_nan", "separate", "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division",
-           "use_soft"]
+__all__ = ["max_nan", "min_nan", "pmax_nan", "abs_max_exact", "max_exact", "min_exact",
+           "maximum_exact", "separate",
+           "div", "div_exact_int", "sqrt", "sqrt_exact_int", "soft_division", "use_soft"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -57,6 +60,61 @@ def min_nan(x, axis=None):
     """``jnp.min`` that propagates NaN (see ``max_nan``)."""
     return jnp.where(jnp.any(jnp.isnan(x), axis=axis), F32(jnp.nan).astype(x.dtype),
                      jnp.min(x, axis=axis))
+
+
+def _int_type(dtype):
+    """The signed integer type of a float dtype's width."""
+    return {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(dtype).itemsize]
+
+
+def _key(x):
+    """Integers of x's width in the order of the float values (subnormals exact,
+    -0 == +0; NaN to be handled apart): XLA's CPU float compares flush them."""
+    it = _int_type(x.dtype)
+    b = lax.bitcast_convert_type(x, it)
+    mag = b & jnp.iinfo(it).max
+    return jnp.where(b < 0, -mag, mag)
+
+
+def _unkey(k, dtype):
+    """The float of a key (``_key``'s inverse; key 0 is +0)."""
+    it = k.dtype
+    b = jnp.where(k < 0, (-k) | jnp.iinfo(it).min, k)
+    return lax.bitcast_convert_type(b.astype(it), dtype)
+
+
+def abs_max_exact(x, axis=None):
+    """``max |x|`` with subnormals compared exactly; NaN propagates (a NaN's
+    magnitude bits exceed Inf's). Integer ops only, so it also runs in Triton
+    kernels."""
+    it = _int_type(x.dtype)
+    mag = lax.bitcast_convert_type(x, it) & jnp.iinfo(it).max
+    return lax.bitcast_convert_type(jnp.max(mag, axis=axis), x.dtype)
+
+
+def max_exact(x, axis=None):
+    """``max`` as IEEE orders the values, subnormals included (XLA's CPU max
+    treats them as 0); NaN propagates; +0 for a maximum of zeros."""
+    nan = jnp.any(jnp.isnan(x), axis=axis)
+    v = _unkey(jnp.max(_key(x), axis=axis), x.dtype)
+    return jnp.where(nan, jnp.asarray(jnp.nan, x.dtype), v)
+
+
+def min_exact(x, axis=None):
+    """``min`` counterpart of ``max_exact``."""
+    nan = jnp.any(jnp.isnan(x), axis=axis)
+    v = _unkey(jnp.min(_key(x), axis=axis), x.dtype)
+    return jnp.where(nan, jnp.asarray(jnp.nan, x.dtype), v)
+
+
+def maximum_exact(a, b):
+    """Element-wise ``numpy.maximum`` (``b`` on ties such as -0 vs +0; NaN
+    propagates), subnormals compared exactly."""
+    dt = jnp.result_type(a, b)
+    a, b = jnp.broadcast_arrays(jnp.asarray(a, dt), jnp.asarray(b, dt))
+    nan = jnp.isnan(a) | jnp.isnan(b)
+    out = jnp.where(_key(a) > _key(b), a, b)
+    return jnp.where(nan, jnp.asarray(jnp.nan, out.dtype), out)
 
 
 def pmax_nan(x, axes):

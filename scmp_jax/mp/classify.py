@@ -10,11 +10,11 @@ above every number; -0.0 ties with 0.0; ties keep ascending row index
 order is unspecified, so rows with equal metrics may be assigned differently
 there; with distinct metrics the assignments are identical.
 
-Exactness: sorting and every comparison work on integer images of the float32
-bit patterns (immune to XLA's flush of subnormals on CPU), and the one
-division is the IEEE one from ``scmp_jax._ieee`` (XLA's GPU division is not).
-Not covered: metric / weight values or thresholds that are themselves
-subnormal, whose arithmetic XLA's CPU backend flushes to zero.
+Exactness (SPEC.md section 7.8): sorting, every comparison, max and min work on
+integer images of the float32 bit patterns, and the subtractions and the
+division are integer IEEE arithmetic (``_src.softfloat``), so subnormal
+metrics, weights and thresholds give golden's levels on every backend (XLA's
+CPU flushes subnormals; XLA's GPU division is approximate).
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._src import softfloat as SF
 from .._src.errors import check_float, check_int, with_dtype
-from .._src.ieee import div as _div, use_soft
+from .._src.ieee import max_exact, min_exact, use_soft
 from .config import FreeBoundaryMPConfig, METRICS, MPConfig, RangeMPConfig, RowAssignment
 
 __all__ = ["row_metric", "quantile_counts", "classify_rows_by_metric", "adaptive_classify_rows",
@@ -67,7 +68,7 @@ def row_metric(x, kind: str = "x_row_max") -> jax.Array:
     if kind not in METRICS:
         raise ValueError(f"kind must be one of {METRICS}, got {kind!r}")
     x = jnp.asarray(check_float(x, "x")).astype(F32)
-    return jnp.max(x if kind == "attn_row_max" else jnp.abs(x), axis=-1)
+    return max_exact(x if kind == "attn_row_max" else jnp.abs(x), axis=-1)
 
 
 def quantile_counts(n_rows: int, fractions: Sequence[float]) -> tuple:
@@ -101,13 +102,13 @@ def _quantile_levels(m, ends):
 
 def _normalized(m):
     """(metric - min) / (max - min) and whether max - min < 1e-8 (degenerate)."""
-    lo, hi = jnp.min(m), jnp.max(m)
-    span = hi - lo
-    return _div(m - lo, span), ~_lt(F32(_TINY), span) & ~_isnan(span)
+    lo, hi = min_exact(m), max_exact(m)
+    span = SF.sub(hi, lo)
+    return SF.div(SF.sub(m, lo), span), ~_lt(F32(_TINY), span) & ~_isnan(span)
 
 
-# ``soft`` (= ``use_soft()`` at the call) only keys the trace cache: the traced
-# division reads it (``scmp_jax._ieee``).
+# ``soft`` (= ``use_soft()`` at the call) keys the trace cache per division mode;
+# the arithmetic itself is integer (``_src.softfloat``), the same in both.
 @partial(jax.jit, static_argnames="soft")
 def _threshold_levels(m, th, soft):
     """Reference rule: start at the last level; level i where
@@ -197,14 +198,14 @@ def adaptive_classify_rows(metric, config, operator: Optional[str] = None,
 def group_ranges(weight, num_groups: int) -> jax.Array:
     """float32 ``(num_groups,)``: max - min of each block of consecutive rows."""
     w = weight.astype(F32).reshape(num_groups, -1)
-    return jnp.max(w, axis=1) - jnp.min(w, axis=1)
+    return SF.sub(max_exact(w, axis=1), min_exact(w, axis=1))
 
 
 @partial(jax.jit, static_argnums=1, static_argnames="soft")
 def _range_levels(weight, num_groups, bounds, soft):
     r = group_ranges(weight, num_groups)
-    lo, hi = jnp.min(r), jnp.max(r)
-    norm = _div(r - lo, (hi - lo) + F32(1e-8))
+    lo, hi = min_exact(r), max_exact(r)
+    norm = SF.div(SF.sub(r, lo), SF.add(SF.sub(hi, lo), F32(1e-8)))
     return _below_levels(norm, bounds)
 
 

@@ -8,7 +8,8 @@
   ``split_refs``, ``encode_block``, ``valid``) are shared with the SC kernel
   that encodes straight into the count kernel's table indices
   (``sc.pallas_encode``).
-* ``col_absmax``: the SmoothQuant calibration reduction ``max |x|`` per column.
+* ``col_absmax``: the SmoothQuant calibration reduction ``max |x|`` per column
+  (compared as integers: subnormals exact).
 
 Blocks are powers of two; edges are masked with the true sizes. Off GPU the
 same kernels run with ``interpret=True``.
@@ -22,8 +23,10 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from .._src import softfloat as SF
 from .._src.dispatch import triton_params
-from .._src.kernel_math import kernel_math
+from .._src.ieee import abs_max_exact
+from .._src.kernel_math import XlaMath, kernel_math
 from . import xla as QX
 
 __all__ = ["stats", "encode_codes", "quantize", "col_absmax", "BR", "BC", "sizes", "valid",
@@ -55,10 +58,13 @@ def valid(i, j, R, C, br=BR, bc=BC):
 
 
 def _load(x_ref, s_ref, m, smooth_mul=False):
-    """The operand block; SmoothQuant in the load: ``a / s`` or ``b * s``."""
+    """The operand block; SmoothQuant in the load: ``a / s`` or ``b * s``, IEEE
+    with subnormals: PTX ``.rn`` on the GPU, integer arithmetic in interpret
+    mode (XLA's CPU flushes subnormals)."""
     x = x_ref[...]
     if s_ref is not None:
-        x = m.mul(x, s_ref[...]) if smooth_mul else m.div(x, s_ref[...])
+        mul, div = (m.mul, m.div) if m is not XlaMath else (SF.mul, SF.div)
+        x = mul(x, s_ref[...]) if smooth_mul else div(x, s_ref[...])
     return x
 
 
@@ -212,9 +218,8 @@ def quantize(x, smooth, sch: QX.Scheme, *, interpret: bool, smooth_mul: bool = F
 
 def _absmax_kernel(x_ref, o_ref, *, R, C):
     i, j = pl.program_id(0), pl.program_id(1)
-    a = jnp.where(valid(i, j, R, C), jnp.abs(x_ref[...]), -jnp.inf)
-    nan = jnp.max(jnp.isnan(a).astype(I32), axis=0)
-    o_ref[...] = jnp.where(nan > 0, jnp.nan, jnp.max(a, axis=0))[None, :]
+    a = jnp.where(valid(i, j, R, C), x_ref[...], 0)
+    o_ref[...] = abs_max_exact(a, axis=0)[None, :]
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
@@ -234,4 +239,4 @@ def col_absmax(x, *, interpret: bool):
         name="quant_col_absmax",
         **triton_params(interpret),
     )(xp)
-    return jnp.max(part[:, 0, :C], axis=0)
+    return abs_max_exact(part[:, 0, :C], axis=0)

@@ -1,12 +1,15 @@
-"""SmoothQuant (SPEC.md section 8): calibration and the diagonal rescaling."""
+"""SmoothQuant (SPEC.md section 8): calibration and the diagonal rescaling.
+Maxima compare integer images and the rescaling is integer IEEE arithmetic,
+so subnormals are kept exactly on every backend (SPEC.md section 7.8)."""
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
 
 from .._src import dispatch
+from .._src import softfloat as SF
 from .._src.errors import check_float
-from .._src.ieee import div, max_nan, sqrt
+from .._src.ieee import abs_max_exact, div, max_nan, maximum_exact, sqrt
 from .pallas import col_absmax
 
 __all__ = ["accumulate_act_scales", "compute_smooth_scales", "apply_smoothing",
@@ -48,11 +51,11 @@ def accumulate_act_scales(x, running=None, *, implementation=None):
     if backend.pallas:
         cur = col_absmax(x2, interpret=backend.interpret)
     else:
-        cur = max_nan(jnp.abs(x2), axis=0)
+        cur = abs_max_exact(x2, axis=0)
     if running is None:
         return cur
     _check_d("running", running, x.shape[-1])
-    return jnp.maximum(jnp.asarray(running, cur.dtype), cur)
+    return maximum_exact(jnp.asarray(running, cur.dtype), cur)
 
 
 def compute_smooth_scales(act_scales, weight, alpha: float = 0.5, eps: float = 1e-5):
@@ -80,11 +83,12 @@ def apply_smoothing(a, b, smooth_scales):
     _check_d("smooth_scales", smooth_scales, np.shape(a)[-1])
     if np.shape(b)[-1] != np.shape(a)[-1]:
         raise ValueError(f"a and b must share the last dim, got {np.shape(a)} and {np.shape(b)}")
-    return div(a, smooth_scales), jnp.asarray(b) * smooth_scales
+    b_dtype = jnp.result_type(b, smooth_scales)
+    return SF.div(a, smooth_scales), SF.mul(b, smooth_scales).astype(b_dtype)
 
 
 def apply_smoothing_offline(weight, smooth_scales):
     """``weight * s``: bake the scales into a weight once."""
     weight = check_float(weight, "weight")
     _check_d("smooth_scales", smooth_scales, np.shape(weight)[-1])
-    return jnp.asarray(weight) * smooth_scales
+    return SF.mul(weight, smooth_scales).astype(jnp.result_type(weight, smooth_scales))

@@ -24,11 +24,12 @@ import numpy as np
 
 from .._src import granularity as GR
 from .._src.granularity import Granularity
+from .._src import softfloat as SF
 from .._src.ieee import div, max_nan, min_nan, separate
 from .._src.kernel_math import XlaMath
 
 __all__ = ["Quantized", "Scheme", "Stats", "Params", "XlaMath", "EPS", "qmax", "INT32_MAX",
-           "check_rowsum", "separate",
+           "check_rowsum", "smooth", "separate",
            "div", "row_stats", "row_params", "encode", "quantize"]
 
 EPS = np.float32(1e-5)
@@ -97,6 +98,13 @@ class Scheme:
     @property
     def ratio(self) -> np.float32:
         return np.float32(self.G) / self.q
+
+
+def smooth(a, b, s):
+    """SmoothQuant ``(a / s, b * s)`` (s along the last axis), float32, exact
+    IEEE with subnormal operands and results on every backend (integer
+    arithmetic: XLA's CPU flushes them; SPEC.md sections 7.3 and 7.8)."""
+    return SF.div(a, s), SF.mul(b, s)
 
 
 class Stats(NamedTuple):

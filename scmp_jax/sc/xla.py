@@ -31,7 +31,7 @@ def quantize_operands(a, b, smooth, st: Static):
     SmoothQuant ``(a / s, b * s)`` first."""
     sa, sb = st.schemes()
     if smooth is not None:
-        a, b = QX.div(a, smooth), b * smooth
+        a, b = QX.smooth(a, b, smooth)
     (qa, bad_a), (qb, bad_b) = QX.quantize(a, sa), QX.quantize(b, sb)
     return qa, qb, bad_a, bad_b
 

@@ -122,6 +122,20 @@ def test_golden_vmap_issue_shape():
         assert_same_bits(out[i], golden.sc_matmul(x[i], b, "per_row", stoc_len=64))
 
 
+def test_golden_nested_vmap():
+    """Two batch axes (vmap of vmap), unipolar per_row with smoothing."""
+    r = np.random.default_rng(3)
+    x = r.standard_normal((2, 3, 4, 17)).astype(np.float32)
+    b = r.standard_normal((5, 17)).astype(np.float32)
+    s = (r.random(17) * 3 + 0.2).astype(np.float32)
+    kw = dict(mode="unipolar", sc_prec=6, stoc_len=40, smooth_scales=s)
+    fn = jax.vmap(jax.vmap(lambda v: scmp_jax.sc_matmul(v, b, "per_row", **kw)))
+    out = np.asarray(fn(x))
+    for i in range(2):
+        for j in range(3):
+            assert_same_bits(out[i, j], golden.sc_matmul(x[i, j], b, "per_row", **kw))
+
+
 @st.composite
 def quant_cases(draw):
     gran = draw(st.sampled_from(["per_tensor", "per_row", "chunk", "per_head"]))

@@ -1,12 +1,13 @@
 """Multi-device examples on the host CPU devices (conftest: 4): MiniLM under
 ``simulate`` with the batch sharded (``scmp_jax_examples.sharded_minilm``), and
-``fp4.matmul`` on row-sharded activations. Same bits as one device, output
-left sharded."""
+``fp4.matmul`` on row-sharded activations (also against golden). Same bits as
+one device, output left sharded."""
 import jax
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from golden import fp4 as GF
 from scmp_jax import fp4
 from tests.helpers import bits as _bits
 
@@ -72,6 +73,13 @@ def test_fp4_matmul_row_sharded_same_bits(fmt, shape):
     qa = fp4.quantize(a_sh, fmt)
     assert qa.codes.sharding.spec == P("x", None)        # quantized codes stay sharded
     y = fp4.matmul(qa, fp4.quantize(w, fmt))
+    kw = dict(GF.PRESETS[fmt])                 # golden: codes exact, product within SPEC 9.8
+    ga, gw = GF.quantize(a, **kw), GF.quantize(w, **kw)
+    assert np.array_equal(np.asarray(qa.codes), ga["codes"])
+    y64 = GF.matmul_reference(ga["codes"], ga["scales"], ga["global_scale"], gw["codes"],
+                              gw["scales"], gw["global_scale"], scale_dtype_a=kw["scale_dtype"],
+                              scale_dtype_w=kw["scale_dtype"])
+    assert np.linalg.norm(np.asarray(y, np.float64) - y64) / np.linalg.norm(y64) < 1e-5
     ref = fp4.matmul(fp4.quantize(a, fmt), fp4.quantize(w, fmt))
     assert (_bits(y) == _bits(ref)).all()
     assert y.sharding.spec == P("x", None)

@@ -1,4 +1,5 @@
-"""Flax integration: sc/fp4 dot_general injection, sc_attention_fn, simulate()."""
+"""Flax integration: sc/fp4 dot_general injection, sc_attention_fn, simulate();
+references from golden (SC bit for bit, fp4 within SPEC 9.8's tolerance)."""
 from __future__ import annotations
 
 import functools
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scmp_jax import fp4, sc_matmul
+import golden
+from golden import fp4 as G
+from scmp_jax import fp4
 from scmp_jax.flax.attention import sc_attention_fn
 from scmp_jax.flax.dot_general import fp4_dot_general, sc_dot_general, sc_einsum
 from scmp_jax.flax.intercept import FP4, SC, Rule, simulate
@@ -26,7 +29,23 @@ def rnd(shape, seed=0):
 
 
 def sc(a, b, g="per_row", **kw):
-    return sc_matmul(a, b, g, **{**KW, **kw})
+    """golden's SC matmul of (JAX or NumPy) float32 operands, as a JAX array."""
+    return jnp.asarray(golden.sc_matmul(np.asarray(a, np.float32), np.asarray(b, np.float32), g,
+                                        **{**KW, **kw}))
+
+
+def fp4_golden(x, w, fmt):
+    """golden's float64 ``quantize(x) @ quantize(w)^T`` (SPEC 9.8) for a preset."""
+    kw = dict(G.PRESETS[fmt])
+    a, b = G.quantize(np.asarray(x), **kw), G.quantize(np.asarray(w), **kw)
+    return G.matmul_reference(a["codes"], a["scales"], a["global_scale"], b["codes"],
+                              b["scales"], b["global_scale"], scale_dtype_a=kw["scale_dtype"],
+                              scale_dtype_w=kw["scale_dtype"])
+
+
+def rel(y, ref):
+    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
+    return np.linalg.norm(y - ref) / np.linalg.norm(ref)
 
 
 # ------------------------------------------------------------------ injection (linen)
@@ -68,8 +87,9 @@ def test_fp4_dot_general_equals_functional(fmt):
     m = nn.Dense(4, dot_general=fp4_dot_general(fmt), use_bias=False)
     v = m.init(jax.random.key(1), x)
     W = v["params"]["kernel"]
-    ref = fp4.matmul(fp4.quantize(x, fmt), fp4.quantize(W.T, fmt))
-    assert_same_bits(m.apply(v, x), ref)
+    y = m.apply(v, x)
+    assert rel(y, fp4_golden(x, W.T, fmt)) < 1e-5
+    assert_same_bits(y, fp4.matmul(fp4.quantize(x, fmt), fp4.quantize(W.T, fmt)))
     with pytest.raises(ValueError, match="group_size"):
         m.init(jax.random.key(1), jnp.ones((2, 24)))
 
@@ -96,17 +116,18 @@ def test_nnx_linear_general_einsum_injection():
 
 
 def hand_attention(q, k, v, mask=None):
-    """Per-head SC attention written out: (B, T, H, d) -> (B, T, H, d)."""
+    """Per-head SC attention written out, both matmuls golden's: (B, T, H, d) ->
+    (B, T, H, d)."""
     B, T, H, d = q.shape
     S = k.shape[1]
     qh = (q / jnp.sqrt(d).astype(q.dtype)).transpose(0, 2, 1, 3).reshape(B * H, T, d)
     kh = k.transpose(0, 2, 1, 3).reshape(B * H, S, d)
-    s = sc_matmul(qh, kh, "per_head", **HK).reshape(B, H, T, S)
+    s = sc(qh, kh, "per_head", **HK).reshape(B, H, T, S)
     if mask is not None:
         s = jnp.where(mask, s, jnp.finfo(jnp.float32).min)
     p = jax.nn.softmax(s).reshape(B * H, T, S)
     vt = v.transpose(0, 2, 3, 1).reshape(B * H, -1, S)
-    o = sc_matmul(p, vt, "per_head", **HK).reshape(B, H, T, -1)
+    o = sc(p, vt, "per_head", **HK).reshape(B, H, T, -1)
     return o.transpose(0, 2, 1, 3)
 
 
@@ -123,21 +144,31 @@ def test_attention_fn_equals_hand_written_and_masks():
     assert err.mean() < 0.25, err.mean()
 
 
+def golden_mha(params, x):
+    """flax's multi-head attention with linen ``params``: float32 projections
+    around ``hand_attention`` (golden SC matmuls)."""
+    proj = lambda n: jnp.einsum("btd,dhk->bthk", x, params[n]["kernel"]) + params[n]["bias"]  # noqa
+    o = hand_attention(proj("query"), proj("key"), proj("value"))
+    return jnp.einsum("bthk,hkd->btd", o, params["out"]["kernel"]) + params["out"]["bias"]
+
+
 def test_attention_fn_in_linen_and_nnx_modules():
+    """linen and nnx MultiHeadAttention with sc_attention_fn == golden_mha bit for
+    bit, each with its own parameters; nnx == linen given nnx's parameters."""
     x = rnd((2, 4, 8))
     mha = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8,
                                           attention_fn=sc_attention_fn(**HK))
     v = mha.init(jax.random.key(0), x)
     y = mha.apply(v, x)
-    p = v["params"]
-    proj = lambda n: jnp.einsum("btd,dhk->bthk", x, p[n]["kernel"]) + p[n]["bias"]  # noqa
-    o = hand_attention(proj("query"), proj("key"), proj("value"))
-    ref = jnp.einsum("bthk,hkd->btd", o, p["out"]["kernel"]) + p["out"]["bias"]
-    np.testing.assert_allclose(y, ref, atol=1e-5)
+    assert_same_bits(y, golden_mha(v["params"], x))
     mn = nnx.MultiHeadAttention(2, 8, qkv_features=8, attention_fn=sc_attention_fn(**HK),
                                 decode=False, rngs=nnx.Rngs(0))
     yn = mn(x)
-    assert yn.shape == (2, 4, 8) and np.isfinite(np.asarray(yn)).all()
+    st = nnx.state(mn, nnx.Param)
+    lv = {"params": {n: {"kernel": st[n]["kernel"][...], "bias": st[n]["bias"][...]}
+                     for n in ("query", "key", "value", "out")}}
+    assert_same_bits(yn, golden_mha(lv["params"], x))
+    assert_same_bits(yn, mha.apply(lv, x))
     drop = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8, dropout_rate=0.5,
                                            attention_fn=sc_attention_fn(**HK))
     a = drop.apply(v, x, deterministic=False, rngs={"dropout": jax.random.key(1)})

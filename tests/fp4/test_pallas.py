@@ -243,9 +243,10 @@ def test_params_computed_at_trace_time():
     eager = PR.params(F32(4.0), gs, 0, True)
     jitted = jax.jit(lambda s, g: PR.params(s, g, 0, True))(F32(4.0), gs)
     assert np.array_equal(np.asarray(eager), np.asarray(jitted))
-    codes = np.asarray(jax.jit(const)(x))
-    assert np.array_equal(codes, np.asarray(jax.jit(traced)(x, gs)))
-    assert np.array_equal(codes, np.asarray(jax.jit(staged)(x, gs)))
+    ref = G.quantize(np.asarray(x.astype(jnp.float32)), **G.PRESETS["mxfp4"])["codes"]
+    assert np.array_equal(np.asarray(jax.jit(const)(x)), ref)
+    assert np.array_equal(np.asarray(jax.jit(traced)(x, gs)), ref)
+    assert np.array_equal(np.asarray(jax.jit(staged)(x, gs)), ref)
 
 
 _SPECIAL_F32 = [0.0, -0.0, 1.0, 1 / 3, 0.7, 6.0, -1.5, 2.0 ** -149, 2.0 ** -126, 1e-40, 3e38,
@@ -417,10 +418,14 @@ def test_linear_gemv_thresholds(ss, gs, tiling, monkeypatch):
     gemv = lambda v, a, b: linear_gemv(v, a, b, _ops(w), tiling=tiling, **kw)
     codes, scales = quantize_fused(jnp.asarray(x), F32(ss), F32(gs),
                                      tiling=QP.QuantTiling(thresholds=False), **kw)
+    ref = G.quantize(x, scale_scale=ss, global_scale=gs, **kw | {"rounding": "even"})
+    assert np.array_equal(np.asarray(codes), ref["codes"])
+    assert np.array_equal(np.asarray(scales), ref["scales"])
     a = (codes, scales, np.float32(gs), "e8m0")
     want = np.asarray(matmul(a, _ops(w), tiling=tiling)).view(np.uint32)
     traced = jax.jit(gemv)
     y = np.asarray(gemv(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32)
+    assert _golden_err(y.view(F32), ref, "e8m0", w) < 1e-5
     assert np.array_equal(y, want)
     assert np.array_equal(np.asarray(traced(jnp.asarray(x), F32(ss), F32(gs))).view(np.uint32),
                           want)
@@ -510,7 +515,10 @@ def test_quantized_matmul_one_pass_keeps_concrete_scalars(monkeypatch):
     x = jnp.asarray(r.standard_normal((1, 512)) * 2, jnp.bfloat16)
     w = fp4.quantize(r.standard_normal((32, 512)).astype(F32), "mxfp4")
     a = fp4.quantize(x, "mxfp4", implementation="pallas")
+    ref = G.quantize(np.asarray(x.astype(jnp.float32)), **G.PRESETS["mxfp4"])
+    assert np.array_equal(np.asarray(a.codes), ref["codes"])
     want = np.asarray(matmul(_ops(a), _ops(w), tiling=t)).view(np.uint32)
+    assert _golden_err(want.view(F32), ref, "e8m0", w) < 1e-5
 
     def qmm(v, g=None):
         v, cfg, transform, gs = QA.quantize_args(v, "mxfp4", global_scale=g)
@@ -548,6 +556,10 @@ def test_small_traced_quantize_divides(scale_dtype, monkeypatch):
     outs.append(quantize_fused(x, F32(4.0), F32(1 / 3), **kw))
     e8m0 = scale_dtype == "e8m0"
     assert asked == ["kernel", True if e8m0 else "kernel", e8m0]
+    ref = G.quantize(np.asarray(x.astype(jnp.float32)), scale_scale=4.0, global_scale=F32(1 / 3),
+                     group_size=32, scale_dtype=scale_dtype)
+    assert np.array_equal(np.asarray(outs[0][0]), ref["codes"])
+    assert np.array_equal(np.asarray(outs[0][1]), ref["scales"])
     for o in outs[1:]:
         assert all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(o, outs[0]))
 
@@ -567,7 +579,11 @@ def test_linear_gemv_rounding_modes(preset):
     outs = set()
     for i, mode in enumerate(G.ROUNDINGS):
         t = fp4.quantize(x, dataclasses.replace(cfg, rounding=mode), implementation="pallas")
+        ref = G.quantize(x, group_size=cfg.group_size, scale_dtype=cfg.scale_dtype,
+                         scale_scale=cfg.scale_scale, global_scale=1.0, rounding=mode)
+        assert np.array_equal(np.asarray(t.codes), ref["codes"]), mode
         y_ref = np.asarray(matmul(_ops(t), _ops(w), tiling=tiling))
+        assert _golden_err(y_ref, ref, cfg.scale_dtype, w) < 1e-5, mode
         kw = dict(group_size=cfg.group_size, scale_dtype=cfg.scale_dtype, tiling=tiling)
         y = np.asarray(linear_gemv(jnp.asarray(x), F32(cfg.scale_scale),
                                      F32(cfg.global_scale), _ops(w), rounding=i, **kw))
@@ -578,6 +594,15 @@ def test_linear_gemv_rounding_modes(preset):
         assert np.array_equal(y_traced.view(np.uint32), y_ref.view(np.uint32)), mode
         outs.add(y.tobytes())
     assert len(outs) > 1                                  # the modes differ on these ties
+
+
+def _golden_err(y, ref, scale_dtype, w):
+    """Relative L2 error of ``y`` against golden's float64 product of golden's
+    activation quantization ``ref`` (a ``golden.fp4.quantize`` dict) and ``w``."""
+    r = G.matmul_reference(ref["codes"], ref["scales"], ref["global_scale"], np.asarray(w.codes),
+                           np.asarray(w.scale_bytes), w.global_scale, scale_dtype_a=scale_dtype,
+                           scale_dtype_w=w.scale_dtype)
+    return np.linalg.norm(np.asarray(y, np.float64) - r) / np.linalg.norm(r)
 
 
 def _ref_err(y, a, w):

@@ -12,7 +12,9 @@ import pytest
 from golden import fp4 as G
 from tests.helpers import assert_same_bits
 from scmp_jax import fp4
+from scmp_jax._src.dispatch import Backend
 from scmp_jax.fp4 import formats as FM
+from scmp_jax.fp4.linear import api as LA
 
 F32 = np.float32
 X = np.random.default_rng(0).standard_normal((2, 64)).astype(F32)
@@ -188,6 +190,7 @@ def test_bad_traced_global_scale_gives_nan(op):
         assert np.isnan(y).all(), (op, gs)
 
 
+@pytest.mark.gpu
 def test_bad_traced_global_scale_gives_nan_pallas():
     y = jax.jit(lambda g: fp4.matmul(T, dataclasses.replace(WT, global_scale=g),
                                      implementation="pallas"))(jnp.float32(0))
@@ -206,3 +209,18 @@ def test_good_traced_global_scale_unchanged():
         assert np.isfinite(y).all()
         if gs >= 2.0 ** -100:                 # far from float32 underflow: SPEC 9.8's bound
             assert np.linalg.norm(y - ref) <= 1e-5 * np.linalg.norm(ref)
+
+
+@pytest.mark.gpu
+def test_bad_traced_global_scale_gives_nan_one_pass():
+    """The one-pass ``quantized_matmul`` (the GPU's gemv schedule, interpret mode
+    here) multiplies both global scales in its kernel: NaN too."""
+    bk = Backend("pallas", interpret=True, gpu=True)
+    assert LA.one_pass(X, WT, fp4.MXFP4, None, bk, bk) == "gemv"
+    f = jax.jit(lambda g, h: LA.quantized_matmul_on(
+        X, dataclasses.replace(WT, global_scale=g), fp4.MXFP4, None, h, bk, bk))
+    for g, h in [(0.0, 1.0), (1.0, -0.0), (np.inf, 1.0), (1.0, np.nan)]:
+        assert np.isnan(np.asarray(f(F32(g), F32(h)))).all(), (g, h)
+    y = np.asarray(f(F32(WT.global_scale), F32(fp4.MXFP4.global_scale)))
+    ref = np.asarray(fp4.matmul(fp4.quantize(X, "mxfp4"), WT))        # XLA: not bit-equal
+    assert np.linalg.norm(y - ref) <= 1e-5 * np.linalg.norm(ref)

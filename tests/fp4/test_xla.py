@@ -190,9 +190,14 @@ def test_fp4tensor_is_a_pytree():
     assert len(leaves) == 3
     t2 = jax.tree_util.tree_unflatten(tree, leaves)
     assert (t2.group_size, t2.scale_dtype, t2.rounding, t2.shape) == (16, "e4m3", "even", (4, 64))
-    d = jax.jit(lambda t: t.dequantize())(t)
+    d = jax.jit(lambda t: t.dequantize())(t)                       # jit: golden's values
+    ref = G.quantize(x, **G.PRESETS["nvfp4"])
+    _same(d, G.dequantize(ref["codes"], ref["scales"], scale_dtype="e4m3",
+                          global_scale=ref["global_scale"]))
     _same(d, fp4.dequantize(t))
     codes = jax.jit(lambda v, gs: fp4.quantize(v, "nvfp4", global_scale=gs).codes)(x, F32(0.5))
+    ref = G.quantize(x, **dict(G.PRESETS["nvfp4"], global_scale=0.5))   # a traced global scale
+    assert np.array_equal(np.asarray(codes), ref["codes"])
     assert np.array_equal(np.asarray(codes), np.asarray(fp4.quantize(x, fp4.NVFP4,
                                                                      global_scale=0.5).codes))
 

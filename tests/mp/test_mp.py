@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import golden.mp as gmp
 from scmp_jax import mp
 from tests.helpers import DATA as _DATA
 
@@ -192,12 +193,19 @@ def test_classifiers_under_jit_and_vmap():
         return a.stoc_len, q
     for m in ms:
         sl, q = f(m)
+        # golden's level indices (thresholds 0.6, 0.2; quantile 0.4, 0.4, 0.2)
+        want = [(256, 128, 0)[i] for i in gmp.classify_thresholds(np.asarray(m), (0.6, 0.2))]
+        assert np.asarray(sl).tolist() == want
         assert np.asarray(sl).tolist() == np.asarray(
             mp.adaptive_classify_rows(m, cfg, operator="qk").stoc_len).tolist()
         assert isinstance(q, mp.RowAssignment) and q.stoc_len_levels == (4, 2, 1)
+        assert np.asarray(q.row_levels).tolist() == gmp.classify_quantile(
+            np.asarray(m), (0.4, 0.4, 0.2)).tolist()
     sl, q = jax.vmap(f)(ms)
     assert np.asarray(sl).tolist() == [[0, 256, 128, 0, 256], [256, 128, 128, 0, 256]]
     assert np.asarray(q.row_levels).tolist() == [[2, 0, 1, 1, 0], [0, 1, 1, 2, 0]]
+    assert np.asarray(q.row_levels).tolist() == [
+        gmp.classify_quantile(np.asarray(m), (0.4, 0.4, 0.2)).tolist() for m in ms]
 
 
 # -------------------------------------------------------------------- validation

@@ -5,6 +5,7 @@ import pytest
 
 import golden
 import scmp_jax
+from tests.helpers import assert_same_bits
 from scmp_jax.sc import SCConfig, as_config
 from scmp_jax.sc.tables import Layout, enable_tables, layout, signed_table, side_streams
 
@@ -42,10 +43,15 @@ def test_dict_round_trip_and_hash():
 
 
 def test_config_is_static_under_jit():
+    """An SCConfig closed over by a jitted function: golden's bits (its own
+    builder's config), and the eager call's."""
     cfg = SCConfig.shared_lfsr(6)
     a = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
     f = jax.jit(lambda x: scmp_jax.sc_matmul(x, x, sc_prec=6, config=cfg))
-    np.testing.assert_array_equal(f(a), scmp_jax.sc_matmul(a, a, sc_prec=6, config=cfg))
+    out = np.asarray(f(a))
+    assert_same_bits(out, golden.sc_matmul(a, a, sc_prec=6,
+                                           config=golden.configs.shared_lfsr(10, 6)))
+    assert_same_bits(out, np.asarray(scmp_jax.sc_matmul(a, a, sc_prec=6, config=cfg)))
 
 
 def test_tables_keyed_by_distinct_stream():

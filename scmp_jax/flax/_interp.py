@@ -22,7 +22,9 @@ MARK = "scmp_path"                     # named_scope marker: MARK<i> = module pa
 _MARK_RE = re.compile(rf"{MARK}(\d+)$")
 _JAX_DIR = os.path.dirname(jax.__file__) + os.sep
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep, _PKG_DIR + "cli.py")
+# frames here are the model's or simulate's drivers, not scmp_jax's own arithmetic
+_OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep, _PKG_DIR + "cli.py",
+             os.path.join(_PKG_DIR, "mp", "block.py"), os.path.join(_PKG_DIR, "mp", "calibrate.py"))
 _CALL_KEYS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 _CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint", "custom_jvp_call",
           "custom_vjp_call", "custom_vjp_call_jaxpr")

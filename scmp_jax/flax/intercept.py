@@ -189,7 +189,10 @@ class _Base:
 
     def _simulate(self, call, weights, state, args, kwargs):
         tr = self._trace(call, weights, state, args, kwargs)
-        out, interp = tr.evaluate(weights, state, self.dynamic_args(args, kwargs))
+        return self._finish(tr, weights, state, self.dynamic_args(args, kwargs))
+
+    def _finish(self, tr, weights, state, dyn):
+        out, interp = tr.evaluate(weights, state, dyn)
         self._local.report = Report(self.rules, interp.records,
                                     [rec for rec, _ in interp.mp_records])
         self._local.report.warn_unused()
@@ -219,7 +222,11 @@ class SimulatedLinen(_Base):
     """A linen model whose ``apply`` runs the rules' arithmetic; ``init`` and
     every other attribute are the original model's."""
 
-    def apply(self, variables, *args, **kwargs):
+    def trace(self, variables, *args, hook=None, extra=(), **kwargs):
+        """``(Traced, (weights, state, dyn))`` of ``apply(variables, *args,
+        **kwargs)``; ``hook(extra)`` -> a block hook ``(index, fn, args,
+        kwargs) -> output`` run in place of each block's ``__call__`` (it may
+        raise ``BlockOutput``); ``extra``: arrays the hook reads, traced inputs."""
         import flax.linen as nn
 
         variables = dict(variables)
@@ -239,7 +246,12 @@ class SimulatedLinen(_Base):
             with nn.intercept_methods(icpt):
                 return self.model.apply({"params": w, **s} if has_params else s, *a, **k)
 
-        return self._simulate(call, params, variables, args, kwargs)
+        tr = self._trace(call, params, variables, args, kwargs, extra, hook)
+        return tr, (params, variables, self.dynamic_args(args, kwargs))
+
+    def apply(self, variables, *args, **kwargs):
+        tr, ins = self.trace(variables, *args, **kwargs)
+        return self._finish(tr, *ins)
 
     def __getattr__(self, name):
         if name in ("model", "rules", "_local", "plan", "blocks"):

@@ -43,8 +43,15 @@ accepts act x act ops if the op is one, decides; ``arithmetic=None`` keeps
 the op exact; no matching rule keeps it exact. Non-float operands stay exact.
 A rule that matches no operation of a call is a UserWarning (once per call).
 
+Mixed precision (``SC(mp=...)``, ``flax.mixed``): the block index of an op comes
+from ``simulate(..., block_path=...)``, its operator name from the rule; each
+block module's ``__call__`` passes through a block hook (a plan's
+compensation, or calibration's input substitution, ``Traced``/``BlockOutput``);
+equations no output needs are skipped.
+
 Files: ``rules.py`` (``Rule``, ``SC``, ``FP4``, ``Report``), ``_interp.py`` (the
-interpreter of step 2), this module (step 1 and the ``simulate`` wrappers).
+interpreter of step 2), ``mixed.py`` (MP ops), this module (step 1 and the
+``simulate`` wrappers).
 
 Limits: only ``__call__`` of nnx submodules is marked (other nnx methods count
 as their caller's path); nnx modules or ``Rngs`` passed as call arguments are

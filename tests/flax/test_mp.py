@@ -251,3 +251,39 @@ def test_mp_arguments_are_validated():
     v = Net().init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="block_path"):       # free boundaries need a block
         simulate(Net(), [Rule(r".*/fc1", SC(mp=fb, sc_prec=PREC))]).apply(v, x)
+
+
+def test_golden_nnx_applies_a_plan():
+    """simulate(nnx_model, rules, plan=...): the plan's boundaries replace the
+    config's for their (block, op), and block 1's output gets x @ kernel + bias."""
+    x = rnd((2, 3, 6), 5)
+    model = NNet(nnx.Rngs(1))
+    rules = [Rule(r".*/fc1", SC(mp=FB, sc_prec=PREC)),
+             Rule(r".*/fc2", SC(sc_prec=PREC, stoc_len=16))]
+    r = np.random.default_rng(0)
+    kernel = (r.standard_normal((6, 6)) * 0.1).astype(np.float32)
+    bias = (r.standard_normal(6) * 0.1).astype(np.float32)
+    plan = mp.MPPlan(BLOCKS, {(0, "fc1"): (0.9, 0.5)},
+                     {"block_1": {"kernel": kernel, "bias": bias}}, ())
+    sims = []
+
+    def run(m, x):
+        sims.append(simulate(m, rules, plan=plan))
+        return sims[-1](x)
+    out = nnx.jit(run)(model, x)
+    h, inputs, levels = x, [], []
+    for i in range(2):
+        blk = getattr(model, f"layer_{i}")
+        bounds = plan.boundaries.get((i, "fc1"), FB.get_boundaries("fc1", i))
+        lv = gmp.classify_free_boundaries(gmp.row_metric(h.reshape(-1, 6)), bounds)
+        a, _ = mixed_linear(h, blk.fc1.kernel[...], blk.fc1.bias[...], "xla",
+                            rows=np.asarray(FB.stoc_len_levels)[lv])
+        a2 = np.asarray(nnx.relu(a)).reshape(-1, 8)
+        y = golden.sc_matmul(a2, np.asarray(blk.fc2.kernel[...]).T, sc_prec=PREC, stoc_len=16)
+        inputs.append(h)
+        h, levels = h + (jnp.asarray(y).reshape(2, 3, 6) + blk.fc2.bias[...]), levels + [lv]
+    assert [r.histogram for r in sims[0].report.mp] == [
+        dict(zip(FB.stoc_len_levels, np.bincount(lv, minlength=3).tolist())) for lv in levels]
+    comp = np.asarray(inputs[1], np.float64) @ kernel + bias
+    np.testing.assert_allclose(out, np.asarray(h, np.float64) + comp, rtol=1e-6, atol=1e-6)
+    assert np.abs(comp).max() > 1e-2                          # the correction is there

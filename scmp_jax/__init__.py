@@ -1,5 +1,6 @@
 """scmp_jax: stochastic-computing and low-bit arithmetic, simulated exactly in JAX."""
-from . import flax, fp4, mp, quant, sc
+# mp before flax: mp.calibrate drives flax.simulate, whose MP path reads mp.config
+from . import mp, flax, fp4, quant, sc  # noqa: I001
 from ._src.platform import on_gpu
 from .fp4 import FP4Config, FP4Tensor, MXFP4, NVFP4
 from .quant import (accumulate_act_scales, apply_smoothing, apply_smoothing_offline,

@@ -15,13 +15,16 @@ from jax.extend import core as jcore
 
 from .._src.grad import NotDifferentiableError
 from ._contract import INTERNAL_SCOPE, contract
-from .rules import OpRecord
+from .mixed import MPContext, mp_matmul
+from .rules import SC, OpRecord
 
 MARK = "scmp_path"                     # named_scope marker: MARK<i> = module path i
 _MARK_RE = re.compile(rf"{MARK}(\d+)$")
 _JAX_DIR = os.path.dirname(jax.__file__) + os.sep
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep, _PKG_DIR + "cli.py")
+# frames here are the model's or simulate's drivers, not scmp_jax's own arithmetic
+_OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep, _PKG_DIR + "cli.py",
+             os.path.join(_PKG_DIR, "mp", "block.py"), os.path.join(_PKG_DIR, "mp", "calibrate.py"))
 _CALL_KEYS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 _CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint", "custom_jvp_call",
           "custom_vjp_call", "custom_vjp_call_jaxpr")
@@ -108,9 +111,28 @@ def _bind(eqn, vals):
     return list(out)
 
 
+def _live(jaxpr):
+    """Per equation: whether an output (or an effect) needs it. Dead equations
+    are skipped, so a program cut at one block computes that block only."""
+    need = {v for v in jaxpr.outvars if not isinstance(v, jcore.Literal)}
+    live = [False] * len(jaxpr.eqns)
+    for i in range(len(jaxpr.eqns) - 1, -1, -1):
+        e = jaxpr.eqns[i]
+        if e.effects or any(v in need for v in e.outvars):
+            live[i] = True
+            need.update(v for v in e.invars if not isinstance(v, jcore.Literal))
+    return live
+
+
 class Interp:
-    def __init__(self, rules, paths):
+    """``mp``: an ``MPContext``; ``mp_records``: (``MPRecord``, counts) of each MP op
+    run; ``callbacks``: traced counts reach their record when the program runs
+    (``jax.debug.callback``; in a loop body, the last iteration's)."""
+
+    def __init__(self, rules, paths, mp: MPContext | None = None, callbacks: bool = True):
         self.rules, self.paths, self.records = rules, paths, []
+        self.mp = MPContext() if mp is None else mp
+        self.mp_records, self.callbacks = [], callbacks
 
     def run(self, jaxpr, consts, args, flags, stack=()):
         env = {}
@@ -122,7 +144,9 @@ class Interp:
             env[v] = (c, False)
         for v, a, f in zip(jaxpr.invars, args, flags):
             env[v] = (a, f)
-        for eqn in jaxpr.eqns:
+        for eqn, live in zip(jaxpr.eqns, _live(jaxpr)):
+            if not live:
+                continue
             vals, fl = zip(*map(read, eqn.invars)) if eqn.invars else ((), ())
             st = stack + (str(eqn.source_info.name_stack),)
             outs = self._eqn(eqn, list(vals), list(fl), st)
@@ -164,14 +188,40 @@ class Interp:
             self.records.append(OpRecord(**rec, arithmetic="exact" if floats or arith is None
                                          else "exact (non-float)"))
             return _bind(eqn, vals)[0]
+        pair = arith.pair
+        if isinstance(arith, SC) and arith.mp is not None:
+            rec["block"] = self.mp.block_of(path)
+            rec["operator"] = self.rules[idx].operator_for(path)
+            pair = (self._mp_pair(arith, path, rec["block"], rec["operator"], fl),) * 2
         self.records.append(OpRecord(**rec, arithmetic=repr(arith)))
         try:
-            return contract(*arith.pair, lhs, rhs, eqn.params["dimension_numbers"],
+            return contract(*pair, lhs, rhs, eqn.params["dimension_numbers"],
                             eqn.outvars[0].aval.dtype)
         except ValueError as e:
             raise ValueError(f"module {path or '<root>'!r}, op {op}: {e}") from e
         except NotDifferentiableError as e:
             raise NotDifferentiableError(f"module {path or '<root>'!r}, op {op}: {e}") from e
+
+
+    def _mp_pair(self, arith, path, block, operator, fl):
+        """The 2D / 3D matmul of an MP op; records its classification."""
+        spec = self.mp.spec_for(arith.mp, block, operator)
+        trial = self.mp.trial.get((block, operator))
+
+        def f(a, b):
+            out, rec, counts = mp_matmul(spec, arith.granularity, arith.kwargs, a, b,
+                                         operator=operator, block=block,
+                                         total_blocks=self.mp.total_blocks,
+                                         lhs_act=bool(fl[0]), rhs_act=bool(fl[1]),
+                                         boundaries=trial, path=path)
+            self.mp_records.append((rec, counts))
+            if not isinstance(counts, jax.core.Tracer):
+                rec.set_counts(counts)
+            elif self.callbacks:
+                rec.pending = True
+                jax.debug.callback(rec.set_counts, counts)
+            return out
+        return f
 
 
 def _retrace(interp, closed, flags, st):

@@ -28,6 +28,7 @@ from ..fp4.config import PRESETS, FP4Config
 from ..fp4.quantize.api import ROUNDS_FP4
 from ..sc.api import sc_matmul
 from ._contract import contract, out_aval
+from .mixed import MPSpec, check_sc_for_mp, mp_matmul
 
 __all__ = ["sc_dot_general", "fp4_dot_general", "sc_einsum", "fp4_einsum", "as_fp4_config",
            "ste_hint"]
@@ -78,13 +79,35 @@ def sc_matmul_pair(granularity="per_row", *, op="sc_dot_general", hint=None, **s
     return f2d, f3d
 
 
-def sc_dot_general(granularity: str = "per_row", **sc_kwargs):
+def sc_dot_general(granularity: str = "per_row", *, mp=None, mp_metric=None, mp_side=None,
+                   mp_group_size=None, mp_operator: str = "linear", mp_block=None,
+                   mp_total_blocks=None, **sc_kwargs):
     """A ``lax.dot_general`` replacement computing every contraction with
     ``scmp_jax.sc_matmul(a, b, granularity, **sc_kwargs)`` (lhs -> a, rhs -> b);
-    ``grad="ste"`` for a straight-through gradient."""
+    ``grad="ste"`` for a straight-through gradient.
+
+    ``mp`` (and ``mp_metric`` / ``mp_side`` / ``mp_group_size``) as ``SC``'s:
+    the lhs is taken as the activation, the rhs as the weight; ``mp_operator``,
+    ``mp_block`` and ``mp_total_blocks`` are the (operator, block) keys a
+    ``simulate`` rule would get from its name and the module path."""
     inspect.signature(sc_matmul).bind(None, None, granularity, **sc_kwargs)  # names only
-    f2d, f3d = sc_matmul_pair(granularity, **sc_kwargs)
-    return _wrap(f2d, f3d, "sc_dot_general", "sc", dict(granularity=granularity, **sc_kwargs))
+    if mp is None:
+        f2d, f3d = sc_matmul_pair(granularity, **sc_kwargs)
+        return _wrap(f2d, f3d, "sc_dot_general", "sc", dict(granularity=granularity, **sc_kwargs))
+    spec = MPSpec(mp, mp_metric, mp_side, mp_group_size)
+    check_sc_for_mp(spec, granularity, sc_kwargs)
+    if not isinstance(mp_operator, str) or not mp_operator:
+        raise ValueError(f"mp_operator must be a non-empty str, got {mp_operator!r}")
+    for name, v in (("mp_block", mp_block), ("mp_total_blocks", mp_total_blocks)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"{name} must be None or an int >= 0, got {v!r}")
+
+    def f(a, b):
+        return mp_matmul(spec, granularity, sc_kwargs, a, b, operator=mp_operator,
+                         block=mp_block, total_blocks=mp_total_blocks)[0]
+    info = dict(granularity=granularity, mp=mp, mp_operator=mp_operator, mp_block=mp_block,
+                **sc_kwargs)
+    return _wrap(f, f, "sc_dot_general", "sc", info)
 
 
 def as_fp4_config(fmt) -> FP4Config:

@@ -32,7 +32,7 @@ from .._src.ieee import max_exact, min_exact, use_soft
 from .config import FreeBoundaryMPConfig, METRICS, MPConfig, RangeMPConfig, RowAssignment
 
 __all__ = ["row_metric", "quantile_counts", "classify_rows_by_metric", "adaptive_classify_rows",
-           "classify_groups_by_range", "group_ranges"]
+           "classify_rows_by_boundaries", "classify_groups_by_range", "group_ranges"]
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -192,6 +192,21 @@ def adaptive_classify_rows(metric, config, operator: Optional[str] = None,
                          "thresholds for this bucket, nor an operator default)")
     return RowAssignment(_threshold_levels(m, jnp.asarray(np.asarray(th, np.float32)),
                                                 soft=use_soft()), levels)
+
+
+def classify_rows_by_boundaries(metric, boundaries, stoc_len_levels) -> RowAssignment:
+    """The free-boundary rule with the ``k - 1`` boundaries as an array, which
+    may be traced (a search can vary them inside one compiled program): same
+    levels as :func:`adaptive_classify_rows` with a :class:`FreeBoundaryMPConfig`
+    holding these boundaries. ``boundaries`` are cast to float32 and sorted
+    descending; ``stoc_len_levels`` is static."""
+    levels = FreeBoundaryMPConfig(stoc_len_levels).stoc_len_levels
+    b = jnp.asarray(check_float(boundaries, "boundaries")).astype(F32)
+    if b.shape != (len(levels) - 1,):
+        raise ValueError(f"boundaries must have shape ({len(levels) - 1},) for "
+                         f"{len(levels)} levels, got {b.shape}")
+    b = jnp.flip(jnp.sort(b))
+    return RowAssignment(_boundary_levels(_metric_1d(metric), b, soft=use_soft()), levels)
 
 
 @partial(jax.jit, static_argnums=1)

@@ -11,9 +11,9 @@ import pytest
 from flax import nnx
 
 from golden import fp4 as G
-from tests.helpers import check_fp4_transform
 from scmp_jax import fp4
 from scmp_jax.flax import NNXQuantLinear, QuantLinear
+from tests.helpers import check_fp4_transform
 
 F32 = np.float32
 BF16 = jnp.bfloat16

@@ -146,6 +146,20 @@ def test_free_boundaries_hand_worked():
         cfg.with_boundaries("qk", 3, (0.2, 0.8)))
 
 
+def test_golden_boundaries_as_traced_array():
+    """classify_rows_by_boundaries: boundaries as an array (traced under jit and
+    vmap over candidate sets) give golden's free-boundary levels."""
+    r = np.random.default_rng(7)
+    m = r.standard_normal(12).astype(np.float32)
+    cands = np.array([[0.8, 0.3], [0.3, 0.8], [0.5, 0.45], [0.99, 0.01]], np.float32)
+    f = jax.jit(jax.vmap(lambda b: mp.classify_rows_by_boundaries(m, b, (64, 16, 0)).row_levels))
+    got = np.asarray(f(jnp.asarray(cands)))
+    for b, lv in zip(cands, got):
+        assert lv.tolist() == gmp.classify_free_boundaries(m, b).tolist()
+    with pytest.raises(ValueError, match="boundaries"):
+        mp.classify_rows_by_boundaries(m, np.zeros(3, np.float32), (64, 16, 0))
+
+
 # ---------------------------------------------------------------------- range rule
 def _range_weight():
     # groups of 2 rows with ranges 4, 0, 1, 2 -> normalized 1, 0, .25, .5

@@ -5,9 +5,9 @@ import pytest
 
 import golden
 import scmp_jax
-from tests.helpers import assert_same_bits
 from scmp_jax.sc import SCConfig, as_config
 from scmp_jax.sc.tables import Layout, enable_tables, layout, signed_table, side_streams
+from tests.helpers import assert_same_bits
 
 D, P = 24, 8
 

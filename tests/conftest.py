@@ -8,6 +8,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 import ast
 import functools
 import inspect
+import json
 import subprocess
 import textwrap
 import types
@@ -17,16 +18,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.helpers import SLOW
+from tests.helpers import DURATIONS, load_durations, slow_ids
 
 # "ci": the README's test command; "thorough": long local runs
 # (HYPOTHESIS_PROFILE=thorough pytest -k golden); "dev": quick iteration.
 # No example database: a run is fully determined by its seed (below).
 _common = dict(deadline=None, database=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", max_examples=25, **_common)
+settings.register_profile("ci", max_examples=10, **_common)
 settings.register_profile("thorough", max_examples=1500, **_common)
-settings.register_profile("dev", max_examples=10, **_common)
+settings.register_profile("dev", max_examples=4, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -182,15 +183,31 @@ def compares_with_golden(item) -> bool:
     return used == {"golden", "scmp_jax"}
 
 
-# slow: the tests helpers.SLOW names
-def _slow(nodeid: str) -> bool:
-    return nodeid in SLOW or nodeid.split("[", 1)[0] in SLOW
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", metavar="PATH", default=None,
+                     help="write each test's seconds (setup + call + teardown) to PATH "
+                          "(JSON, merged with the tests already there)")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    slow = slow_ids(load_durations(DURATIONS))
     for item in items:
         if isinstance(item, pytest.Function) and compares_with_golden(item):
             item.add_marker(pytest.mark.golden)
-        if _slow(item.nodeid):
+        if item.nodeid in slow:
             item.add_marker(pytest.mark.slow)
+
+
+_SECONDS = {}
+
+
+def pytest_runtest_logreport(report):
+    _SECONDS[report.nodeid] = _SECONDS.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    path = session.config.getoption("record_durations", None)
+    if path and not hasattr(session.config, "workerinput"):    # the xdist controller
+        out = load_durations(path) | {k: round(v, 2) for k, v in _SECONDS.items()}
+        Path(path).write_text(json.dumps(dict(sorted(out.items())), indent=0) + "\n")

@@ -4,6 +4,7 @@ and the package import graph read by the layout tests."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 from pathlib import Path
 
@@ -14,46 +15,32 @@ import golden
 import scmp_jax
 from golden import fp4 as G
 
-# Long exhaustive runs on a 2-core CPU (interpret-mode kernels, one compile per example or
-# case): conftest marks them ``slow``; the README's test command leaves them out and
-# .ci/run runs them after it (``python -m pytest -n 2 -m slow``). A node id, or a node id
-# without its "[...]" for every case; tests/test_suite_layout.py checks each names tests.
-SLOW = (
-    # sc: every plan walk but two (heads-pallas: in-place assembly; d-xla: chunks of d),
-    # the chunked-table and interpret-mode variants of the dense and gather properties
-    "tests/sc/test_dense.py::test_dense_chunk_plans[one-xla]",
-    "tests/sc/test_dense.py::test_dense_chunk_plans[one-pallas]",
-    "tests/sc/test_dense.py::test_dense_chunk_plans[heads-xla]",
-    "tests/sc/test_dense.py::test_dense_chunk_plans[heads1-xla]",
-    "tests/sc/test_dense.py::test_dense_chunk_plans[heads1-pallas]",
-    "tests/sc/test_dense.py::test_dense_chunk_plans[d-pallas]",
-    "tests/sc/test_dense.py::test_golden_dense_counts_chunked_match_golden",
-    "tests/sc/test_dense.py::test_golden_dense_counts_match_golden[pallas]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-1]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-2]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-3]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-5]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-11]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-33]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-40]",
-    "tests/sc/test_dense.py::test_dense_any_d[pallas-100]",
-    "tests/sc/test_dense.py::test_dense_any_d[xla-2]",
-    "tests/sc/test_dense.py::test_dense_any_d[xla-3]",
-    "tests/sc/test_dense.py::test_dense_any_d[xla-11]",
-    "tests/sc/test_dense.py::test_dense_any_d[xla-40]",
-    "tests/sc/test_pallas.py::test_golden_pallas_chunked_tables_match_golden",
-    "tests/sc/test_sharding.py::test_golden_sharded_pallas_matches_golden",
-    "tests/quant/test_quantize.py::test_golden_pallas_quantizers_match",
-    # fp4 kernels (interpret mode): four of six divisor sets, every binade, the gemv
-    # threshold windows, every rounding mode with static and read params
-    "tests/fp4/test_pallas.py::test_codes_near_thresholds[6.0-0.7-e4m3-16]",
-    "tests/fp4/test_pallas.py::test_codes_near_thresholds[4.0-1.9999998807907104-e8m0-32]",
-    "tests/fp4/test_pallas.py::test_codes_near_thresholds[4.0-1.0000001192092896-e8m0-32]",
-    "tests/fp4/test_pallas.py::test_codes_near_thresholds[4.0-0.1-e8m0-32]",
-    "tests/fp4/test_pallas.py::test_threshold_codes_every_binade",
-    "tests/fp4/test_pallas.py::test_linear_gemv_thresholds",
-    "tests/fp4/test_pallas.py::test_static_params_same_codes",
-)
+# Measured CPU seconds per test (tests/durations.json, recorded with
+# ``python -m pytest -n 2 --record-durations tests/durations.json``). conftest marks
+# ``slow`` every test that costs more than SLOW_ALONE seconds, and every case but the
+# cheapest of a parametrized test that costs more than SLOW_CASE: the README's test
+# command leaves them out and .ci/run runs them after it (``python -m pytest -n 2 -m slow``).
+DURATIONS = Path(__file__).resolve().parent / "durations.json"
+SLOW_ALONE = 20.0
+SLOW_CASE = 6.0
+
+
+def load_durations(path=DURATIONS) -> dict:
+    """``{node id: seconds}`` from ``path`` ({} when it does not exist)."""
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+
+
+def slow_ids(durations: dict) -> set:
+    """The node ids the rule above marks slow (unmeasured tests stay fast)."""
+    by_fn = {}
+    for nodeid, sec in durations.items():
+        by_fn.setdefault(nodeid.split("[", 1)[0], []).append((sec, nodeid))
+    slow = set()
+    for cases in by_fn.values():
+        cases.sort()
+        slow |= {n for i, (sec, n) in enumerate(cases)
+                 if sec > SLOW_ALONE or (i > 0 and sec > SLOW_CASE)}
+    return slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "scmp_jax"

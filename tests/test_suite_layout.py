@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from tests.helpers import ROOT, SLOW
+from tests.helpers import ROOT, load_durations, slow_ids
 
 TESTS = ROOT / "tests"
 #: test folders that mirror something outside scmp_jax/, and the folder each mirrors
@@ -130,11 +130,14 @@ def test_marker_on_known_tests(keyword_run, nodeid, golden):
         assert bool(item.get_closest_marker("golden")) == golden, item.nodeid
 
 
-def test_slow_entries_name_collected_tests(keyword_run):
-    """Each helpers.SLOW entry marks at least one collected test (a renamed test
-    would otherwise drop out of the slow run silently)."""
-    ids = [i.nodeid for i in keyword_run.kept + keyword_run.dropped]
-    stale = [e for e in SLOW if not any(i == e or i.startswith(e + "[") for i in ids)]
-    assert not stale, stale
-    slow = [i for i in keyword_run.kept + keyword_run.dropped if i.get_closest_marker("slow")]
-    assert len(slow) >= len(SLOW)
+def test_durations_name_collected_tests(keyword_run):
+    """Each measured test in tests/durations.json is a collected test (a renamed
+    test would otherwise lose its measurement and move to the fast run), and
+    exactly the tests the cost rule picks carry the ``slow`` marker."""
+    ids = {i.nodeid for i in keyword_run.kept + keyword_run.dropped}
+    durations = load_durations()
+    stale = sorted(set(durations) - ids)
+    assert not stale, f"re-record tests/durations.json; stale: {stale[:5]}"
+    slow = {i.nodeid for i in keyword_run.kept + keyword_run.dropped
+            if i.get_closest_marker("slow")}
+    assert slow == slow_ids(durations) and slow

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..._src import grad as GD
 from ..._src.errors import check_float
+from ..._src.hostjit import call_with_host_scalars
 from .. import sharding as SH
 from ..backend import Backend, resolve
 from ..config import PRESETS, FP4Config, check_positive, check_product
@@ -150,17 +151,23 @@ def quantize_on(x, cfg: FP4Config, transform, gs, backend: Backend) -> FP4Tensor
 
 def _quantize(x, scale_scale, global_scale, transform, rounding, group_size, scale_dtype,
               backend):
-    """Not jitted on purpose: concrete ``scale_scale`` / ``global_scale`` / rounding
-    reach the kernels as NumPy values (``quantize.params.params`` turns them into
-    kernel parameters at trace time); traced ones stay traced. Group size, scale
-    format and backend are static."""
+    """Group size, scale format and backend are static. For the kernels,
+    concrete ``scale_scale`` / ``global_scale`` / rounding reach the builders as
+    host values (``quantize.params.params`` turns them into kernel parameters at
+    trace time) and traced ones stay traced, one program per signature."""
     if backend.pallas:
-        t = None if transform is None else transform.astype(F32)
-        return pallas.quantize_fused(x, scale_scale, global_scale, t, group_size=group_size,
-                                     scale_dtype=scale_dtype, rounding=rounding,
-                                     backend=backend)
+        return call_with_host_scalars(_quantize_pallas, (x, transform),
+                                      (scale_scale, global_scale, rounding),
+                                      (group_size, scale_dtype, backend))
     return _quantize_xla(x, scale_scale, global_scale, transform, rounding, group_size,
                          scale_dtype)
+
+
+def _quantize_pallas(x, transform, scale_scale, global_scale, rounding, group_size,
+                     scale_dtype, backend):
+    t = None if transform is None else transform.astype(F32)
+    return pallas.quantize_fused(x, scale_scale, global_scale, t, group_size=group_size,
+                                 scale_dtype=scale_dtype, rounding=rounding, backend=backend)
 
 
 @partial(jax.jit, static_argnums=(5, 6))

@@ -35,7 +35,7 @@ from .errors import as_float32, is_int
 __all__ = ["ROUNDINGS", "SCALE_DTYPES", "PRESETS", "E2M1_VALUES", "e2m1_encode", "e2m1_decode",
            "e8m0_encode", "e8m0_decode", "e4m3_encode", "e4m3_decode", "encode_scale",
            "decode_scale", "pack", "unpack", "block_transform", "quantize", "dequantize",
-           "matmul_reference", "check_args"]
+           "matmul_reference", "weight_only_reference", "check_args"]
 
 F32 = np.float32
 ROUNDINGS = ("even", "zero", "down", "up")
@@ -279,3 +279,15 @@ def matmul_reference(codes_a, scales_a, gs_a, codes_w, scales_w, gs_w, *,
     alpha = np.float64(F32(gs_a)) * np.float64(F32(gs_w))
     with np.errstate(all="ignore"):
         return alpha * (a @ w.T)
+
+
+def weight_only_reference(x, codes_w, scales_w, gs_w, *, scale_dtype_w: str):
+    """float64 ``gs_w * (X @ W^T)`` of float activations ``x`` (..., N, K), taken
+    as float32 (exact for 16-bit floats), and weight codes (M, K/2) decoded as
+    ``code * scale_deq`` -> (..., N, M) (SPEC 9.9)."""
+    a = as_float32(x, "x").astype(np.float64)
+    w = _dequant64(codes_w, scales_w, scale_dtype_w)
+    if w.ndim != 2 or a.ndim < 2 or a.shape[-1] != w.shape[-1]:
+        raise ValueError(f"x must be (..., N, K) with w's K, got x {a.shape}, w {w.shape}")
+    with np.errstate(all="ignore"):
+        return np.float64(F32(gs_w)) * (a @ w.T)

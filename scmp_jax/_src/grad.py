@@ -48,17 +48,24 @@ def _live(t) -> bool:
 
 
 def call(fn, args: tuple, *, op: str, grad=None, exact=None, why: str = ROUNDS,
-         hint: str = STE_HINT):
+         hint: str = STE_HINT, exact_in: tuple = ()):
     """``fn(*args)`` with differentiation explicit.
 
     Differentiating w.r.t. any float leaf of ``args`` raises
     ``NotDifferentiableError`` ("{op} is not differentiable: {why}; {hint}")
     unless ``grad == "ste"``; then the value is still ``fn(*args)`` (same bits)
-    and the tangent is that of ``exact(*args)``. Only traced leaves become
-    operands of the ``custom_jvp`` (nothing else can carry a tangent); concrete
-    ones (NumPy scalars the kernels read at trace time) stay closed over."""
+    and the tangent is that of ``exact(*args)``. ``exact_in``: positions of
+    ``args`` in which the op does not round (``exact``'s tangent is the true
+    one there), so their tangents need no ``grad="ste"``. Only traced leaves
+    become operands of the ``custom_jvp`` (nothing else can carry a tangent);
+    concrete ones (NumPy scalars the kernels read at trace time) stay closed over."""
     check_grad(grad, op)
+    if exact_in and exact is None:
+        raise ValueError(f"{op}: exact_in needs the exact function")
     leaves, tree = jax.tree_util.tree_flatten(args)
+    sizes = [len(jax.tree_util.tree_leaves(a)) for a in args]
+    free = {i for p, n in enumerate(sizes) if p in exact_in
+            for i in range(sum(sizes[:p]), sum(sizes[:p]) + n)}
     idx = [i for i, v in enumerate(leaves) if isinstance(v, jax.core.Tracer)]
     if not idx:
         return fn(*args)
@@ -75,7 +82,8 @@ def call(fn, args: tuple, *, op: str, grad=None, exact=None, why: str = ROUNDS,
 
     def rule(primals, tangents):
         live = [k for k, t in enumerate(tangents) if _live(t)]
-        if live and (grad is None or exact is None):
+        rounded = [k for k in live if idx[k] not in free]
+        if rounded and (grad is None or exact is None):
             raise NotDifferentiableError(
                 f"{op} is not differentiable: {why}; {hint}")
         y = f(*primals)              # the op itself: higher orders come back here

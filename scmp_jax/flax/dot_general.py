@@ -13,9 +13,14 @@ Batch dims of dot_general (attention einsums) become the leading dim H of a
 (``preferred_element_type`` if given, else the operands' result type).
 Differentiating raises ``NotDifferentiableError`` unless ``grad="ste"``
 (straight-through: the tangent of the exact ``a @ b.T`` of each contraction).
+The fp4 forms take ``weight_only=True``: only the rhs (the weight) is
+quantized, ``fp4.weight_only_matmul``; then the lhs's gradient is exact
+(``g @ dequant(W)``) with either ``grad``, and the rhs's raises or, with
+``grad="ste"``, is straight-through.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import jax
@@ -24,14 +29,15 @@ import jax.numpy as jnp
 from .. import fp4 as _fp4
 from .._src import grad as GD
 from .._src import granularity as GR
-from ..fp4.config import PRESETS, FP4Config
+from ..fp4.config import PRESETS, FP4Config, check_weight_only
+from ..fp4.matmul.weight_only import exact_weight_only
 from ..fp4.quantize.api import ROUNDS_FP4
 from ..sc.api import sc_matmul
 from ._contract import contract, out_aval
 from .mixed import MPSpec, check_sc_for_mp, mp_matmul
 
 __all__ = ["sc_dot_general", "fp4_dot_general", "sc_einsum", "fp4_einsum", "as_fp4_config",
-           "ste_hint"]
+           "ste_hint", "weight_only_pair"]
 
 
 def _sig(fn, name, kind, info):
@@ -120,15 +126,18 @@ def as_fp4_config(fmt) -> FP4Config:
 
 
 def fp4_matmul_pair(fmt="mxfp4", w_fmt=None, implementation=None, grad=None, *,
-                    op="fp4_dot_general", hint=None):
+                    op="fp4_dot_general", hint=None, weight_only=False):
     """``(f2d, f3d)``: ``fp4.matmul(quantize(a, fmt), quantize(b, w_fmt or fmt))``;
     both operands quantized along D (groups of ``group_size`` along the
     contraction); 3D operands run one 2D matmul per leading index. ``grad``:
     None (differentiating raises, naming ``op``, advice ``hint``) | "ste" (the
-    exact ``a @ b.T``'s tangent)."""
+    exact ``a @ b.T``'s tangent). ``weight_only=True`` (then ``w_fmt`` None):
+    ``fp4.weight_only_matmul(a, quantize(b, fmt))`` (``weight_only_pair``)."""
     ca, cw = as_fp4_config(fmt), as_fp4_config(fmt if w_fmt is None else w_fmt)
     GD.check_grad(grad, op)
     hint = hint or ste_hint(op)
+    if check_weight_only(weight_only, {"w_fmt": w_fmt}):
+        return weight_only_pair(cw, implementation, grad, op, hint)
 
     def q2d(a, b):
         qa = _fp4.quantize(a, ca, implementation=implementation)
@@ -149,14 +158,45 @@ def fp4_matmul_pair(fmt="mxfp4", w_fmt=None, implementation=None, grad=None, *,
     return (lambda a, b: run(q2d, a, b)), (lambda a, b: run(q3d, a, b))
 
 
-def fp4_dot_general(fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None):
+def weight_only_pair(cw: FP4Config, implementation, grad, op, hint):
+    """``(f2d, f3d)``: ``fp4.weight_only_matmul(a, quantize(b, cw))``, ``b``
+    quantized along D; 3D operands one 2D matmul per leading index. The weight
+    is quantized outside the estimator (the op's tangent in ``b`` is the
+    straight-through ``a @ db.T``, raising with ``grad=None``); in ``a`` it is
+    exact."""
+    def q2d(a, qb):
+        return _fp4.weight_only_matmul(a, qb, implementation=implementation)
+
+    def q3d(a, qb):
+        def one(args):
+            a, c, s = args
+            return q2d(a, dataclasses.replace(qb, codes=c, scales=s, shape=qb.shape[1:]))
+        return jax.lax.map(one, (a, qb.codes, qb.scales))
+
+    def exact(a, b, qb):
+        return exact_weight_only(a, qb) + GD.exact_matmul(jax.lax.stop_gradient(a), b)
+
+    def run(q, a, b):
+        D = a.shape[-1]
+        if D % cw.group_size or D % 2:
+            raise ValueError(f"fp4 needs the contracted size D={D} to be even and a "
+                             f"multiple of group_size={cw.group_size}")
+        qb = _fp4.quantize(jax.lax.stop_gradient(b), cw, implementation=implementation)
+        return GD.call(lambda a, b, qb: q(a, qb), (a, b, qb), op=op, grad=grad, exact=exact,
+                       why=ROUNDS_FP4, hint=hint, exact_in=(0,))
+    return (lambda a, b: run(q2d, a, b)), (lambda a, b: run(q3d, a, b))
+
+
+def fp4_dot_general(fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None,
+                    weight_only=False):
     """A ``lax.dot_general`` replacement computing ``fp4.matmul(fp4.quantize(x2d, fmt),
     fp4.quantize(W.T, w_fmt or fmt))``: lhs rows and rhs columns are each
     quantized along the contracted dim. ``fmt``: "mxfp4" | "nvfp4" | FP4Config;
-    ``grad="ste"`` for a straight-through gradient."""
-    f2d, f3d = fp4_matmul_pair(fmt, w_fmt, implementation, grad)
+    ``grad="ste"`` for a straight-through gradient; ``weight_only=True``: only
+    the rhs quantized, with ``fmt`` (``fp4.weight_only_matmul``)."""
+    f2d, f3d = fp4_matmul_pair(fmt, w_fmt, implementation, grad, weight_only=weight_only)
     info = dict(fmt=as_fp4_config(fmt), w_fmt=None if w_fmt is None else as_fp4_config(w_fmt),
-                grad=grad)
+                grad=grad, weight_only=weight_only)
     return _wrap(f2d, f3d, "fp4_dot_general", "fp4", info)
 
 
@@ -175,7 +215,7 @@ def sc_einsum(granularity: str = "per_row", **sc_kwargs):
     return _einsum(sc_dot_general(granularity, **sc_kwargs), "sc_einsum")
 
 
-def fp4_einsum(fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None):
+def fp4_einsum(fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None, weight_only=False):
     """``jnp.einsum`` replacement whose contractions run through ``fp4_dot_general``."""
-    return _einsum(fp4_dot_general(fmt, w_fmt=w_fmt, implementation=implementation, grad=grad),
-                   "fp4_einsum")
+    return _einsum(fp4_dot_general(fmt, w_fmt=w_fmt, implementation=implementation, grad=grad,
+                                   weight_only=weight_only), "fp4_einsum")

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from .._src import grad as GD
+from ..fp4.config import check_weight_only
 from . import _core
 
 __all__ = ["QuantLinear"]
@@ -36,7 +37,12 @@ class QuantLinear(nn.Module):
     ``"params"`` entry ``kernel`` (in_features, features) (as ``nn.Dense``),
     quantized in every call (same bits as ``from_dense(kernel.T)``'s packed
     layer); gradients w.r.t. ``x`` and ``kernel`` are those of the exact
-    ``T(x) @ T(kernel.T).T``. A transform, if any, is in ``"fp4"``."""
+    ``T(x) @ T(kernel.T).T``. A transform, if any, is in ``"fp4"``.
+
+    ``weight_only=True``: ``y = fp4.weight_only_matmul(x, W)``, the activation
+    never quantized (no ``act_fmt``, no transform; the state has no
+    ``act_global_scale``); the gradient w.r.t. ``x`` is exact, and with
+    ``grad="ste"`` the kernel's is straight-through, ``x^T g``."""
     features: int
     fmt: Any = "mxfp4"
     act_fmt: Any = None
@@ -45,10 +51,15 @@ class QuantLinear(nn.Module):
     transform_size: Optional[int] = None
     kernel_init: Any = nn.initializers.lecun_normal()
     grad: Optional[str] = None
+    weight_only: bool = False
 
     def _configs(self):
+        """(weight config, activation config or None in weight-only mode), validated."""
         cfg = _core.resolve_config(self.fmt)
-        act = cfg if self.act_fmt is None else _core.resolve_config(self.act_fmt, "act_fmt")
+        wo = check_weight_only(self.weight_only, {"act_fmt": self.act_fmt,
+                                                  "transform_size": self.transform_size})
+        act = (None if wo else cfg if self.act_fmt is None
+               else _core.resolve_config(self.act_fmt, "act_fmt"))
         _core.check_impl(self.quant_impl, "quant_impl")
         _core.check_impl(self.matmul_impl, "matmul_impl")
         GD.check_grad(self.grad, "QuantLinear")
@@ -57,7 +68,11 @@ class QuantLinear(nn.Module):
     @nn.compact
     def __call__(self, x):
         cfg, act = self._configs()
-        K = jnp.shape(x)[-1] if jnp.ndim(x) else 0
+        shape = tuple(getattr(x, "shape", ()))              # an FP4Tensor x fails in _core
+        K = shape[-1] if shape else 0
+        if act is None and self.has_variable(COLLECTION, "transform"):
+            raise ValueError("variables['fp4']['transform'] has no use with weight_only=True "
+                             "(the activation is not transformed or quantized)")
         if self.grad == "ste":
             kernel = self.param("kernel", self.kernel_init, (K, self.features), jnp.float32)
             if self.transform_size is not None and not self.has_variable(COLLECTION, "transform"):
@@ -77,21 +92,23 @@ class QuantLinear(nn.Module):
             built = build()
             for k, v in built.items():
                 self.variable(COLLECTION, k, lambda v=v: v)
-        for k in _core.STATE_KEYS + ("transform",):
+        for k in _core.state_keys(act is None) + ("transform",):
             if self.has_variable(COLLECTION, k):
                 state[k] = self.get_variable(COLLECTION, k)
         return _core.forward(x, state, cfg, act, self.quant_impl, self.matmul_impl)
 
     @classmethod
     def from_dense(cls, w, fmt="mxfp4", transform=None, *, act_fmt=None, quant_impl=None,
-                   matmul_impl=None, grad=None):
+                   matmul_impl=None, grad=None, weight_only=False):
         """float weight ``w`` (out_features, in_features) (a linen ``Dense``
         kernel transposed) -> ``(module, variables)``; the weight is quantized
         as ``quantize(transform(w))`` (with ``grad="ste"``: kept float as the
         ``kernel`` ``w.T``, quantized in every call)."""
         m = cls(features=int(jnp.shape(w)[0]) if jnp.ndim(w) == 2 else -1, fmt=fmt,
-                act_fmt=act_fmt, quant_impl=quant_impl, matmul_impl=matmul_impl, grad=grad)
+                act_fmt=act_fmt, quant_impl=quant_impl, matmul_impl=matmul_impl, grad=grad,
+                weight_only=weight_only)
         cfg, act = m._configs()
+        check_weight_only(weight_only, {"transform": transform})
         if grad == "ste":
             extra = ({} if transform is None else
                      {COLLECTION: {"transform": jnp.asarray(transform, jnp.float32)}})
@@ -101,15 +118,16 @@ class QuantLinear(nn.Module):
     @classmethod
     def from_state_dict(cls, state: dict, fmt="mxfp4", **kw):
         """Checkpoint entries (``to_state_dict(variables)["fp4"]``, arrays or
-        NumPy) -> ``(module, variables)``; shapes checked against ``fmt``."""
+        NumPy) -> ``(module, variables)``; shapes checked against ``fmt``
+        (``weight_only=True`` needs no ``act_global_scale`` and drops one)."""
         if not isinstance(state, dict) or "codes" not in state:
             raise ValueError("state must be a dict with 'codes', 'scales', 'global_scale', "
-                             "'act_global_scale' (and optionally 'transform')")
+                             "'act_global_scale' (and optionally 'transform'; weight-only: "
+                             "the first three)")
         if kw.get("grad") is not None:
             raise ValueError("from_state_dict builds the packed layer (grad=None); grad='ste' "
                              "trains a float weight: use from_dense(w, grad='ste')")
         M, Kh = jnp.shape(state["codes"])
         m = cls(features=int(M), fmt=fmt, **kw)
-        cfg, _ = m._configs()
-        _core.check_state(state, 2 * Kh, M, cfg)
-        return m, {COLLECTION: {k: jnp.asarray(v) for k, v in state.items()}}
+        cfg, act = m._configs()
+        return m, {COLLECTION: _core.check_state(state, 2 * Kh, M, cfg, act is None)}

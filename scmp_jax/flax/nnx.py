@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._src import grad as GD
+from ..fp4.config import check_weight_only
 from . import _core
 
 __all__ = ["NNXQuantLinear", "FP4State"]
@@ -33,14 +34,20 @@ class NNXQuantLinear(nnx.Module):
     training, the weight kept as ``nnx.Param`` ``kernel`` (in_features,
     out_features) (as ``nnx.Linear``) and quantized in every call (same bits as
     the packed layer of that weight), gradients those of the exact float
-    ``T(x) @ T(kernel.T).T``; ``state_dict()`` then returns the packed entries."""
+    ``T(x) @ T(kernel.T).T``; ``state_dict()`` then returns the packed entries.
+    ``weight_only=True``: as ``QuantLinear``'s (``fp4.weight_only_matmul``, no
+    ``act_fmt``, no transform, no ``act_global_scale`` entry)."""
 
     def __init__(self, in_features: int, out_features: int, *, fmt: Any = "mxfp4",
                  act_fmt: Any = None, transform=None, quant_impl: Optional[str] = None,
                  matmul_impl: Optional[str] = None, weight=None, rngs: nnx.Rngs | None = None,
-                 kernel_init=nnx.initializers.lecun_normal(), grad: Optional[str] = None):
+                 kernel_init=nnx.initializers.lecun_normal(), grad: Optional[str] = None,
+                 weight_only: bool = False):
         self.cfg = _core.resolve_config(fmt)
-        self.act_cfg = self.cfg if act_fmt is None else _core.resolve_config(act_fmt, "act_fmt")
+        self.weight_only = check_weight_only(weight_only, {"act_fmt": act_fmt,
+                                                           "transform": transform})
+        self.act_cfg = (None if self.weight_only else self.cfg if act_fmt is None
+                        else _core.resolve_config(act_fmt, "act_fmt"))
         self.quant_impl = _core.check_impl(quant_impl, "quant_impl")
         self.matmul_impl = _core.check_impl(matmul_impl, "matmul_impl")
         self.grad = GD.check_grad(grad, "NNXQuantLinear")
@@ -64,7 +71,8 @@ class NNXQuantLinear(nnx.Module):
         self.codes = FP4State(state["codes"])
         self.scales = FP4State(state["scales"])
         self.global_scale = FP4State(state["global_scale"])
-        self.act_global_scale = FP4State(state["act_global_scale"])
+        self.act_global_scale = (None if self.weight_only
+                                 else FP4State(state["act_global_scale"]))
         self.transform = FP4State(state["transform"]) if "transform" in state else None
 
     @classmethod
@@ -84,7 +92,7 @@ class NNXQuantLinear(nnx.Module):
         if self.grad == "ste":
             return _core.quantize_weight(jnp.transpose(self.kernel[...]), self.cfg,
                                          self._transform(), self.quant_impl, self.act_cfg)
-        d = {k: getattr(self, k)[...] for k in _core.STATE_KEYS}
+        d = {k: getattr(self, k)[...] for k in _core.state_keys(self.weight_only)}
         if self.transform is not None:
             d["transform"] = self.transform[...]
         return d
@@ -94,8 +102,8 @@ class NNXQuantLinear(nnx.Module):
         if self.grad == "ste":
             raise ValueError("load_state_dict needs the packed layer (grad=None); this layer "
                              "trains a float kernel (grad='ste')")
-        _core.check_state(state, self.in_features, self.out_features, self.cfg)
-        self._set({k: jnp.asarray(v) for k, v in state.items()})
+        self._set(_core.check_state(state, self.in_features, self.out_features, self.cfg,
+                                    self.weight_only))
 
     def __call__(self, x):
         if self.grad == "ste":

@@ -56,16 +56,21 @@ class SC:
 
 class FP4:
     """FP4 arithmetic: ``fp4.matmul(quantize(a, fmt), quantize(b, w_fmt or fmt))``;
-    ``grad`` as ``SC``'s."""
+    ``grad`` as ``SC``'s. ``weight_only=True``: ``fp4.weight_only_matmul(a,
+    quantize(b, fmt))``, the activation (lhs) left as it is (no ``w_fmt``); its
+    gradient is then exact with either ``grad``, the weight's needs ``grad="ste"``."""
 
-    def __init__(self, fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None):
+    def __init__(self, fmt="mxfp4", *, w_fmt=None, implementation=None, grad=None,
+                 weight_only=False):
         self.fmt, self.w_fmt, self.grad = as_fp4_config(fmt), w_fmt, grad
         self.name = fmt if isinstance(fmt, str) else "custom"
         self.pair = fp4_matmul_pair(fmt, w_fmt, implementation, grad, op="FP4 arithmetic",
-                                    hint=ste_hint("FP4"))
+                                    hint=ste_hint("FP4"), weight_only=weight_only)
+        self.weight_only = bool(weight_only)
 
     def __repr__(self):
-        return f"FP4({self.name!r}{'' if self.grad is None else f', grad={self.grad!r}'})"
+        return (f"FP4({self.name!r}{'' if self.grad is None else f', grad={self.grad!r}'}"
+                f"{', weight_only=True' if self.weight_only else ''})")
 
 
 @dataclasses.dataclass(frozen=True)

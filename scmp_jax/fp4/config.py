@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 
-from .._src.errors import is_int
+from .._src.errors import check_bool, is_int
 from .formats import ROUNDINGS, SCALE_DTYPES
 
 __all__ = ["FP4Config", "MXFP4", "NVFP4", "PRESETS", "check_positive", "check_product",
-           "check_fields", "pow2"]
+           "check_fields", "pow2", "check_weight_only"]
 
 
 def pow2(n: int) -> bool:
@@ -39,6 +39,19 @@ def check_fields(tiling, pow2=(), positive=()):
     for x in dataclasses.fields(tiling):
         if x.type in ("bool", bool) and not isinstance(getattr(tiling, x.name), bool):
             raise TypeError(f"{name}.{x.name} must be a bool, got {getattr(tiling, x.name)!r}")
+
+
+def check_weight_only(weight_only, unused: dict) -> bool:
+    """The ``weight_only`` flag of the fp4 layers and rules as a bool (TypeError
+    unless one); with it, each argument of ``unused`` (name -> value: settings of
+    the activation's quantization, which weight-only mode does not do) must be
+    None, else ValueError naming it."""
+    wo = check_bool(weight_only, "weight_only")
+    given = [k for k, v in unused.items() if v is not None] if wo else []
+    if given:
+        raise ValueError(f"{given[0]} must be None with weight_only=True (the activation is not "
+                         f"quantized; the weight's format is fmt), got {unused[given[0]]!r}")
+    return wo
 
 
 def check_positive(v, name: str) -> float:

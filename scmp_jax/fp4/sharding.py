@@ -13,6 +13,8 @@ shard under ``jax.shard_map``, outputs left distributed, same bits as unsharded.
   (the same K split and tile order, so the same float32 accumulation); the
   decode+GEMM schedule (N >= 256 on GPU) calls XLA's dense dot per shard, whose
   algorithm cuBLAS may pick per shape.
+* ``weight_only``: float ``x (..., N, K)`` times fp4 ``w (M, K)``, laid out as
+  ``matmul`` (``x`` in place of ``a``'s codes). No communication.
 
 Concrete arrays and, inside a user's jit, tracers under explicit-axis meshes
 are recognised (as in ``scmp_jax.sc.sharding``); replicated or unsharded
@@ -29,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from .._src.sharding import axes, place, sharded, shards
 
-__all__ = ["Plan", "plan_quantize", "plan_matmul", "quantize", "matmul"]
+__all__ = ["Plan", "plan_quantize", "plan_matmul", "quantize", "matmul", "weight_only"]
 
 
 class Plan(NamedTuple):
@@ -64,8 +66,9 @@ def plan_quantize(x, group_size: int, transform_shape=None) -> Optional[Plan]:
     return Plan(mesh, (P(*spec),), (P(*spec), P(*spec)))
 
 
-def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
-    """Layout for sharded activation codes (..., N, K/2) / weight codes (M, K/2), or None."""
+def plan_matmul(a_codes, w_codes, names=("a", "w")) -> Optional[Plan]:
+    """Layout for sharded activation codes (..., N, K/2) (or float activations
+    (..., N, K)) / weight codes (M, K/2), or None; errors name the operands ``names``."""
     nd = len(a_codes.shape)
     ma, sa = sharded(a_codes, nd)
     mw, sw = sharded(w_codes, 2)
@@ -74,18 +77,18 @@ def plan_matmul(a_codes, w_codes) -> Optional[Plan]:
         return None
     mesh = meshes[0]
     if any(m != mesh for m in meshes):
-        raise ValueError("a and w must be sharded over the same mesh")
+        raise ValueError(f"{names[0]} and {names[1]} must be sharded over the same mesh")
     sa = sa or (None,) * nd
     sw = sw or (None, None)
-    for name, s in (("a", sa), ("w", sw)):
+    for name, s in zip(names, (sa, sw)):
         if s[-1] is not None:
             raise ValueError(f"{name}: the inner dim K must not be sharded (got "
                              f"{P(*s)}); shard rows or leading dims")
     used = [ax for e in sa[:-1] for ax in axes(e)]
     if set(used) & set(axes(sw[0])) or len(set(used)) != len(used):
-        raise ValueError("a's dims and w's rows must be sharded over different mesh axes "
-                         "(the output is sharded over all of them)")
-    for name, shape, spec in (("a", a_codes.shape, sa), ("w", w_codes.shape, sw)):
+        raise ValueError(f"{names[0]}'s dims and {names[1]}'s rows must be sharded over "
+                         "different mesh axes (the output is sharded over all of them)")
+    for name, shape, spec in zip(names, (a_codes.shape, w_codes.shape), (sa, sw)):
         for d, e in enumerate(spec[:-1]):
             if shape[d] % shards(mesh, e):
                 raise ValueError(f"{name}: dim {d} of size {shape[d]} does not split evenly "
@@ -130,3 +133,20 @@ def matmul(fn, a, w, static, pl_: Plan):
     prog = _matmul_program(fn, pl_.mesh, pl_.specs[0], pl_.specs[1], pl_.out, static)
     m, (sa, sw), rep = pl_.mesh, pl_.specs, P()
     return prog(*(place(v, m, s) for v, s in zip(a + w, (sa, sa, rep, sw, sw, rep))))
+
+
+@functools.lru_cache(maxsize=64)
+def _weight_only_program(fn, mesh, spec_x, spec_w, out, static):
+    def local(x, wc, ws, gsw):
+        return fn(x, (wc, ws, gsw), *static)
+
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec_x, spec_w, spec_w, P()),
+                                 out_specs=out, check_vma=False))
+
+
+def weight_only(fn, x, w, static, pl_: Plan):
+    """``fn(x, w, *static)`` per shard; ``x`` float, ``w`` = (codes, scales, global
+    scale); ``pl_`` from ``plan_matmul(x, w codes)``."""
+    prog = _weight_only_program(fn, pl_.mesh, pl_.specs[0], pl_.specs[1], pl_.out, static)
+    m, (sx, sw) = pl_.mesh, pl_.specs
+    return prog(*(place(v, m, s) for v, s in zip((x,) + tuple(w), (sx, sw, sw, P()))))

@@ -115,6 +115,10 @@ for n in (1, 2, 8, 16):                      # gemv (in-kernel quantization), gr
         lambda x, w, n=n: fp4.quantized_matmul(x[:n], w, "mxfp4"), (X, W), 1)
 FP4_CASES["quantized_matmul N=256 (dequant)"] = (
     lambda x, w: fp4.quantized_matmul(x, w, "mxfp4"), (_arr((256, 256), BF16), W), 2)
+FP4_CASES["weight_only_matmul bf16"] = (lambda x, w: fp4.weight_only_matmul(x[:1], w), (X, W), 1)
+FP4_CASES["weight_only_matmul f32 nvfp4"] = (
+    lambda x, w: fp4.weight_only_matmul(x, w), (X.astype(F32), fp4.quantize(
+        _arr((128, 256), seed=7), "nvfp4", implementation="xla")), 1)
 for name, til in {"fused": T.FusedTiling(16, 64, 128), "gemv": T.GemvTiling(32, 256, split=2),
                   "dp4a": T.Dp4aTiling(32, 256, split=2), "dequant": T.DequantTiling()}.items():
     FP4_CASES[f"matmul {name}"] = (lambda x, w, t=til: MP.matmul(

@@ -270,6 +270,81 @@ def test_quant_linear_ste_is_the_packed_layer_with_exact_gradients():
     close(g.kernel[...], np.einsum("bnk,bnm->km", np.asarray(x, np.float64), ct))
 
 
+# ------------------------------------------------------------------ (c') weight-only fp4
+
+
+def test_weight_only_gradient_in_x_is_exact():
+    """Nothing rounds the activation: its gradient is ``g @ dequant(w)`` with either
+    ``grad``; the weight's global scale needs ``grad="ste"`` (linear in it)."""
+    w = q4(B)
+    Wd = np.asarray(fp4.dequantize(w), np.float64)
+    for grad in (None, "ste"):
+        f = lambda x: fp4.weight_only_matmul(x, w, grad=grad)                # noqa: E731
+        close(jax.jit(jax.grad(loss_of(f)))(A), CT.astype(np.float64) @ Wd)
+    _, t = jax.jit(lambda x: jax.jvp(f, (x,), (jnp.ones_like(x),)))(jnp.asarray(A, jnp.bfloat16))
+    close(t, np.ones_like(A, np.float64) @ Wd.T)                        # bfloat16 activations
+    g_of = lambda grad: jax.grad(loss_of(lambda s: fp4.weight_only_matmul(   # noqa: E731
+        A, dataclasses.replace(w, global_scale=s), grad=grad)))
+    raises_naming("fp4.weight_only_matmul", g_of(None), F32(w.global_scale))
+    y = np.asarray(A, np.float64) @ Wd.T
+    close(jax.jit(g_of("ste"))(F32(w.global_scale)), np.sum(CT * y) / F32(w.global_scale))
+
+
+WX, WCT = rnd((2, 3, 32), 15), rnd((2, 3, 3), 16)
+
+
+def test_weight_only_packed_layers_gradients():
+    """Packed weight-only layers: exact gradient in x, none for the packed state."""
+    x, ct, c64 = WX, WCT, np.asarray(WCT, np.float64)
+    m = QuantLinear(3, weight_only=True)
+    v = jax.jit(lambda w: QuantLinear.from_dense(w, weight_only=True)[1])(jnp.asarray(B))
+    Wd = np.asarray(fp4.dequantize(q4(B)), np.float64)
+    close(jax.jit(jax.grad(lambda x: jnp.sum(ct * m.apply(v, x))))(x), c64 @ Wd)
+    raises_naming("QuantLinear", jax.grad(
+        lambda g: m.apply({"fp4": dict(v["fp4"], global_scale=g)}, x).sum()),
+        v["fp4"]["global_scale"])
+    layer = nnx.jit(lambda: NNXQuantLinear(32, 3, weight=B, weight_only=True))()
+    close(jax.jit(jax.grad(lambda x: jnp.sum(ct * layer(x))))(x), c64 @ Wd)
+
+
+def test_weight_only_ste_layers_gradients():
+    """``grad="ste"``: the packed layer's value, exact in x, straight-through
+    ``x^T g`` for the kernel."""
+    x, ct = WX, WCT
+    x64, c64 = np.asarray(x, np.float64), np.asarray(ct, np.float64)
+    s = QuantLinear(3, weight_only=True, grad="ste")
+    vs = jax.jit(s.init)(jax.random.key(5), x)
+    kernel = vs["params"]["kernel"]                                      # (32, 3)
+    packed = QuantLinear(3, weight_only=True)
+    pv = jax.jit(lambda w: QuantLinear.from_dense(w, weight_only=True)[1])(kernel.T)
+    assert_same_bits(jax.jit(s.apply)(vs, x), jax.jit(packed.apply)(pv, x))
+    gx, gv = jax.jit(jax.grad(lambda x, v: jnp.sum(ct * s.apply(v, x)), argnums=(0, 1)))(x, vs)
+    st = {k: np.asarray(a) for k, a in pv["fp4"].items()}                # golden's decode
+    close(gx, c64 @ GF.dequantize(st["codes"], st["scales"], scale_dtype="e8m0",
+                                  global_scale=st["global_scale"]).astype(np.float64))
+    close(gv["params"]["kernel"], np.einsum("bnk,bnm->km", x64, c64))
+    n = NNXQuantLinear(32, 3, weight=kernel.T, weight_only=True, grad="ste")
+    close(nnx.jit(nnx.grad(lambda l: jnp.sum(ct * l(x))))(n).kernel[...],
+          np.einsum("bnk,bnm->km", x64, c64))
+
+
+def test_weight_only_rule_gradients():
+    """``FP4(weight_only=True)``: the activation's gradient is exact by default,
+    the params' raises; with ``grad="ste"`` the kernel's is ``x^T g``."""
+    x, ct = rnd((8, 32), 17), rnd((8, 3), 18)
+    dense = nn.Dense(3, use_bias=False)
+    v = dense.init(jax.random.key(6), x)
+    kernel = np.asarray(v["params"]["kernel"])
+    Wd = np.asarray(fp4.dequantize(q4(kernel.T)), np.float64)
+    sim = simulate(dense, [Rule(".*", FP4("mxfp4", weight_only=True))])
+    close(jax.jit(jax.grad(lambda x: jnp.sum(ct * sim.apply(v, x))))(x),
+          ct.astype(np.float64) @ Wd)
+    raises_naming("FP4 arithmetic", jax.grad(lambda v: sim.apply(v, x).sum()), v)
+    ste = simulate(dense, [Rule(".*", FP4("mxfp4", weight_only=True, grad="ste"))])
+    g = jax.jit(jax.grad(lambda v: jnp.sum(ct * ste.apply(v, x))))(v)
+    close(g["params"]["kernel"], np.asarray(x, np.float64).T @ ct)
+
+
 # ------------------------------------------------------------------ (d) training
 
 

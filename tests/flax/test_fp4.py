@@ -12,7 +12,8 @@ from flax import nnx
 
 from golden import fp4 as G
 from scmp_jax import fp4
-from scmp_jax.flax import NNXQuantLinear, QuantLinear
+from scmp_jax.flax import (FP4, NNXQuantLinear, QuantLinear, Rule, fp4_dot_general, fp4_einsum,
+                           simulate)
 from tests.helpers import check_fp4_transform
 
 F32 = np.float32
@@ -202,3 +203,145 @@ def test_bad_input_and_state_raise():
     n = NNXQuantLinear.from_dense(W, "mxfp4")
     with pytest.raises(ValueError, match="codes"):
         n.load_state_dict(dict(n.state_dict(), codes=np.zeros((32, 31), np.uint8)))
+
+
+# ---- weight-only mode: float activations, fp4 weights (SPEC 9.9) ---------------------------
+
+def _golden_weight_only(x, st):
+    """golden's float64 product of float activations with a layer state's weight."""
+    sb = np.asarray(st["scales"]).view(np.uint8)
+    scale_dtype = "e8m0" if sb.shape[-1] * 32 == 2 * np.shape(st["codes"])[-1] else "e4m3"
+    return G.weight_only_reference(np.asarray(x), np.asarray(st["codes"]), sb,
+                                   st["global_scale"], scale_dtype_w=scale_dtype)
+
+
+def _close(y, ref):
+    assert np.asarray(y).dtype == np.float32
+    assert _rel(y, ref) < 1e-5
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+def test_weight_only_layers_match_golden(fmt):
+    """linen and nnx layers (from a dense weight and from init): golden's weight
+    codes, golden's float64 product with bf16 / f32 activations, the same bits
+    from both layers."""
+    m, v = QuantLinear.from_dense(W, fmt, weight_only=True, quant_impl="xla", matmul_impl="xla")
+    st = v["fp4"]
+    assert set(st) == {"codes", "scales", "global_scale"}
+    ref_w = G.quantize(W, **_gold_kw(fmt, st["global_scale"]))
+    assert np.array_equal(np.asarray(st["codes"]), ref_w["codes"])
+    assert np.array_equal(np.asarray(st["scales"]).view(np.uint8), ref_w["scales"])
+    n = NNXQuantLinear.from_dense(W, fmt, weight_only=True, quant_impl="xla", matmul_impl="xla")
+    for x in (X.astype(BF16), X.reshape(3, 1, 64)):
+        y = m.apply(v, x)
+        assert y.shape == x.shape[:-1] + (32,)
+        _close(y, _golden_weight_only(x, st))
+        assert np.array_equal(np.asarray(n(x)).view(np.uint32), np.asarray(y).view(np.uint32))
+    assert set(n.state_dict()) == {"codes", "scales", "global_scale"}
+
+
+def test_weight_only_init():
+    """Built by init (linen) and from rngs (nnx): no activation entry; golden's
+    product of the state's weight."""
+    layer = QuantLinear(16, weight_only=True, matmul_impl="xla")
+    st = jax.jit(layer.init)(jax.random.key(0), X)["fp4"]
+    assert set(st) == {"codes", "scales", "global_scale"}
+    _close(layer.apply({"fp4": st}, X[:1]), _golden_weight_only(X[:1], st))
+    n = nnx.jit(lambda: NNXQuantLinear(64, 16, weight_only=True, rngs=nnx.Rngs(0),
+                                       quant_impl="xla", matmul_impl="xla"))()
+    sd = n.state_dict()
+    assert set(sd) == {"codes", "scales", "global_scale"}
+    _close(n(X), _golden_weight_only(X, sd))
+
+
+@pytest.mark.gpu
+def test_weight_only_layers_pallas_match_golden():
+    m, v = QuantLinear.from_dense(W, "mxfp4", weight_only=True, matmul_impl="pallas")
+    _close(m.apply(v, X.astype(BF16)), _golden_weight_only(X.astype(BF16), v["fp4"]))
+    n = NNXQuantLinear.from_dense(W, "nvfp4", weight_only=True, matmul_impl="pallas")
+    _close(n(X[:1]), _golden_weight_only(X[:1], n.state_dict()))
+
+
+def test_weight_only_serves_a_w4a4_checkpoint():
+    """A W4A4 layer's state loads into a weight-only layer (its activation scale
+    dropped) and gives golden's weight-only product of that weight."""
+    _, v = QuantLinear.from_dense(W, "nvfp4", quant_impl="xla", matmul_impl="xla")
+    m, vw = QuantLinear.from_state_dict(v["fp4"], "nvfp4", weight_only=True, matmul_impl="xla")
+    assert set(vw["fp4"]) == {"codes", "scales", "global_scale"}
+    y = m.apply(vw, X)
+    _close(y, _golden_weight_only(X, v["fp4"]))
+    n = NNXQuantLinear(64, 32, fmt="nvfp4", weight_only=True, rngs=nnx.Rngs(0),
+                       matmul_impl="xla")
+    n.load_state_dict(v["fp4"])
+    assert np.array_equal(np.asarray(n(X)).view(np.uint32), np.asarray(y).view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype,fmt", [(jnp.float32, "mxfp4"), (BF16, "nvfp4")])
+def test_weight_only_rule_and_dot_general_same_bits_as_functional(dtype, fmt):
+    """``FP4(fmt, weight_only=True)`` inside simulate and ``fp4_dot_general`` in a
+    Dense: the bits of ``fp4.weight_only_matmul(x, quantize(kernel.T))`` in the
+    Dense's dtype."""
+    dense = nn.Dense(32, use_bias=False, dtype=dtype)
+    v = dense.init(jax.random.key(1), X)
+    k = v["params"]["kernel"].astype(dtype)
+    want = jax.jit(lambda x, k: fp4.weight_only_matmul(x, fp4.quantize(k.T, fmt)).astype(dtype))(
+        X.astype(dtype), k)
+    sim = simulate(dense, [Rule(".*", FP4(fmt, weight_only=True, implementation="xla"))])
+    y = jax.jit(sim.apply)(v, X)
+    assert y.dtype == dtype and np.array_equal(np.asarray(y), np.asarray(want))
+    dg = nn.Dense(32, use_bias=False, dtype=dtype,
+                  dot_general=fp4_dot_general(fmt, weight_only=True, implementation="xla"))
+    assert np.array_equal(np.asarray(jax.jit(dg.apply)(v, X)), np.asarray(want))
+    assert repr(FP4(fmt, weight_only=True)) == f"FP4('{fmt}', weight_only=True)"
+
+
+def test_weight_only_einsum_with_batch_dim():
+    """A contraction with a batch dim: one weight-only product per index."""
+    a, b = X.reshape(3, 1, 64), jnp.asarray(W[:6].reshape(3, 2, 64))
+    y = jax.jit(fp4_einsum("mxfp4", weight_only=True), static_argnums=0)("hnd,hmd->hnm", a, b)
+    for h in range(3):
+        w = fp4.quantize(b[h], "mxfp4")
+        assert np.array_equal(np.asarray(y[h]), np.asarray(fp4.weight_only_matmul(a[h], w)))
+
+
+BAD_WEIGHT_ONLY = [
+    (lambda: QuantLinear.from_dense(W, weight_only=True, act_fmt="nvfp4"), ValueError,
+     "act_fmt must be None with weight_only=True"),
+    (lambda: QuantLinear.from_dense(W, transform=T, weight_only=True), ValueError,
+     "transform must be None with weight_only=True"),
+    (lambda: QuantLinear(8, weight_only=True, transform_size=16).init(jax.random.key(0), X),
+     ValueError, "transform_size must be None"),
+    (lambda: NNXQuantLinear.from_dense(W, act_fmt="mxfp4", weight_only=True), ValueError,
+     "act_fmt must be None"),
+    (lambda: NNXQuantLinear.from_dense(W, transform=T, weight_only=True), ValueError,
+     "transform must be None"),
+    (lambda: QuantLinear.from_dense(W, weight_only="yes"), TypeError,
+     "weight_only must be a bool"),
+    (lambda: NNXQuantLinear.from_dense(W, weight_only=1), TypeError, "weight_only must be a bool"),
+    (lambda: FP4("mxfp4", w_fmt="nvfp4", weight_only=True), ValueError, "w_fmt must be None"),
+    (lambda: fp4_dot_general(weight_only=None), TypeError, "weight_only must be a bool"),
+]
+
+
+@pytest.mark.parametrize("fn,err,match", BAD_WEIGHT_ONLY)
+def test_weight_only_bad_arguments_raise(fn, err, match):
+    with pytest.raises(err, match=match):
+        fn()
+
+
+def test_weight_only_bad_input_and_state_raise():
+    m, v = QuantLinear.from_dense(W, "mxfp4", weight_only=True, matmul_impl="xla")
+    with pytest.raises(ValueError, match="x must be a float array"):
+        m.apply(v, fp4.quantize(X, "mxfp4"))
+    with pytest.raises(ValueError, match="x must be a float array"):
+        m.apply(v, jnp.ones((3, 64), jnp.int32))
+    with pytest.raises(ValueError, match="x must have last axis in_features=64"):
+        m.apply(v, jnp.ones((3, 32)))
+    _, vt = QuantLinear.from_dense(W, "mxfp4", transform=T)
+    with pytest.raises(ValueError, match=r"state\['transform'\] has no use"):
+        QuantLinear.from_state_dict(vt["fp4"], "mxfp4", weight_only=True)
+    with pytest.raises(ValueError, match=r"\['transform'\] has no use"):
+        m.apply({"fp4": dict(v["fp4"], transform=T)}, X)
+    n = NNXQuantLinear.from_dense(W, "mxfp4", weight_only=True)
+    with pytest.raises(ValueError, match="missing 'global_scale'"):
+        n.load_state_dict({k: n.state_dict()[k] for k in ("codes", "scales")})

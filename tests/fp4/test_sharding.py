@@ -259,3 +259,34 @@ def test_matmul_rows_sharded_large_n(impl):
     ref = fp4.matmul(a, w, implementation=impl)
     assert np.array_equal(_bits(y), _bits(ref))
     assert y.sharding.is_equivalent_to(NamedSharding(mesh, P("x", None)), 2)
+
+
+@needs4
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("x_spec,w_spec,x_shape,dtype", [
+    (("x", None), ("y", None), (8, 128), jnp.bfloat16),
+    (("x", "y", None), (None, None), (2, 4, 128), jnp.float32),          # batch, rows
+])
+def test_weight_only_sharded_matches_golden(impl, x_spec, w_spec, x_shape, dtype):
+    """Float activations and fp4 weights sharded like fp4.matmul's operands: within
+    SPEC 9.8's tolerance of golden's float64 product of golden's decoded weight,
+    left sharded as (dims of x, rows of w)."""
+    mesh = _mesh()
+    x = jnp.asarray(_values(x_shape, 15), dtype)
+    xw = _values((12, x_shape[-1]), 16)
+    w = fp4.quantize(xw, "mxfp4")
+    ref_w = _golden_tensor(w, xw, "mxfp4")
+    y = fp4.weight_only_matmul(_put(x, mesh, *x_spec), _shard(w, mesh, w_spec),
+                               implementation=impl)
+    ref = G.weight_only_reference(np.asarray(x), ref_w["codes"], ref_w["scales"],
+                                  ref_w["global_scale"], scale_dtype_w="e8m0")
+    assert y.sharding.is_equivalent_to(NamedSharding(mesh, P(*x_spec[:-1], w_spec[0])),
+                                       len(x_shape))
+    y = np.asarray(y, np.float64)
+    nan = np.isnan(ref)
+    assert np.array_equal(np.isnan(y), nan) and nan.any() and not nan.all()
+    assert np.linalg.norm(y[~nan] - ref[~nan]) / np.linalg.norm(ref[~nan]) < 1e-5
+    with pytest.raises(ValueError, match="x: the inner dim K"):
+        fp4.weight_only_matmul(_put(x, mesh, *((None,) * (len(x_shape) - 1) + ("x",))), w)
+    with pytest.raises(ValueError, match="x's dims and w's rows .* different mesh axes"):
+        fp4.weight_only_matmul(_put(x, mesh, *x_spec), _shard(w, mesh, ("x", None)))

@@ -267,6 +267,29 @@ def test_matmul_reference():
     np.testing.assert_allclose(y, da.astype(np.float64) @ dw.T.astype(np.float64), rtol=1e-6)
 
 
+def test_weight_only_reference():
+    """Hand-worked: x = [1, 2], weight codes 0.5 and -6 with one e8m0 scale 2,
+    global scale 0.5 -> 0.5 * (1 * 1 + 2 * -12) = -11.5. And a float activation
+    holding exactly the values of fp4 codes gives matmul_reference's product."""
+    y = G.weight_only_reference(np.array([[1.0, 2.0]], F32), np.array([[0xF1]], np.uint8),
+                                np.array([[128]], np.uint8), 0.5, scale_dtype_w="e8m0")
+    assert y.dtype == np.float64 and y.tolist() == [[-11.5]]
+    r = np.random.default_rng(7)
+    a = G.quantize(r.standard_normal((2, 3, 64)).astype(F32), **MX)
+    w = G.quantize(r.standard_normal((5, 64)).astype(F32), **NV)
+    x = G.dequantize(a["codes"], a["scales"], scale_dtype="e8m0", global_scale=1.0)
+    ref = G.matmul_reference(a["codes"], a["scales"], 1.0, w["codes"], w["scales"],
+                             w["global_scale"], scale_dtype_a="e8m0", scale_dtype_w="e4m3")
+    got = G.weight_only_reference(x, w["codes"], w["scales"], w["global_scale"],
+                                  scale_dtype_w="e4m3")
+    assert got.shape == (2, 3, 5) and np.array_equal(got, ref)
+    with pytest.raises(ValueError, match="x must be"):
+        G.weight_only_reference(x[..., :32], w["codes"], w["scales"], 1.0, scale_dtype_w="e4m3")
+    with pytest.raises(ValueError, match="x must be a float"):
+        G.weight_only_reference(x.astype(np.int32), w["codes"], w["scales"], 1.0,
+                                scale_dtype_w="e4m3")
+
+
 # ---- validation -------------------------------------------------------------------------
 
 GOOD = dict(group_size=16, scale_dtype="e4m3", scale_scale=6.0, global_scale=1.0)

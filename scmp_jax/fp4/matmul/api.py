@@ -42,6 +42,9 @@ def matmul(a: FP4Tensor, w: FP4Tensor, *, implementation=None, grad=None):
     w.r.t. the scales or global scales raises ``NotDifferentiableError``) | "ste"
     (same value, the tangent of the float ``dequantize(a) @ dequantize(w).T``)."""
     GD.check_grad(grad, "fp4.matmul")
+    if not isinstance(a, FP4Tensor) and hasattr(a, "dtype"):
+        raise TypeError(f"a must be an FP4Tensor, got {type(a).__name__} (for float activations "
+                        "times fp4 weights use fp4.weight_only_matmul)")
     check_tensor(a, "a")
     check_tensor(w, "w")
     if len(w.shape) != 2:

@@ -26,10 +26,11 @@ __all__ = ["matmul", "unsupported", "check_rows"]
 _ROWS = {"gemv": gemv, "dp4a": dp4a}
 
 
-def unsupported(group_a: int, group_w: int):
-    """Why ``matmul`` cannot run as a kernel (a message naming the argument), or None."""
+def unsupported(group_a: int | None, group_w: int):
+    """Why ``matmul`` cannot run as a kernel (a message naming the argument), or None;
+    ``group_a`` None: a float activation (only the weight is decoded)."""
     for name, g in (("a", group_a), ("w", group_w)):
-        if not pow2(g) or g < 2:
+        if g is not None and (not pow2(g) or g < 2):
             return (f"{name}.group_size must be a power of two >= 2 for the fp4 Pallas matmul, "
                     f"got {g}")
     return None

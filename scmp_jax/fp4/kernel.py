@@ -49,7 +49,7 @@ def value(c, high: bool, interpret):
 
 def scaled(c, high, s, interpret):
     """bytes (..., h), float32 scales broadcastable -> float32 ``v * s`` of one nibble
-    (exact but for the one overflow ``6 * 2^127`` -> Inf)."""
+    (exact but for the e8m0 scale ``2^127`` times ``|v| >= 2``, which overflows to Inf)."""
     return mul(value(c, high, interpret), s, interpret)
 
 

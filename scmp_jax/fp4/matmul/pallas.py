@@ -5,7 +5,8 @@ activation codes/scales (N, K) x weight codes/scales (M, K) -> float32 (N, M)
 ``= alpha * sum_k (v_a s_a)(v_w s_w)``, ``alpha = gs_a * gs_w``. Every product
 ``v * s`` (e2m1 value times its group scale) is exact in float32 (<= 6
 significant bits; e4m3 scales are normal; e8m0 bytes 0 and 1 give exact
-float32 subnormals; only ``6 * 2^127`` overflows, to Inf). The schedule comes
+float32 subnormals; only the e8m0 scale ``2^127`` times ``|v| >= 2`` overflows, to
+Inf). The schedule comes
 from the tiling's type (``matmul.tilings``; by default ``matmul.heuristic``
 picks one by shape), one module each in ``matmul.schedules``. All are within
 float32 accumulation error of the float64 reference (not bit equal to one

@@ -113,8 +113,8 @@ def codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=None):
 
 def dequant_values(lo, hi, p_ref, scale_dtype, interpret, thresholds, known=None):
     """Float32 halves (BR, NG, H) -> float32 ``v * scale`` of each (e2m1 value times
-    its decoded group scale, no global scale; exact but for the one overflow
-    ``6 * 2^127``)."""
+    its decoded group scale, no global scale; exact but for the e8m0 scale
+    ``2^127`` times ``|v| >= 2``, which overflows to Inf)."""
     scales, run = codes_of(lo, hi, p_ref, scale_dtype, interpret, thresholds, known)
     sd = FM.decode_scale(scales, scale_dtype)[:, :, None]
     value = lambda c: K.scaled(c, False, sd, interpret)

@@ -6,14 +6,14 @@
 ``results.json`` and ``curves.png`` (matplotlib, optional) into ``--out``.
 
 Configurations (SC ``per_row``, bipolar, ``sc_prec=8`` on the 36 encoder
-``nn.Dense`` matmuls; full length 256):
+``nn.Dense`` matmuls; full length 256; MP levels ``LEVELS`` = 128 / 64 / 32 / 16):
 
 * ``uniform_L{32,64,128,256}``: one stream length everywhere;
 * ``quantile_mp``: ``MPConfig`` over ``LEVELS`` with ``QUANTILE_FRACTIONS``
   (tokens ranked by ``x_row_max``; 64 cycles per product on average);
 * ``calibrated_mp`` / ``calibrated_mp_qwt``: ``FreeBoundaryMPConfig`` over
   ``LEVELS``, boundaries per (layer, operator) from ``mp.calibrate`` at the
-  cycle budget of uniform L=64 (``budget_ratio = 64 / 256``), without / with
+  cycle budget of uniform L=64 (``budget_ratio = 64 / 128``), without / with
   QwT compensation. q, k and v read the same input and share one operator.
 
 Metrics (``public_eval``): Spearman rho of the cosine of WordSim353 word
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -39,7 +40,8 @@ import numpy as np
 
 from scmp_jax import mp
 from scmp_jax_examples import minilm, public_data, public_eval
-from scmp_jax_examples.mp_minilm import (BUDGET_LENGTH, FULL_LENGTH, LEVELS, OPERATORS,
+from scmp_jax_examples.mp_minilm import (BUDGET_LENGTH, CALIBRATE_RATIO, FULL_LENGTH, LEVELS,
+                                         OPERATORS,
                                          QUANTILE_FRACTIONS, RIDGE_GRID,
                                          UNIFORM, Embedder, calibrate_plan, mp_rules,
                                          select_ridge, truncate_layers, uniform_rules)
@@ -65,11 +67,11 @@ class Settings:
     held-out ``lee_background`` paragraphs (``select_ridge``). ``word_pairs``,
     ``polarity_per_class``, ``lee_docs``: subsets (None: all). ``layers``: run
     only the first MiniLM layers (None: all 6)."""
-    max_tokens: int = 16
+    max_tokens: int = 12
     calib_paragraphs: int = 4
     calib_tokens: int = 32
     heldout_paragraphs: int = 8
-    n_candidates: int = 4
+    n_candidates: int = 3
     n_outer_op: int = 1
     n_outer_block: int = 1
     ridge: Optional[float] = None
@@ -154,7 +156,7 @@ def _data(s: Settings) -> dict:
 
 def run_report(settings: Settings = Settings(), loaded=None, log=print) -> dict:
     """Calibrate, embed and score every configuration; the JSON-ready results."""
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     s = settings
     loaded = truncate_layers(minilm.load() if loaded is None else loaded, s.layers)
     data = _data(s)
@@ -214,10 +216,10 @@ def run_report(settings: Settings = Settings(), loaded=None, log=print) -> dict:
         elif rules is None:
             avg = None
         else:
-            avg = FULL_LENGTH * out["cycles_used"] / out["cycles_baseline"]
+            avg = LEVELS[0] * out["cycles_used"] / out["cycles_baseline"]
         calib_ratio = None
         if plan is not None:
-            calib_ratio = (sum(r.budget_actual for r in plan.report)
+            calib_ratio = (LEVELS[0] / FULL_LENGTH * sum(r.budget_actual for r in plan.report)
                            / sum(r.budget_baseline for r in plan.report))
         rows.append({"name": name, "description": desc, "avg_stream_length": avg,
                      "cycle_ratio": None if avg is None else avg / FULL_LENGTH,
@@ -231,11 +233,14 @@ def run_report(settings: Settings = Settings(), loaded=None, log=print) -> dict:
         "settings": {k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in dataclasses.asdict(s).items()},
         "ridge": ridge, "levels": list(LEVELS), "full_length": FULL_LENGTH,
-        "budget_ratio": BUDGET_LENGTH / FULL_LENGTH, "operators": OPERATORS,
+        "budget_ratio": BUDGET_LENGTH / FULL_LENGTH, "calibrate_budget_ratio": CALIBRATE_RATIO,
+        "operators": OPERATORS,
         "counts": data["counts"], "batches": len(emb.groups), "token_rows": emb.rows,
         "layers": loaded[0].config.num_hidden_layers, "jax": jax.__version__,
         "backend": jax.default_backend(), "date": time.strftime("%Y-%m-%d"),
-        "seconds_total": time.perf_counter() - t_start}
+        "seconds_total": time.perf_counter() - t_start,
+        "cpu_seconds": time.process_time() - cpu_start, "cpu_count": os.cpu_count(),
+        "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     return results
 
 

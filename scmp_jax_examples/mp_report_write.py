@@ -56,7 +56,8 @@ def configs_table(results) -> str:
 
 def calibration_table(blocks) -> str:
     lines = ["| layer | rmse before | after search | after QwT | r2 | QwT applied | "
-             "cycles / full (target) | boundaries qkv / attn_out / ffn_up / ffn_down | s |",
+             "cycles / at longest level (target) | boundaries qkv / attn_out / ffn_up / "
+             "ffn_down | s |",
              "|---:|---:|---:|---:|---:|---|---:|---|---:|"]
     for b in blocks:
         tgt = "" if b["budget_target"] is None else \
@@ -120,6 +121,12 @@ def summary(results) -> list:
         out.append("QwT compensation (`calibrated_mp_qwt` against `calibrated_mp`): "
                    + "; ".join(_cmp(rows["calibrated_mp_qwt"], rows["calibrated_mp"], k)
                                for k in METRICS) + ".")
+    if "float32" in rows and results["meta"]["counts"].get("polarity_sentences"):
+        p, n = rows["float32"]["polarity_accuracy"], results["meta"]["counts"]["polarity_sentences"]
+        se = (p * (1 - p) / n) ** 0.5
+        out.append(f"Sampling noise: with {n} polarity sentences an accuracy near {p:.2f} has "
+                   f"a binomial standard error of {se:.3f}, so polarity differences below "
+                   f"about {2 * se:.3f} do not separate two configurations.")
     uni = [rows[n] for n in ("uniform_L32", "uniform_L64", "uniform_L128", "uniform_L256")
            if n in rows]
     if len(uni) > 1:
@@ -176,8 +183,11 @@ def _settings_lines(m) -> list:
         f"{c['polarity_sentences']} polarity sentences, {c['lee_documents']} Lee documents; "
         f"every text truncated to `max_tokens={s['max_tokens']}` tokens ([CLS] and [SEP] "
         f"included); {m['batches']} batches, {m['token_rows']} token rows per configuration",
-        f"- MP levels {tuple(m['levels'])}, operators {', '.join(m['operators'])}; "
-        f"budget ratio {m['budget_ratio']:.3f} of full length {m['full_length']}",
+        f"- MP levels {tuple(m['levels'])} (no 256: at `sc_prec=8` the full-length stream "
+        f"takes no Owen scramble and embeds worse than 128, see `docs/minilm`), operators "
+        f"{', '.join(m['operators'])}; budget {m['budget_ratio']:.3f} of full length "
+        f"{m['full_length']} (`mp.calibrate(budget_ratio={m['calibrate_budget_ratio']:g})`, "
+        f"against every row at {m['levels'][0]})",
         f"- calibration: the first {s['calib_paragraphs']} `lee_background.cor` paragraphs, "
         f"truncated to {s['calib_tokens']} tokens; `n_candidates={s['n_candidates']}`, "
         f"`n_outer_op={s['n_outer_op']}`, `n_outer_block={s['n_outer_block']}`, "
@@ -188,12 +198,16 @@ def _settings_lines(m) -> list:
     ]
 
 
-def _readme(results, has_plot) -> str:
+def _readme(results, has_plot, notes="") -> str:
     m = results["meta"]
+    load = ("" if m.get("load_1min") is None else
+            f" with a 1-minute load of {m['load_1min']:.1f} at the end: other work shared "
+            "the machine when the load exceeds the CPU count")
     lines = ["# MiniLM under mixed-precision SC, on public human-rated data", "",
              f"Made by `{m.get('command', 'python -m scmp_jax_examples.mp_report')}` "
              f"({m['date']}, jax {m['jax']}, {m['backend']}; the whole run took "
-             f"{m['seconds_total'] / 60:.1f} min); raw numbers in `results.json`.", "",
+             f"{m['seconds_total'] / 60:.1f} min wall, {m['cpu_seconds'] / 60:.1f} min CPU, "
+             f"on {m['cpu_count']} CPUs{load}); raw numbers in `results.json`.", "",
              "Data: the WordSim353, Pang & Lee polarity and Lee corpora shipped in the "
              "`gensim` wheel (`scmp_jax_examples.public_data`). Calibration reads "
              "`lee_background.cor` only; the evaluation texts never enter calibration.", "",
@@ -209,6 +223,8 @@ def _readme(results, has_plot) -> str:
     if has_plot:
         lines += ["", "![metrics against average stream length](curves.png)"]
     lines += ["", "## Summary", ""] + [f"- {s}" for s in summary(results)]
+    if notes:
+        lines += ["", notes.strip()]
     sel = results.get("ridge_selection")
     if sel:
         lines += ["", "## QwT ridge", "",
@@ -233,7 +249,8 @@ def _readme(results, has_plot) -> str:
 
 def write_report(results, out_dir) -> list:
     """Write ``results.json``, ``curves.png`` (when matplotlib is installed) and
-    ``README.md`` into ``out_dir``; the paths written."""
+    ``README.md`` into ``out_dir`` (with the hand-written ``notes.md`` of that
+    directory, when present, after the summary); the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.json"]
@@ -241,5 +258,6 @@ def write_report(results, out_dir) -> list:
     has_plot = plot(results, out / "curves.png")
     if has_plot:
         written.append(out / "curves.png")
-    (out / "README.md").write_text(_readme(results, has_plot))
+    notes = (out / "notes.md").read_text() if (out / "notes.md").exists() else ""
+    (out / "README.md").write_text(_readme(results, has_plot, notes))
     return written + [out / "README.md"]

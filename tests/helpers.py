@@ -53,6 +53,8 @@ SLOW = (
     "tests/fp4/test_pallas.py::test_threshold_codes_every_binade",
     "tests/fp4/test_pallas.py::test_linear_gemv_thresholds",
     "tests/fp4/test_pallas.py::test_static_params_same_codes",
+    # examples: the report run with a calibration (ridge choice, calibrate, their compiles)
+    "tests/examples/test_mp_report.py::test_tiny_end_to_end_calibrated",
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -97,7 +97,7 @@ def run(loaded, paragraphs: int, tokens: int, n_candidates: int, n_outer_op: int
         print(f"{name}: {secs[name]:.1f} s, {cls.states} states in {cls.calls} program calls")
     check = same_plan(plans["loop"], plans["batched"])
     print(f"loop / batched: {secs['loop'] / secs['batched']:.3f}; {check}")
-    return dict(case=f"MiniLM {model.config.num_hidden_layers} layers",
+    return dict(case=f"MiniLM, {model.config.num_hidden_layers} of 6 layers",
                 rows=int(np.prod(args[0].shape)), layers=model.config.num_hidden_layers,
                 operators=len(OPERATORS), levels=list(LEVELS), n_candidates=n_candidates,
                 n_outer_op=n_outer_op, n_outer_block=n_outer_block,

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 import jax
@@ -260,7 +262,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--implementation", choices=("xla", "pallas", "auto"), default=None,
                    help="sc_matmul implementation (default xla; auto: Pallas on GPU)")
     p.add_argument("--configs", nargs="*", default=None, help=f"subset of {' '.join(CONFIGS)}")
+    p.add_argument("--rewrite", action="store_true",
+                   help="only rewrite README.md and the plot from --out's results.json")
     args = p.parse_args(argv)
+    if args.rewrite:
+        results = json.loads((Path(args.out) / "results.json").read_text())
+        print("wrote " + ", ".join(str(w) for w in write_report(results, args.out)))
+        return 0
     base = QUICK if args.quick else Settings()
     over = {f: getattr(args, f) for f in list(opts.values()) + ["ridge"]
             if getattr(args, f) is not None}

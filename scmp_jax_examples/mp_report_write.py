@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
-__all__ = ["METRICS", "HEADLINE", "headline", "configs_table", "calibration_table",
+__all__ = ["METRICS", "HEADLINE", "headline", "uniform_curve", "configs_table", "calibration_table",
            "ridge_table", "summary", "plot", "write_report"]
 
 #: result key -> (column title, plot title); higher is better for all three
@@ -86,6 +87,34 @@ def _cmp(a, b, key):
     return f"{METRICS[key][0]} {a[key]:.4f} ({d:+.4f}, {word} `{b['name']}`)"
 
 
+def uniform_curve(rows, key, length):
+    """The uniform configs' ``key`` at ``length``, linear in log2(L) between the two
+    nearest measured lengths (None outside the measured range)."""
+    pts = sorted((r["avg_stream_length"], r[key]) for n, r in rows.items()
+                 if n.startswith("uniform_L"))
+    for (l0, v0), (l1, v1) in zip(pts, pts[1:]):
+        if l0 <= length <= l1:
+            t = (math.log2(length) - math.log2(l0)) / (math.log2(l1) - math.log2(l0))
+            return v0 + t * (v1 - v0)
+    return None
+
+
+def _against_curve(rows, name):
+    r = rows.get(name)
+    if r is None or r["avg_stream_length"] is None:
+        return None
+    parts = []
+    for k in METRICS:
+        u = uniform_curve(rows, k, r["avg_stream_length"])
+        if u is None:
+            return None
+        parts.append(f"{METRICS[k][0]} {r[k]:.4f} vs {u:.4f} "
+                     f"({'above' if r[k] > u else 'not above'})")
+    return (f"`{name}` against the uniform curve at its own measured length "
+            f"{r['avg_stream_length']:.1f} (interpolated linearly in log2 L between the "
+            "neighbouring uniform points, an assumption): " + "; ".join(parts) + ".")
+
+
 def summary(results) -> list:
     """Bullet points, each computed from the results."""
     rows, out = _rows(results), []
@@ -106,9 +135,10 @@ def summary(results) -> list:
             cal = ("" if r["calib_cycle_ratio"] is None else
                    f" ({full * r['calib_cycle_ratio']:.1f} on the calibration paragraphs)")
             within = "within" if r["avg_stream_length"] <= budget + 1e-9 else "**above**"
+            share = r["avg_stream_length"] / budget
             out.append(f"`{name}` used {r['avg_stream_length']:.1f} cycles per product on "
                        f"the evaluation batches{cal}: {within} the budget of "
-                       f"{budget:g} there.")
+                       f"{budget:g} there ({100 * share:.0f} % of it).")
     if "uniform_L64" in rows:
         base = rows["uniform_L64"]
         for name in ("quantile_mp", "calibrated_mp", "calibrated_mp_qwt"):
@@ -117,6 +147,10 @@ def summary(results) -> list:
                 out.append(f"`{name}` (average length {r['avg_stream_length']:.1f}) against "
                            f"`uniform_L64` at the same nominal budget: "
                            + "; ".join(_cmp(r, base, k) for k in METRICS) + ".")
+    for name in ("quantile_mp", "calibrated_mp", "calibrated_mp_qwt"):
+        line = _against_curve(rows, name)
+        if line:
+            out.append(line)
     if "calibrated_mp" in rows and "calibrated_mp_qwt" in rows:
         out.append("QwT compensation (`calibrated_mp_qwt` against `calibrated_mp`): "
                    + "; ".join(_cmp(rows["calibrated_mp_qwt"], rows["calibrated_mp"], k)

@@ -91,6 +91,15 @@ def test_headline_and_summary_follow_the_numbers(tmp_path):
     assert "`calibrated_mp` used 70.0 cycles per product on the evaluation batches (64.0 on " \
            "the calibration paragraphs): **above** the budget of 64" in text
     assert "`calibrated_mp_qwt` used 60.0" in text and "within the budget of 64" in text
+    assert "within the budget of 64 there (94 % of it)" in text               # 60 / 64
+    rows = {r["name"]: r for r in res["configs"]}
+    mid = 32 * 2 ** 0.5                                  # half way between 32 and 64 in log2
+    assert mp_report_write.uniform_curve(rows, "wordsim_spearman", mid) == pytest.approx(0.705)
+    assert mp_report_write.uniform_curve(rows, "lee_cosine_mean", 256.0) == pytest.approx(0.93)
+    assert mp_report_write.uniform_curve(rows, "lee_cosine_mean", 16.0) is None
+    t = np.log2(60 / 32)
+    assert f"WordSim353 rho 0.7300 vs {0.70 + 0.01 * t:.4f} (above)" in text
+    assert f"Lee cos mean 0.9100 vs {0.90 + 0.01 * t:.4f} (above)" in text
     assert "polarity acc. 0.7000 / 0.7100 / 0.7200 / 0.7300;" in text
     assert "not monotone" not in text
     assert mp_report_write.headline(fake_results((0.72, 0.72, 0.92)))["all"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import flax.linen as nn
+import jax
 import numpy as np
+import pytest
 
 from bench import mp_calibrate as bmc
 from bench import report
@@ -62,3 +65,12 @@ def test_report_table(tmp_path):
     assert "### MP calibration: candidates in one program vs a loop (CPU)" in cpu
     assert "| MiniLM, 2 of 6 layers | 32 | (128,64,32,16) | 10 | 1 / 1 | 61.2 | 48.8 | 0.796 " \
            "| 260 / 180 | yes |" in cpu
+
+
+def test_block_program_must_be_a_block_program_class():
+    model = nn.Dense(2)
+    x = np.ones((3, 2), np.float32)
+    variables = model.init(jax.random.key(0), x)
+    for bad in (int, bmc.same_plan, "BlockProgram"):
+        with pytest.raises(TypeError, match="block_program"):
+            mp.calibrate(model, variables, x, [], block_path=r"layer_(\d+)", block_program=bad)

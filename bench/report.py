@@ -4,7 +4,8 @@ Reads every ``*.json`` in ``--results`` (default ``bench/results``) written by t
 bench modules (``bench.common``'s envelope: family, command, device, platform,
 jax, date, rows) and writes one Markdown report (default ``BENCHMARKS.md``):
 SC matmul, the SC side benches (mixed lengths, memory beyond the table cap,
-multi-GPU scaling), fp4, a whole model under ``simulate``, and the CPU path.
+multi-GPU scaling), fp4, MP calibration, a whole model under ``simulate``, and the
+CPU path (cell formatters: ``bench.report_format``).
 Every table names the device, jax version, date, commit and the exact command
 of the run it shows; a family with no result file is listed as not measured.
 Numbers are copied from the JSON (ratios as the bench computed them), never
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import os
 import re
+
+from bench.report_format import (columns, f_any, f_bool, f_bytes, f_ms, f_pct, f_ratio, f_s,
+                                 f_shape, f_x, is_number)
 
 __all__ = ["load", "render", "main", "FAMILIES", "MAX_BYTES"]
 
@@ -36,94 +39,17 @@ FAMILIES = {
                 "over every GPU of the host against one GPU"),
     "fp4": ("fp4 (MXFP4 / NVFP4)", "`python -m bench.fp4`: quantize+pack against a "
             "device copy, `QuantLinear` prefill and decode against a bf16 matmul"),
+    "mp_calibrate": ("MP calibration: candidates in one program vs a loop",
+                     "`python -m bench.mp_calibrate`: `mp.calibrate` of MiniLM with every "
+                     "candidate of a boundary in one compiled program against a Python loop "
+                     "over candidates (one call of the one-state program each), same plan "
+                     "from both; whole calibrations, compiles included"),
     "model": ("A whole model under `simulate`", "A model run through "
               "`scmp_jax.flax.simulate(model, rules)` (family `model`; MiniLM's accuracy "
               "under SC / fp4 rules is in `docs/minilm`, made by "
               "`python -m scmp_jax_examples.minilm_report`, not a bench result file)"),
 }
 GPU_ONLY = ("scaling",)                     # not expected on the CPU
-
-
-# ---------------------------------------------------------------- formatting
-
-def _num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def f_ms(v):
-    """Milliseconds (or seconds): 4 significant digits."""
-    if not _num(v):
-        return "" if v is None else str(v)
-    if math.isnan(v):
-        return "nan"
-    return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
-
-
-def f_s(v):
-    """Seconds of a first call: one decimal."""
-    return "" if not _num(v) else f"{v:.1f}"
-
-
-def f_ratio(v, digits=3):
-    return "" if not _num(v) else f"{v:.{digits}f}"
-
-
-def f_x(v):
-    """A time ratio against a baseline, '1.234x'."""
-    return "" if not _num(v) else f"{v:.3f}x"
-
-
-def f_pct(v):
-    return "" if not _num(v) else f"{v:.1f} %"
-
-
-def f_shape(v):
-    return "" if v is None else ("(" + ",".join(str(x) for x in v) + ")"
-                                 if isinstance(v, (list, tuple)) else str(v))
-
-
-def f_bool(v):
-    return "" if v is None else ("yes" if v else "**NO**")
-
-
-def f_bytes(v):
-    if not _num(v):
-        return ""
-    for unit, k in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
-        if abs(v) >= k:
-            return f"{v / k:.1f} {unit}"
-    return f"{v:.0f} B"
-
-
-def f_any(v):
-    if isinstance(v, bool):
-        return f_bool(v)
-    if _num(v):
-        return f_ms(v)
-    if isinstance(v, (list, tuple)):
-        return f_shape(v)
-    return "" if v is None else str(v).replace("|", "/")
-
-
-def table(header, rows):
-    """Markdown table; ``rows`` are lists of cell strings."""
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
-    return out
-
-
-def columns(rows, spec):
-    """``spec``: (header, key or function of the row, formatter). Columns whose
-    every cell is empty are dropped. Returns the table lines."""
-    cells = []
-    for r in rows:
-        line = []
-        for _, key, fmt in spec:
-            v = key(r) if callable(key) else r.get(key)
-            line.append(fmt(v))
-        cells.append(line)
-    keep = [i for i in range(len(spec)) if any(c[i] for c in cells)]
-    return table([spec[i][0] for i in keep], [[c[i] for i in keep] for c in cells])
 
 
 # ---------------------------------------------------------------- loading
@@ -160,10 +86,10 @@ def source(run):
     load, cpus = run.get("load_1min"), run.get("cpu_count")
     if plat == "cpu" and cpus:
         parts.append(f"{cpus} CPUs" + (f", load {load:g} at the end of the run"
-                                       if _num(load) else ""))
+                                       if is_number(load) else ""))
     text = (f"Measured on {', '.join(parts)}. Command: `{run.get('command', '?')}` "
             f"(`bench/results/{run['_file']}`).")
-    if plat == "cpu" and _num(load) and cpus and load > 1.5 * cpus:
+    if plat == "cpu" and is_number(load) and cpus and load > 1.5 * cpus:
         text += (f" **Contended run**: a load of {load:g} on {cpus} CPUs means other "
                  "processes shared the CPUs, so these times are upper bounds, not the "
                  "path's speed.")
@@ -310,8 +236,24 @@ def scaling_table(run):
         ("same bits as 1 GPU", "same_bits", f_bool), ("output spec", "out_spec", f_any)]), []
 
 
+def mp_calibrate_table(run):
+    rows = [dict(r, _rounds=f"{r.get('n_outer_op')} / {r.get('n_outer_block')}",
+                 _states=f"{r.get('states_batched')} / {r.get('states_loop')}")
+            for r in run["rows"]]
+    out = columns(rows, [
+        ("case", "case", f_any), ("token rows", "rows", f_any), ("levels", "levels", f_shape),
+        ("candidates", "n_candidates", f_any), ("rounds op / block", "_rounds", f_any),
+        ("one program s", "batched_s", f_s), ("loop s", "loop_s", f_s),
+        ("loop / one program", "loop_over_batched", f_ratio),
+        ("states one program / loop", "_states", f_any), ("same plan", "same_plan", f_bool)])
+    notes = ["Seconds are whole `mp.calibrate` calls, compiles included (each calibration "
+             "builds its own programs); the one-program path evaluates padded batches of "
+             "`candidates` states, the loop only distinct states."]
+    return out, notes
+
+
 RENDER = {"sc": sc_table, "fp4": fp4_tables, "mixed": mixed_table, "memory": memory_table,
-          "scaling": scaling_table}
+          "scaling": scaling_table, "mp_calibrate": mp_calibrate_table}
 
 
 def section(run):

@@ -159,7 +159,8 @@ def calibrate(model, variables, calib_inputs, rules, *, block_path: str,
               budget_ratio: Optional[float] = None, objective: str = "qwt",
               compensate: bool = True, ridge: float = 1e-2, n_candidates: int = 10,
               n_outer_op: int = 2, n_outer_block: int = 2, eps: float = EPS,
-              apply_kwargs: Optional[dict] = None, progress: bool = False) -> MPPlan:
+              apply_kwargs: Optional[dict] = None, progress: bool = False,
+              block_program: type = BlockProgram) -> MPPlan:
     """Search free boundaries per (block, operator) and fit QwT compensation.
 
     ``model``, ``variables``: a linen module and its variables; ``calib_inputs``:
@@ -170,6 +171,8 @@ def calibrate(model, variables, calib_inputs, rules, *, block_path: str,
     paths; a block's ``__call__`` must take the running activation first and
     return an array of the same rows. ``objective``: "qwt" | "mse";
     ``progress``: a tqdm bar over blocks and ops (when tqdm is installed).
+    ``block_program``: the class building each block's programs (``BlockProgram``
+    or a subclass, e.g. a benchmark's that evaluates states one call at a time).
     The module docstring gives the rules; ``plan.report`` the per-block numbers.
     """
     args, budget_ratio = _check(model, calib_inputs, rules, budget_ratio, objective,
@@ -178,6 +181,8 @@ def calibrate(model, variables, calib_inputs, rules, *, block_path: str,
                     ("n_outer_block", n_outer_block)):
         check_int(v, name, 1)
     check_bool(progress, "progress")
+    if not (isinstance(block_program, type) and issubclass(block_program, BlockProgram)):
+        raise TypeError(f"block_program must be BlockProgram or a subclass, got {block_program!r}")
     kwargs = dict(apply_kwargs or {})
     sim = simulate(model, rules, block_path=block_path)
     tr, _ = sim.trace(variables, *args, **kwargs)
@@ -195,8 +200,8 @@ def calibrate(model, variables, calib_inputs, rules, *, block_path: str,
         for i in blocks:
             t0 = time.perf_counter()
             ops = searched.get(i, [])
-            prog = BlockProgram(sim, variables, args, kwargs, i, X, ops=[o for o, _ in ops],
-                                total_blocks=total, objective=objective, ridge=ridge)
+            prog = block_program(sim, variables, args, kwargs, i, X, ops=[o for o, _ in ops],
+                                 total_blocks=total, objective=objective, ridge=ridge)
             state = {o: as_boundaries(c.get_boundaries(o, i)) for o, c in ops}
             names = [o for o, _ in ops]
             trials = _Trials(prog, names, n_candidates, budget_ratio is not None)

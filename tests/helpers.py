@@ -21,8 +21,8 @@ from golden import fp4 as G
 # cheapest of a parametrized test that costs more than SLOW_CASE: the README's test
 # command leaves them out and .ci/run runs them after it (``python -m pytest -n 2 -m slow``).
 DURATIONS = Path(__file__).resolve().parent / "durations.json"
-SLOW_ALONE = 30.0
-SLOW_CASE = 6.0
+SLOW_ALONE = 25.0
+SLOW_CASE = 4.0
 
 
 def load_durations(path=DURATIONS) -> dict:

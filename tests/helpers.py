@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import flax.linen as nn
 import numpy as np
 from hypothesis import strategies as st
 
@@ -542,3 +543,21 @@ def subnormal_sc_cases(draw, small=False):
                   group_b=draw(st.integers(1, M + 1)), smooth_scales=smooth,
                   scramble=draw(st.sampled_from(["bitrev", "off"])))
     return a, b, kwargs
+
+
+# ---- a small two-block linen model for the mixed-precision tests ------------------------
+
+class ResidualMLP(nn.Module):
+    """``x + fc2(relu(fc1(x)))``, features 6 -> 8 -> 6."""
+    @nn.compact
+    def __call__(self, x):
+        return x + nn.Dense(6, name="fc2")(nn.relu(nn.Dense(8, name="fc1")(x)))
+
+
+class TwoBlockNet(nn.Module):
+    """Two ``ResidualMLP`` blocks named ``layer_0`` and ``layer_1``."""
+    @nn.compact
+    def __call__(self, x):
+        for i in range(2):
+            x = ResidualMLP(name=f"layer_{i}")(x)
+        return x

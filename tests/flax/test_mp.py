@@ -17,24 +17,10 @@ import golden
 import golden.mp as gmp
 from scmp_jax import mp, sc_matmul
 from scmp_jax.flax import SC, Rule, sc_dot_general, simulate
-from tests.helpers import assert_same_bits
+from tests.helpers import TwoBlockNet as Net, assert_same_bits
 
 PREC = 5
 BLOCKS = r"layer_(\d+)"
-
-
-class Block(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        return x + nn.Dense(6, name="fc2")(nn.relu(nn.Dense(8, name="fc1")(x)))
-
-
-class Net(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        for i in range(2):
-            x = Block(name=f"layer_{i}")(x)
-        return x
 
 
 class NBlock(nnx.Module):

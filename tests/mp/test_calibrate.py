@@ -12,7 +12,7 @@ import pytest
 
 from scmp_jax import mp, sc_matmul
 from scmp_jax.flax import SC, Rule, simulate
-from tests.helpers import assert_same_bits
+from tests.helpers import TwoBlockNet as Net, assert_same_bits
 
 PREC, L2 = 5, 16
 LEVELS = (32, 16, 4)
@@ -20,20 +20,6 @@ CFG = mp.FreeBoundaryMPConfig(LEVELS)
 BLOCKS = r"layer_(\d+)"
 RULES = [Rule(r"layer_\d+/fc1", SC(mp=CFG, sc_prec=PREC)),
          Rule(r"layer_\d+/fc2", SC(sc_prec=PREC, stoc_len=L2))]
-
-
-class Block(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        return x + nn.Dense(6, name="fc2")(nn.relu(nn.Dense(8, name="fc1")(x)))
-
-
-class Net(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        for i in range(2):
-            x = Block(name=f"layer_{i}")(x)
-        return x
 
 
 X0 = jax.random.normal(jax.random.key(0), (3, 8, 6))
